@@ -1,0 +1,43 @@
+/**
+ * The actions the CLI offers. Each is loaded lazily so that `--help` and
+ * actions that need no database or card load neither native module.
+ * An action appears here only once it is complete.
+ */
+import type { Clock } from '../platform/clock.ts';
+import type { Logger } from '../platform/log.ts';
+import type { CliOptions } from './options.ts';
+
+export interface CliIo {
+  /** Output meant for scripts (summaries). */
+  stdout(text: string): void;
+  /** Human diagnostics. */
+  stderr(text: string): void;
+  /** True when stderr is a terminal (progress bars are drawn only then). */
+  isTTY: boolean;
+  env: Record<string, string | undefined>;
+}
+
+export interface ActionContext {
+  options: CliOptions;
+  io: CliIo;
+  log: Logger;
+  /** Working directory: `database/` lives here. */
+  cwd: string;
+  clock: Clock;
+  /** Aborted on SIGINT/SIGTERM (servers drain and stop). */
+  signal: AbortSignal;
+}
+
+export interface ActionDef {
+  name: string;
+  summary: string;
+  /** Returns the exit code; throws CliError for expected failures. */
+  run(context: ActionContext): Promise<number>;
+}
+
+export const ACTIONS: Record<string, { summary: string; load: () => Promise<ActionDef> }> = {
+  'import-assets': {
+    summary: 'import assets into the local database from the transfer files created with export-assets',
+    load: async () => (await import('./actions/import-assets.ts')).importAssetsAction,
+  },
+};

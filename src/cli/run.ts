@@ -1,0 +1,195 @@
+/**
+ * runCli(argv, io) → exit code. Never calls process.exit, so tests drive it
+ * in-process and check the code and the captured output.
+ */
+import { parseArgs, type ArgsDef } from 'citty';
+import packageJson from '../../package.json' with { type: 'json' };
+import { systemClock, type Clock } from '../platform/clock.ts';
+import { createLogger, type Logger } from '../platform/log.ts';
+import { StoreError } from '../store/errors.ts';
+import { ACTIONS, type CliIo } from './actions.ts';
+import { CliError, EXIT } from './exit-codes.ts';
+import { OPTION_DEFS, type CliOptions, type OptionName } from './options.ts';
+
+declare const NLA_BUILD_COMMIT: string | undefined;
+
+export function versionText(): string {
+  const commit = typeof NLA_BUILD_COMMIT === 'string' ? NLA_BUILD_COMMIT : 'development';
+  return `netlicensing-agent ${packageJson.version} (build ${commit}, bun ${Bun.version})`;
+}
+
+export function helpText(): string {
+  const lines = [
+    versionText(),
+    '',
+    'Usage:',
+    '  netlicensing-agent --help',
+    '  netlicensing-agent --version',
+    '  netlicensing-agent --action=<action> [options]',
+    '',
+    'Actions:',
+  ];
+  const width = Math.max(...Object.keys(ACTIONS).map((a) => a.length));
+  for (const [name, action] of Object.entries(ACTIONS)) lines.push(`  ${name.padEnd(width)}  ${action.summary}`);
+  lines.push('', 'Options:');
+  const rows = Object.entries(OPTION_DEFS).map(([name, def]) => {
+    const alias = 'alias' in def ? `-${def.alias}, ` : '    ';
+    const hint = def.type === 'string' ? `=<${'valueHint' in def ? def.valueHint : 'value'}>` : '';
+    const dflt = 'default' in def ? ` (default: ${def.default})` : '';
+    return [`  ${alias}--${name}${hint}`, `${def.description}${dflt}`] as const;
+  });
+  const left = Math.max(...rows.map(([l]) => l.length));
+  for (const [l, r] of rows) lines.push(`${l.padEnd(left)}  ${r}`);
+  lines.push('', 'Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input file, 4 conflict,');
+  lines.push('            5 database, 6 smart card, 7 NetLicensing/upstream, 8 server start.');
+  return `${lines.join('\n')}\n`;
+}
+
+/** Every spelling citty produces for a known option (name, alias, kebab and camel case). */
+function knownKeys(): Set<string> {
+  const keys = new Set<string>(['_']);
+  for (const [name, def] of Object.entries(OPTION_DEFS)) {
+    keys.add(name);
+    keys.add(name.replace(/\./g, '-'));
+    keys.add(name.replace(/[.-](\w)/g, (_, c: string) => c.toUpperCase()));
+    if ('alias' in def) keys.add(def.alias);
+  }
+  return keys;
+}
+
+export function parseCliOptions(argv: string[]): CliOptions {
+  const raw = parseArgs(argv, OPTION_DEFS as unknown as ArgsDef) as Record<string, unknown> & { _: string[] };
+  const known = knownKeys();
+  const unknown = Object.keys(raw).filter((k) => !known.has(k));
+  if (unknown.length > 0) {
+    throw new CliError(
+      `unknown option ${unknown.map((k) => (k.length === 1 ? `-${k}` : `--${k}`)).join(', ')} (see --help)`,
+      EXIT.usage,
+    );
+  }
+  if (raw._.length > 0) {
+    throw new CliError(`unexpected argument "${raw._[0]}": options take the form --name=value (see --help)`, EXIT.usage);
+  }
+  const str = (name: OptionName): string | undefined => {
+    const value = raw[name];
+    if (value === undefined || value === false) return undefined;
+    if (value === true) throw new CliError(`option --${name} needs a value (--${name}=<value>)`, EXIT.usage);
+    return String(value);
+  };
+  const flag = (name: OptionName): boolean => {
+    const value = raw[name];
+    if (value === undefined || value === false || value === 'false') return false;
+    if (value === true || value === 'true') return true;
+    throw new CliError(`option --${name} takes no value`, EXIT.usage);
+  };
+  const withDefault = (name: OptionName): string => str(name) ?? String((OPTION_DEFS[name] as { default: string }).default);
+  const options: CliOptions = {
+    help: flag('help'),
+    version: flag('version'),
+    coreBaseHost: withDefault('core.base.host'),
+    port: withDefault('port'),
+    host: withDefault('host'),
+    output: withDefault('output'),
+    input: withDefault('input'),
+    force: flag('force'),
+    withoutCard: flag('without-card'),
+    verbose: flag('verbose'),
+    logJson: flag('log.json'),
+    ttl: withDefault('ttl'),
+    allowAnonymous: flag('allow-anonymous'),
+  };
+  const optional: [keyof CliOptions, OptionName][] = [
+    ['action', 'action'],
+    ['username', 'nlic.username'],
+    ['password', 'nlic.password'],
+    ['apiKey', 'nlic.apikey'],
+    ['licensees', 'licensees'],
+    ['serialNumber', 'serial-number'],
+  ];
+  for (const [key, name] of optional) {
+    const value = str(name);
+    if (value !== undefined) (options as unknown as Record<string, string>)[key] = value;
+  }
+  return options;
+}
+
+export interface RunCliOptions {
+  cwd?: string;
+  clock?: Clock;
+  signal?: AbortSignal;
+  /** Tests pass a logger that writes into their buffer. */
+  log?: Logger;
+}
+
+export function systemIo(): CliIo {
+  return {
+    stdout: (text) => void process.stdout.write(text),
+    stderr: (text) => void process.stderr.write(text),
+    isTTY: Boolean(process.stderr.isTTY),
+    env: process.env,
+  };
+}
+
+export async function runCli(argv: string[], io: CliIo, runOptions: RunCliOptions = {}): Promise<number> {
+  let options: CliOptions;
+  try {
+    options = parseCliOptions(argv);
+  } catch (error) {
+    return reportError(error, io);
+  }
+  if (options.help || argv.length === 0) {
+    io.stdout(helpText());
+    return EXIT.ok;
+  }
+  if (options.version) {
+    io.stdout(`${versionText()}\n`);
+    return EXIT.ok;
+  }
+  if (options.action === undefined) {
+    io.stderr('error: no action given: use --action=<action> (see --help)\n');
+    return EXIT.usage;
+  }
+  const entry = ACTIONS[options.action];
+  if (!entry) {
+    io.stderr(
+      `error: unknown action "${options.action}"; available: ${Object.keys(ACTIONS).join(', ')} (see --help)\n`,
+    );
+    return EXIT.usage;
+  }
+  const log =
+    runOptions.log ??
+    createLogger({
+      verbose: options.verbose,
+      json: options.logJson,
+      stream: { write: (chunk: string) => (io.stderr(chunk), true) } as unknown as NodeJS.WritableStream,
+    });
+  try {
+    const action = await entry.load();
+    return await action.run({
+      options,
+      io,
+      log,
+      cwd: runOptions.cwd ?? process.cwd(),
+      clock: runOptions.clock ?? systemClock,
+      signal: runOptions.signal ?? new AbortController().signal,
+    });
+  } catch (error) {
+    return reportError(error, io, options.verbose);
+  }
+}
+
+function reportError(error: unknown, io: CliIo, verbose = false): number {
+  if (error instanceof CliError) {
+    io.stderr(`error: ${error.message}\n`);
+    return error.exitCode;
+  }
+  if (error instanceof StoreError) {
+    io.stderr(`error: ${error.message}\n`);
+    return EXIT.store;
+  }
+  const err = error as Error;
+  io.stderr(`internal error: ${err?.message ?? String(error)}\n`);
+  if (verbose && err?.stack) io.stderr(`${err.stack}\n`);
+  else io.stderr('(run again with --verbose for details, and report it with that output)\n');
+  return EXIT.internal;
+}

@@ -1,0 +1,98 @@
+/**
+ * Runtime state: what the agent itself changes while serving, kept apart
+ * from the definitions the cloud exported. A re-import replaces definitions
+ * and never touches this, which is why the agent has no "deviation after
+ * re-import" (the original loses trial starts, start dates, sessions and
+ * used quantities; see the seed manual's Known Limitations).
+ *
+ * State changes only through RuntimeEvents. `applyEvent` is the single
+ * definition of what an event does: the validate path uses it to produce the
+ * new state, and `verify-database` uses it to replay the journal and check
+ * that the stored state equals the replayed one.
+ */
+
+export interface FloatingSession {
+  /** When the session was first checked out (ms since epoch). */
+  checkedOutMs: number;
+  /** Seat is held until this instant; a later check-out of the same id extends it. */
+  expiresMs: number;
+}
+
+export interface AgentLicense {
+  /** Deterministic number, see `agentLicenseNumber`. */
+  number: string;
+  templateNumber: string;
+  startDate: string;
+}
+
+export interface RuntimeState {
+  /** Licenses the agent created from automatic TIMEVOLUME templates (trial / evaluation start). */
+  createdLicenses: Record<string, AgentLicense>;
+  /** Start dates the agent set on imported TIMEVOLUME licenses that had none, by license number. */
+  startDates: Record<string, string>;
+  /** Open Floating sessions: module number → session id → session. */
+  sessions: Record<string, Record<string, FloatingSession>>;
+  /** Pay-per-Use quantity written off locally, by license number; added to the imported usedQuantity. */
+  usedQuantity: Record<string, number>;
+  /** Node-Locked (CLIENT mode) secrets the agent registered: module number → secrets in order. */
+  nodeSecrets: Record<string, string[]>;
+}
+
+export type RuntimeEvent =
+  | { type: 'licenseCreated'; license: AgentLicense }
+  | { type: 'startDateSet'; licenseNumber: string; startDate: string }
+  | { type: 'sessionCheckedOut'; moduleNumber: string; sessionId: string; checkedOutMs: number; expiresMs: number }
+  | { type: 'sessionCheckedIn'; moduleNumber: string; sessionId: string }
+  | { type: 'sessionExpired'; moduleNumber: string; sessionId: string }
+  | { type: 'quantityUsed'; licenseNumber: string; quantity: number }
+  | { type: 'nodeSecretRegistered'; moduleNumber: string; secret: string };
+
+export function emptyRuntimeState(): RuntimeState {
+  return { createdLicenses: {}, startDates: {}, sessions: {}, usedQuantity: {}, nodeSecrets: {} };
+}
+
+/** Number of a license the agent creates for `templateNumber`; stable so replays agree. */
+export function agentLicenseNumber(licenseeNumber: string, templateNumber: string): string {
+  return `AGENT-${licenseeNumber}-${templateNumber}`;
+}
+
+/** Returns a new state; the input is not modified (callers may hold it as a snapshot). */
+export function applyEvents(state: RuntimeState, events: readonly RuntimeEvent[]): RuntimeState {
+  if (events.length === 0) return state;
+  const next: RuntimeState = structuredClone(state);
+  for (const event of events) applyEventInPlace(next, event);
+  return next;
+}
+
+function applyEventInPlace(state: RuntimeState, event: RuntimeEvent): void {
+  switch (event.type) {
+    case 'licenseCreated':
+      state.createdLicenses[event.license.templateNumber] = { ...event.license };
+      return;
+    case 'startDateSet':
+      state.startDates[event.licenseNumber] = event.startDate;
+      return;
+    case 'sessionCheckedOut': {
+      const sessions = (state.sessions[event.moduleNumber] ??= {});
+      sessions[event.sessionId] = { checkedOutMs: event.checkedOutMs, expiresMs: event.expiresMs };
+      return;
+    }
+    case 'sessionCheckedIn':
+    case 'sessionExpired': {
+      const sessions = state.sessions[event.moduleNumber];
+      if (sessions) {
+        delete sessions[event.sessionId];
+        if (Object.keys(sessions).length === 0) delete state.sessions[event.moduleNumber];
+      }
+      return;
+    }
+    case 'quantityUsed':
+      state.usedQuantity[event.licenseNumber] = (state.usedQuantity[event.licenseNumber] ?? 0) + event.quantity;
+      return;
+    case 'nodeSecretRegistered': {
+      const secrets = (state.nodeSecrets[event.moduleNumber] ??= []);
+      if (!secrets.includes(event.secret)) secrets.push(event.secret);
+      return;
+    }
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * Date arithmetic for licensing, on epoch milliseconds (UTC). Pure: the
+ * current time is always passed in by the caller.
+ */
+
+/** `yyyy-MM-ddTHH:mm:ss.SSSZ`, the cloud's output format. */
+export function toIso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+/**
+ * Parses an xsd:dateTime or xsd:date (the API accepts both on input).
+ * Returns undefined for anything else, never NaN.
+ */
+export function parseIso(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const trimmed = text.trim();
+  if (!/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(trimmed)) {
+    return undefined;
+  }
+  // A date without a zone is taken as UTC so that results never depend on the host's zone.
+  const withZone = /T\d{2}:\d{2}/.test(trimmed) && !/(Z|[+-]\d{2}:?\d{2})$/.test(trimmed)
+    ? `${trimmed}Z`
+    : trimmed;
+  const ms = Date.parse(withZone);
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
+export type TimeVolumePeriod = 'DAY' | 'WEEK' | 'MONTH' | 'YEAR';
+
+export function parsePeriod(text: string | undefined): TimeVolumePeriod {
+  switch ((text ?? 'DAY').trim().toUpperCase()) {
+    case 'WEEK':
+      return 'WEEK';
+    case 'MONTH':
+      return 'MONTH';
+    case 'YEAR':
+      return 'YEAR';
+    default:
+      return 'DAY';
+  }
+}
+
+const DAY_MS = 86_400_000;
+
+/**
+ * Adds `count` periods to `startMs`. Months and years are calendar months at
+ * the same time of day (the cloud's 3 MONTH license from 2024-09-19T04:30:26Z
+ * expires 2024-12-19T04:30:26Z); a day past the target month's end clamps to
+ * its last day (Jan 31 + 1 MONTH = Feb 28/29).
+ */
+export function addPeriod(startMs: number, count: number, period: TimeVolumePeriod): number {
+  switch (period) {
+    case 'DAY':
+      return startMs + count * DAY_MS;
+    case 'WEEK':
+      return startMs + count * 7 * DAY_MS;
+    case 'MONTH':
+      return addMonths(startMs, count);
+    case 'YEAR':
+      return addMonths(startMs, count * 12);
+  }
+}
+
+function addMonths(startMs: number, months: number): number {
+  const d = new Date(startMs);
+  const year = d.getUTCFullYear();
+  const month = d.getUTCMonth() + months;
+  const targetYear = year + Math.floor(month / 12);
+  const targetMonth = ((month % 12) + 12) % 12;
+  const lastDay = new Date(Date.UTC(targetYear, targetMonth + 1, 0)).getUTCDate();
+  const day = Math.min(d.getUTCDate(), lastDay);
+  return Date.UTC(
+    targetYear,
+    targetMonth,
+    day,
+    d.getUTCHours(),
+    d.getUTCMinutes(),
+    d.getUTCSeconds(),
+    d.getUTCMilliseconds(),
+  );
+}

@@ -1,0 +1,46 @@
+/**
+ * The contract of the pure validation core: inputs, options and outcome.
+ */
+import type { Entity } from './entities.ts';
+import type { Envelope } from './envelope.ts';
+import type { RuntimeEvent, RuntimeState } from './runtime.ts';
+
+/** Everything the core needs to validate one licensee, read from the store beforehand. */
+export interface LicenseeAssets {
+  product: Entity;
+  licensee: Entity;
+  /** All modules of the licensee's product (active and inactive), in store order. */
+  modules: Entity[];
+  /** All license templates of those modules. */
+  templates: Entity[];
+  /** The licensee's licenses as imported (definitions only; runtime changes are in RuntimeState). */
+  licenses: Entity[];
+}
+
+/** Parameters for one product module (`productModuleNumberN` + `<param>N`, suffix removed). */
+export type ModuleParameters = Record<string, string>;
+
+export interface ValidateRequest {
+  dryRun: boolean;
+  forOfflineUse: boolean;
+  /** Module number → its parameters, in the order the client named them. */
+  modules: Map<string, ModuleParameters>;
+  /** Top-level keys that are not validate parameters (licensee custom properties on auto-create). */
+  licenseeProperties: Record<string, string>;
+  /** The deprecated GET form adds the `methodIsDeprecated` warning. */
+  deprecatedGet: boolean;
+}
+
+export interface ValidateOptions {
+  /** Current time, ms since epoch. */
+  nowMs: number;
+  /** How long a response may be cached by the client (cloud: vendor setting). */
+  ttlMs: number;
+}
+
+export interface ValidateOutcome {
+  /** The response: infos, items, ttl. */
+  envelope: Envelope;
+  /** State changes to persist before answering. Empty for dryRun and read-only calls. */
+  events: RuntimeEvent[];
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bun
+import { runCli, systemIo } from './cli/run.ts';
+
+const controller = new AbortController();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => controller.abort(signal));
+}
+process.exitCode = await runCli(Bun.argv.slice(2), systemIo(), { signal: controller.signal });

@@ -1,0 +1,340 @@
+/**
+ * The asset store: imported definitions, the agent's runtime state and the
+ * journal of runtime changes, in one LMDB environment under `database/`.
+ *
+ * Layout (one LMDB sub-database each):
+ *   meta             schema version, database id, card binding, last import, journal head
+ *   def:<Kind>       entity number → Entity (definitions exactly as exported by the cloud)
+ *   rel:<Kind>       `<parent>\x1f<number>` → number (children of a parent, e.g. licenses of a licensee)
+ *   alias            licensee alias → licensee number
+ *   runtime          licensee number → RuntimeState (what the agent itself changed)
+ *   journal          sequence → JournalEntry (append-only, hash-chained)
+ *
+ * Definitions and runtime state never share a record, so an import that
+ * replaces definitions cannot lose runtime state.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { ENTITY_KINDS, PARENT_PROPERTY, type Entity, type EntityKind } from '../core/entities.ts';
+import { applyEvents, emptyRuntimeState, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
+import type { LicenseeAssets } from '../core/validate-types.ts';
+import { StoreError } from './errors.ts';
+import { openKvEnvironment, type KvDatabase, type KvEnvironment, type OpenOptions } from './lmdb.ts';
+
+export const SCHEMA_VERSION = 1;
+export { StoreError } from './errors.ts';
+
+export interface ImportRecord {
+  exportId: string;
+  createdAt: string;
+  sourceHost: string;
+  /** Card serial the export was bound to, or undefined for "without card". */
+  cardSerial?: string;
+  importedAt: string;
+  files: number;
+  entities: number;
+}
+
+export interface StoreMeta {
+  schemaVersion: number;
+  databaseId: string;
+  createdAt: string;
+  /** Set by the first import: true when the database runs without a smart card. */
+  withoutCard?: boolean;
+  cardSerial?: string;
+  lastImport?: ImportRecord;
+  /** Hex SHA-256 of the salted vendor credentials carried by the export, if any. */
+  vendorCredentials?: { user: string; salt: string; hash: string };
+}
+
+export interface JournalEntry {
+  seq: number;
+  atMs: number;
+  licenseeNumber: string;
+  events: RuntimeEvent[];
+  prevHash: string;
+  hash: string;
+}
+
+/** The licensee number is kept in the value: keys of long numbers are hashed. */
+interface RuntimeRecord {
+  licenseeNumber: string;
+  state: RuntimeState;
+}
+
+interface JournalHead {
+  seq: number;
+  hash: string;
+}
+
+const GENESIS_HASH = '0'.repeat(64);
+/** LMDB keys are limited to 1978 bytes; longer numbers are keyed by their SHA-256. */
+const KEY_PART_BYTES_MAX = 480;
+// U+001F cannot occur in XML text, so it cannot occur in a number; lower control
+// characters are special to lmdb's key encoding (ordered-binary).
+const SEPARATOR = '\u001f';
+
+export function keyPart(value: string): string {
+  if (Buffer.byteLength(value, 'utf8') <= KEY_PART_BYTES_MAX) return value;
+  return `#sha256:${createHash('sha256').update(value).digest('hex')}`;
+}
+
+export function journalHash(prevHash: string, entry: Omit<JournalEntry, 'hash' | 'prevHash'>): string {
+  return createHash('sha256')
+    .update(prevHash)
+    .update(JSON.stringify([entry.seq, entry.atMs, entry.licenseeNumber, entry.events]))
+    .digest('hex');
+}
+
+/** Write access used by the importer; everything happens in one atomic transaction. */
+export interface ImportTransaction {
+  get(kind: EntityKind, number: string): Entity | undefined;
+  put(entity: Entity): void;
+  remove(kind: EntityKind, number: string): void;
+  childNumbers(kind: EntityKind, parentNumber: string): string[];
+  meta(): StoreMeta;
+  setMeta(meta: StoreMeta): void;
+}
+
+export interface ListOptions {
+  /** Only children of this parent (by PARENT_PROPERTY of the kind). */
+  parent?: string;
+  offset?: number;
+  limit?: number;
+}
+
+export interface AssetStore {
+  readonly path: string;
+  meta(): StoreMeta;
+  getEntity(kind: EntityKind, number: string): Entity | undefined;
+  listEntities(kind: EntityKind, options?: ListOptions): { items: Entity[]; total: number };
+  children(kind: EntityKind, parentNumber: string): Entity[];
+  /** A licensee by number or by one of its aliases. */
+  resolveLicensee(numberOrAlias: string): Entity | undefined;
+  /** Product, modules, templates and licenses of a licensee; undefined if its product is missing. */
+  loadLicenseeAssets(licensee: Entity): LicenseeAssets | undefined;
+  getRuntime(licenseeNumber: string): RuntimeState;
+  /**
+   * Serialised read-modify-write of one licensee's runtime state. `decide`
+   * runs inside the write transaction with the latest state, so concurrent
+   * requests never act on a stale view (no seat given twice). Its events are
+   * applied and journaled in the same transaction; the promise resolves once
+   * the transaction is durable.
+   */
+  commitRuntime<R>(
+    licenseeNumber: string,
+    atMs: number,
+    decide: (state: RuntimeState) => { events: RuntimeEvent[]; result: R },
+  ): Promise<R>;
+  journal(fromSeq?: number): Iterable<JournalEntry>;
+  journalHead(): JournalHead;
+  runtimeEntries(): Iterable<{ licenseeNumber: string; state: RuntimeState }>;
+  importTransaction<T>(action: (tx: ImportTransaction) => T): T;
+  backup(path: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface OpenStoreOptions extends OpenOptions {
+  /** Create the database when it does not exist (import); otherwise a missing one is an error. */
+  create?: boolean;
+  nowMs?: number;
+}
+
+export function openAssetStore(path: string, options: OpenStoreOptions = {}): AssetStore {
+  let env: KvEnvironment;
+  try {
+    env = openKvEnvironment(path, options);
+  } catch (cause) {
+    throw new StoreError('io', `cannot open the database in ${path}: ${(cause as Error).message}`, { cause });
+  }
+  const metaDb = env.open<unknown>('meta');
+  const defs = new Map<EntityKind, KvDatabase<Entity>>();
+  const rels = new Map<EntityKind, KvDatabase<string>>();
+  for (const kind of ENTITY_KINDS) {
+    defs.set(kind, env.open<Entity>(`def:${kind}`));
+    rels.set(kind, env.open<string>(`rel:${kind}`));
+  }
+  const aliasDb = env.open<string>('alias');
+  const runtimeDb = env.open<RuntimeRecord>('runtime');
+  const journalDb = env.open<JournalEntry>('journal');
+
+  const defOf = (kind: EntityKind) => defs.get(kind)!;
+  const relOf = (kind: EntityKind) => rels.get(kind)!;
+
+  const existing = metaDb.get('meta') as StoreMeta | undefined;
+  if (existing === undefined) {
+    if (!options.create) {
+      void env.close();
+      throw new StoreError(
+        'not_initialised',
+        `no database in ${path}: run --action=import-assets in this working directory first`,
+      );
+    }
+    const meta: StoreMeta = {
+      schemaVersion: SCHEMA_VERSION,
+      databaseId: randomUUID(),
+      createdAt: new Date(options.nowMs ?? Date.now()).toISOString(),
+    };
+    env.commitSync(() => metaDb.putSync('meta', meta));
+  } else if (existing.schemaVersion !== SCHEMA_VERSION) {
+    void env.close();
+    throw new StoreError(
+      'schema_mismatch',
+      `the database in ${path} has schema version ${String(existing.schemaVersion)}, ` +
+        `this agent reads version ${SCHEMA_VERSION}; use the matching agent version or re-import into a new directory`,
+    );
+  }
+
+  const parentOf = (entity: Entity): string | undefined => {
+    const property = PARENT_PROPERTY[entity.kind];
+    return property === undefined ? undefined : entity.props[property];
+  };
+  const relKey = (parent: string, number: string) => `${keyPart(parent)}${SEPARATOR}${keyPart(number)}`;
+  const relRange = (parent: string) => ({
+    start: `${keyPart(parent)}${SEPARATOR}`,
+    end: `${keyPart(parent)}\u0020`,
+  });
+  const aliasesOf = (entity: Entity): string[] => {
+    if (entity.kind !== 'Licensee') return [];
+    const raw = entity.props['aliases'];
+    if (!raw) return [];
+    try {
+      const parsed: unknown = JSON.parse(raw);
+      return Array.isArray(parsed) ? parsed.filter((a): a is string => typeof a === 'string' && a !== '') : [];
+    } catch {
+      return [];
+    }
+  };
+
+  const getEntity = (kind: EntityKind, number: string) => defOf(kind).get(keyPart(number));
+  const childNumbers = (kind: EntityKind, parent: string): string[] => {
+    const numbers: string[] = [];
+    for (const { value } of relOf(kind).getRange(relRange(parent))) numbers.push(value);
+    return numbers;
+  };
+  const children = (kind: EntityKind, parent: string): Entity[] => {
+    const out: Entity[] = [];
+    for (const number of childNumbers(kind, parent)) {
+      const entity = getEntity(kind, number);
+      if (entity) out.push(entity);
+    }
+    return out;
+  };
+
+  const removeInTx = (kind: EntityKind, number: string) => {
+    const old = getEntity(kind, number);
+    if (!old) return;
+    const parent = parentOf(old);
+    if (parent !== undefined) relOf(kind).removeSync(relKey(parent, number));
+    for (const alias of aliasesOf(old)) aliasDb.removeSync(keyPart(alias));
+    defOf(kind).removeSync(keyPart(number));
+  };
+  const putInTx = (entity: Entity) => {
+    removeInTx(entity.kind, entity.number);
+    defOf(entity.kind).putSync(keyPart(entity.number), entity);
+    const parent = parentOf(entity);
+    if (parent !== undefined) relOf(entity.kind).putSync(relKey(parent, entity.number), entity.number);
+    for (const alias of aliasesOf(entity)) aliasDb.putSync(keyPart(alias), entity.number);
+  };
+
+  const readMeta = () => metaDb.get('meta') as StoreMeta;
+  const journalHead = (): JournalHead =>
+    (metaDb.get('journalHead') as JournalHead | undefined) ?? { seq: 0, hash: GENESIS_HASH };
+
+  const wrapWriteError = (cause: unknown): StoreError => {
+    if (cause instanceof StoreError) return cause;
+    const message = (cause as Error)?.message ?? String(cause);
+    if (/ENOSPC|MDB_MAP_FULL|No space left/i.test(message)) {
+      return new StoreError('disk_full', `the disk holding ${path} is full: ${message}`, { cause });
+    }
+    return new StoreError('io', `write to the database in ${path} failed: ${message}`, { cause });
+  };
+
+  return {
+    path,
+    meta: readMeta,
+    getEntity,
+    listEntities(kind, listOptions = {}) {
+      const offset = listOptions.offset ?? 0;
+      const limit = listOptions.limit ?? Number.MAX_SAFE_INTEGER;
+      if (listOptions.parent !== undefined) {
+        const all = childNumbers(kind, listOptions.parent);
+        const items = all
+          .slice(offset, offset + limit)
+          .map((n) => getEntity(kind, n))
+          .filter((e): e is Entity => e !== undefined);
+        return { items, total: all.length };
+      }
+      const db = defOf(kind);
+      const items: Entity[] = [];
+      for (const { value } of db.getRange({ offset, limit })) items.push(value);
+      return { items, total: db.getCount({}) };
+    },
+    children,
+    resolveLicensee(numberOrAlias) {
+      const direct = getEntity('Licensee', numberOrAlias);
+      if (direct) return direct;
+      const number = aliasDb.get(keyPart(numberOrAlias));
+      return number === undefined ? undefined : getEntity('Licensee', number);
+    },
+    loadLicenseeAssets(licensee) {
+      const productNumber = licensee.props['productNumber'];
+      const product = productNumber === undefined ? undefined : getEntity('Product', productNumber);
+      if (!product) return undefined;
+      const modules = children('ProductModule', product.number);
+      const templates = modules.flatMap((m) => children('LicenseTemplate', m.number));
+      const licenses = children('License', licensee.number);
+      return { product, licensee, modules, templates, licenses };
+    },
+    getRuntime(licenseeNumber) {
+      return runtimeDb.get(keyPart(licenseeNumber))?.state ?? emptyRuntimeState();
+    },
+    async commitRuntime(licenseeNumber, atMs, decide) {
+      try {
+        return await env.commitDurable(() => {
+          const key = keyPart(licenseeNumber);
+          const state = runtimeDb.get(key)?.state ?? emptyRuntimeState();
+          const { events, result } = decide(state);
+          if (events.length === 0) return result;
+          runtimeDb.putSync(key, { licenseeNumber, state: applyEvents(state, events) });
+          const head = journalHead();
+          const body = { seq: head.seq + 1, atMs, licenseeNumber, events };
+          const hash = journalHash(head.hash, body);
+          journalDb.putSync(body.seq, { ...body, prevHash: head.hash, hash });
+          metaDb.putSync('journalHead', { seq: body.seq, hash });
+          return result;
+        });
+      } catch (cause) {
+        throw wrapWriteError(cause);
+      }
+    },
+    *journal(fromSeq = 1) {
+      for (const { value } of journalDb.getRange({ start: fromSeq })) yield value;
+    },
+    journalHead,
+    *runtimeEntries() {
+      for (const { value } of runtimeDb.getRange({})) yield value;
+    },
+    importTransaction(action) {
+      try {
+        return env.commitSync(() =>
+          action({
+            get: getEntity,
+            put: putInTx,
+            remove: removeInTx,
+            childNumbers,
+            meta: readMeta,
+            setMeta: (meta) => metaDb.putSync('meta', meta),
+          }),
+        );
+      } catch (cause) {
+        if (cause instanceof Error && !(cause instanceof StoreError) && /ENOSPC|MAP_FULL/.test(cause.message)) {
+          throw wrapWriteError(cause);
+        }
+        throw cause;
+      }
+    },
+    backup: (target) => env.backup(target),
+    close: () => env.close(),
+  };
+}
+

@@ -1,0 +1,112 @@
+/**
+ * The only file that imports `lmdb`. It opens the environment with every
+ * durability-relevant option written out (never library defaults), and
+ * exposes the few operations the store needs.
+ *
+ * Durability, as used everywhere in this project: a write is *durable* when
+ * LMDB has committed its transaction and the OS has reported the data
+ * synced to the storage device (fdatasync). `commitDurable` resolves only
+ * then. A process killed with SIGKILL after that point, or the machine
+ * losing power, still finds the write on restart; a write whose promise had
+ * not resolved may or may not be there, but never half of it (LMDB
+ * transactions are atomic).
+ */
+import { open, type Database, type RootDatabase } from 'lmdb';
+
+export type KvKey = string | number | (string | number)[];
+
+export interface KvRange {
+  start?: KvKey;
+  end?: KvKey;
+  limit?: number;
+  offset?: number;
+  reverse?: boolean;
+}
+
+/** The subset of an LMDB database the store uses; values are msgpack-encoded. */
+export interface KvDatabase<V> {
+  get(key: KvKey): V | undefined;
+  /** Inside a transaction callback: written immediately to that transaction. */
+  putSync(key: KvKey, value: V): void;
+  removeSync(key: KvKey): boolean;
+  getRange(range: KvRange): Iterable<{ key: KvKey; value: V }>;
+  getKeys(range: KvRange): Iterable<KvKey>;
+  getCount(range: KvRange): number;
+}
+
+export interface KvEnvironment {
+  open<V>(name: string): KvDatabase<V>;
+  /** Runs `action` in one write transaction, batched with others of the same event turn; resolves once durable. */
+  commitDurable<T>(action: () => T): Promise<T>;
+  /** Runs `action` in one synchronous write transaction (import); durable when it returns. */
+  commitSync<T>(action: () => T): T;
+  /** Consistent online copy of the whole environment (LMDB's mdb_env_copy with compaction). */
+  backup(path: string): Promise<void>;
+  close(): Promise<void>;
+  readonly path: string;
+}
+
+export interface OpenOptions {
+  readOnly?: boolean;
+  /** Test hook: makes every write fail as if the disk were full. */
+  failWrites?: () => Error | undefined;
+}
+
+export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEnvironment {
+  const root: RootDatabase = open({
+    path,
+    // Durability: fsync on every commit; never skip metadata sync; no write map
+    // (a stray pointer must not corrupt the file).
+    noSync: false,
+    noMetaSync: false,
+    useWritemap: false,
+    // Commit without holding the writer lock during the flush; commitDurable
+    // waits for the separate `flushed` promise before it resolves.
+    overlappingSync: true,
+    separateFlushed: true,
+    // Group commit: all writes of one event turn share one transaction and one flush.
+    eventTurnBatching: true,
+    commitDelay: 0,
+    maxDbs: 16,
+    maxReaders: 256,
+    // 1 TiB of address space; the file only grows as data is written.
+    mapSize: 2 ** 40,
+    compression: false,
+    readOnly: options.readOnly ?? false,
+  });
+
+  const wrap = <V>(db: Database<V, KvKey>): KvDatabase<V> => ({
+    get: (key) => db.get(key),
+    putSync: (key, value) => {
+      const failure = options.failWrites?.();
+      if (failure) throw failure;
+      db.putSync(key, value);
+    },
+    removeSync: (key) => db.removeSync(key),
+    getRange: (range) => db.getRange(range as Parameters<typeof db.getRange>[0]),
+    getKeys: (range) => db.getKeys(range as Parameters<typeof db.getKeys>[0]),
+    getCount: (range) => db.getCount(range as Parameters<typeof db.getCount>[0]),
+  });
+
+  return {
+    path,
+    open<V>(name: string) {
+      return wrap(root.openDB<V, KvKey>({ name, compression: false }));
+    },
+    async commitDurable<T>(action: () => T): Promise<T> {
+      const committed = root.transaction(action) as Promise<T> & { flushed?: Promise<void> };
+      const result = await committed;
+      await committed.flushed;
+      return result;
+    },
+    commitSync<T>(action: () => T): T {
+      return root.transactionSync(action);
+    },
+    async backup(target: string) {
+      await root.backup(target, true);
+    },
+    async close() {
+      await root.close();
+    },
+  };
+}

@@ -1,0 +1,82 @@
+/**
+ * Renders an Envelope as the cloud's XML, byte for byte in the layout that
+ * JAXB produces (see netlicensing-api.md §2.2): compact, xmldsig as the
+ * default namespace, the context namespace as `ns2`, `<ns2:infos/>` always
+ * present, info types in lower case, properties before lists.
+ *
+ * The exact layout matters: Java clients re-marshal the response with these
+ * prefixes before checking a signature, and C# looks for an unprefixed
+ * `Signature` element.
+ */
+import type { Envelope, Info, WireList } from '../core/envelope.ts';
+
+export const CONTEXT_NS = 'http://netlicensing.labs64.com/schema/context';
+export const XMLDSIG_NS = 'http://www.w3.org/2000/09/xmldsig#';
+export const XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>';
+
+export function escapeText(text: string): string {
+  // \r must survive parsing (XML normalises a raw CR to LF), hence &#xD;.
+  return text.replace(/[&<>\r]/g, (c) =>
+    c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : '&#xD;',
+  );
+}
+
+export function escapeAttribute(text: string): string {
+  return text.replace(/[&<>"\t\n\r]/g, (c) => {
+    switch (c) {
+      case '&':
+        return '&amp;';
+      case '<':
+        return '&lt;';
+      case '>':
+        return '&gt;';
+      case '"':
+        return '&quot;';
+      case '\t':
+        return '&#x9;';
+      case '\n':
+        return '&#xA;';
+      default:
+        return '&#xD;';
+    }
+  });
+}
+
+function renderInfo(info: Info): string {
+  return `<ns2:info id="${escapeAttribute(info.id)}" type="${info.type.toLowerCase()}">${escapeText(info.value)}</ns2:info>`;
+}
+
+function renderList(list: WireList): string {
+  let out = `<ns2:list name="${escapeAttribute(list.name)}">`;
+  for (const [name, value] of list.properties) {
+    out += `<ns2:property name="${escapeAttribute(name)}">${escapeText(value)}</ns2:property>`;
+  }
+  for (const child of list.lists) out += renderList(child);
+  return `${out}</ns2:list>`;
+}
+
+/** The root element without signature; `signatureXml` is inserted as first child when given. */
+export function renderXml(envelope: Envelope, signatureXml = ''): string {
+  let out = `${XML_DECLARATION}<ns2:netlicensing xmlns="${XMLDSIG_NS}" xmlns:ns2="${CONTEXT_NS}"`;
+  if (envelope.id !== undefined) out += ` id="${escapeAttribute(envelope.id)}"`;
+  if (envelope.ttl !== undefined) out += ` ttl="${envelope.ttl}"`;
+  out += '>';
+  out += signatureXml;
+  out += envelope.infos.length === 0 ? '<ns2:infos/>' : `<ns2:infos>${envelope.infos.map(renderInfo).join('')}</ns2:infos>`;
+  out += '<ns2:items';
+  const paging = envelope.paging;
+  if (paging) {
+    out += ` pagenumber="${paging.pagenumber}" itemsnumber="${paging.itemsnumber}" totalpages="${paging.totalpages}" totalitems="${paging.totalitems}" hasnext="${paging.hasnext}"`;
+  }
+  if (envelope.items.length === 0) return `${out}/></ns2:netlicensing>`;
+  out += '>';
+  for (const item of envelope.items) {
+    out += `<ns2:item type="${escapeAttribute(item.type)}">`;
+    for (const [name, value] of item.properties) {
+      out += `<ns2:property name="${escapeAttribute(name)}">${escapeText(value)}</ns2:property>`;
+    }
+    for (const list of item.lists) out += renderList(list);
+    out += '</ns2:item>';
+  }
+  return `${out}</ns2:items></ns2:netlicensing>`;
+}

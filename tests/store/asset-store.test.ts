@@ -1,0 +1,85 @@
+// Goal: the asset store keeps definitions, indexes and runtime state apart and
+// durable. Method: real LMDB in a temp directory, reopened between steps.
+import { describe, expect, test } from 'bun:test';
+import { join } from 'node:path';
+import { openAssetStore, StoreError } from '../../src/store/asset-store.ts';
+import type { Entity } from '../../src/core/entities.ts';
+import { tempDir } from '../helpers.ts';
+
+const licensee = (number: string, product = 'P1', extra: Record<string, string> = {}): Entity => ({
+  kind: 'Licensee',
+  number,
+  props: { number, active: 'true', productNumber: product, ...extra },
+});
+
+describe('asset store', () => {
+  test('refuses to open a missing database unless asked to create it', () => {
+    const dir = join(tempDir(), 'database');
+    expect(() => openAssetStore(dir)).toThrow(StoreError);
+  });
+
+  test('puts, indexes by parent and resolves aliases', async () => {
+    const dir = join(tempDir(), 'database');
+    const store = openAssetStore(dir, { create: true });
+    store.importTransaction((tx) => {
+      tx.put({ kind: 'Product', number: 'P1', props: { number: 'P1', name: 'Demo' } });
+      tx.put(licensee('L1', 'P1', { aliases: '["alias-1"]', 'custom key': 'ä ö' }));
+      tx.put(licensee('L2', 'P1'));
+      tx.put({ kind: 'License', number: 'X1', props: { number: 'X1', licenseeNumber: 'L1', licenseTemplateNumber: 'T' } });
+    });
+    expect(store.children('Licensee', 'P1').map((e) => e.number)).toEqual(['L1', 'L2']);
+    expect(store.resolveLicensee('alias-1')?.number).toBe('L1');
+    expect(store.getEntity('Licensee', 'L1')?.props['custom key']).toBe('ä ö');
+    // Moving a license to another licensee moves its index entry.
+    store.importTransaction((tx) =>
+      tx.put({ kind: 'License', number: 'X1', props: { number: 'X1', licenseeNumber: 'L2', licenseTemplateNumber: 'T' } }),
+    );
+    expect(store.children('License', 'L1')).toEqual([]);
+    expect(store.children('License', 'L2').map((e) => e.number)).toEqual(['X1']);
+    await store.close();
+  });
+
+  test('long numbers are stored and found', async () => {
+    const dir = join(tempDir(), 'database');
+    const store = openAssetStore(dir, { create: true });
+    const long = 'ü'.repeat(1000);
+    store.importTransaction((tx) => tx.put(licensee(long)));
+    expect(store.getEntity('Licensee', long)?.number).toBe(long);
+    expect(store.children('Licensee', 'P1').map((e) => e.number)).toEqual([long]);
+    await store.close();
+  });
+
+  test('runtime changes are journaled with a hash chain and survive reopening', async () => {
+    const dir = join(tempDir(), 'database');
+    let store = openAssetStore(dir, { create: true });
+    await Promise.all(
+      Array.from({ length: 20 }, () =>
+        store.commitRuntime('L1', 1000, () => ({
+          events: [{ type: 'quantityUsed', licenseNumber: 'X1', quantity: 1 }],
+          result: null,
+        })),
+      ),
+    );
+    await store.close();
+    store = openAssetStore(dir);
+    expect(store.getRuntime('L1').usedQuantity['X1']).toBe(20);
+    const entries = [...store.journal()];
+    expect(entries.map((e) => e.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    for (let i = 1; i < entries.length; i++) expect(entries[i]!.prevHash).toBe(entries[i - 1]!.hash);
+    expect(store.journalHead().seq).toBe(20);
+    await store.close();
+  });
+
+  test('an import transaction that throws leaves nothing behind', async () => {
+    const dir = join(tempDir(), 'database');
+    const store = openAssetStore(dir, { create: true });
+    expect(() =>
+      store.importTransaction((tx) => {
+        tx.put(licensee('L9'));
+        throw new Error('bad file');
+      }),
+    ).toThrow('bad file');
+    expect(store.getEntity('Licensee', 'L9')).toBeUndefined();
+    await store.close();
+  });
+});
