@@ -1,6 +1,9 @@
 #!/usr/bin/env bun
 import { runCli, systemIo } from './cli/run.ts';
 
+// Database, transfer files and backups hold licensing secrets: owner-only permissions.
+process.umask(0o077);
+
 const controller = new AbortController();
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => controller.abort(signal));

@@ -20,7 +20,6 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     level: options.verbose ? 4 : 3,
     stdout: stream as NodeJS.WriteStream,
     stderr: stream as NodeJS.WriteStream,
-    fancy: false,
     ...(options.json
       ? {
           reporters: [

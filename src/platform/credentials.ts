@@ -1,0 +1,30 @@
+/**
+ * Salted hashes of the vendor's password, so that transfer files and the
+ * database never hold it in clear. scrypt (N=2^14, r=8, p=1, 32 bytes) from
+ * node:crypto: deliberately slow to guess, which is why the server caches
+ * successful checks per Authorization header instead of hashing per request.
+ */
+import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+
+export interface CredentialHash {
+  user: string;
+  /** Hex, 16 random bytes. */
+  salt: string;
+  /** Hex scrypt output. */
+  hash: string;
+}
+
+const SCRYPT = { N: 16384, r: 8, p: 1, maxmem: 64 * 1024 * 1024 } as const;
+const KEY_BYTES = 32;
+
+export function hashCredential(user: string, password: string, salt = randomBytes(16).toString('hex')): CredentialHash {
+  const hash = scryptSync(password, Buffer.from(salt, 'hex'), KEY_BYTES, SCRYPT).toString('hex');
+  return { user, salt, hash };
+}
+
+export function verifyCredential(stored: CredentialHash, user: string, password: string): boolean {
+  if (user !== stored.user) return false;
+  const expected = Buffer.from(stored.hash, 'hex');
+  const actual = scryptSync(password, Buffer.from(stored.salt, 'hex'), expected.length || KEY_BYTES, SCRYPT);
+  return expected.length === actual.length && timingSafeEqual(expected, actual);
+}
