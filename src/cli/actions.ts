@@ -36,8 +36,24 @@ export interface ActionDef {
 }
 
 export const ACTIONS: Record<string, { summary: string; load: () => Promise<ActionDef> }> = {
+  'export-assets': {
+    summary: 'export licensees and their assets from NetLicensing into transfer files (needs network)',
+    load: async () => (await import('./actions/export-assets.ts')).exportAssetsAction,
+  },
   'import-assets': {
     summary: 'import assets into the local database from the transfer files created with export-assets',
     load: async () => (await import('./actions/import-assets.ts')).importAssetsAction,
+  },
+  'run-agent-offline': {
+    summary: 'run in offline mode: serve validate and the read calls from the local database',
+    load: async () => (await import('./actions/run-agent-offline.ts')).runAgentOfflineAction,
+  },
+  'verify-database': {
+    summary: 'check the journal hash chain and recompute every counter from it',
+    load: async () => (await import('./actions/verify-database.ts')).verifyDatabaseAction,
+  },
+  backup: {
+    summary: 'copy the database consistently while the agent runs (to --output/database)',
+    load: async () => (await import('./actions/backup.ts')).backupAction,
   },
 };

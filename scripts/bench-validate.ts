@@ -1,0 +1,130 @@
+/**
+ * Validate throughput and latency, measured with wrk (Debian package `wrk`)
+ * against 127.0.0.1, 64 keep-alive connections, one wrk thread (the machine
+ * has 2 cores: one for wrk, one for the server).
+ *
+ * Prints requests/s and p50/p99 latency for: a bare Bun.serve constant
+ * response (the ceiling, measured in the same run), Subscription validate
+ * (JSON and XML), Floating check-out/check-in pairs and Pay-per-Use
+ * usedQuantity=1 (durable writes), each also as a ratio to the ceiling.
+ * Targets: read-only validate ≥ 0.5 × ceiling; durable writes ≥ 0.25 × ceiling
+ * with p99 < 10 ms. Usage: bun scripts/bench-validate.ts [--seconds=10]
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const seconds = Number(process.argv.find((a) => a.startsWith('--seconds='))?.split('=')[1] ?? '10');
+const connections = 64;
+const work = mkdtempSync(join(tmpdir(), 'nla-bench-validate-'));
+
+if (Bun.spawnSync(['which', 'wrk']).exitCode !== 0) {
+  console.error('wrk is not installed: apt-get install -y wrk');
+  process.exit(2);
+}
+
+async function startServer(script: string, args: string[] = []): Promise<{ port: number; proc: Bun.Subprocess }> {
+  const proc = Bun.spawn([process.execPath, join(import.meta.dir, 'bench', script), ...args], {
+    stdout: 'pipe',
+    stderr: 'inherit',
+  });
+  const reader = proc.stdout.getReader();
+  let text = '';
+  while (!/PORT \d+/.test(text)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`${script} exited before printing its port`);
+    text += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  return { port: Number(/PORT (\d+)/.exec(text)![1]), proc };
+}
+
+interface Figures {
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+}
+
+function parseWrk(output: string): Figures {
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1] ?? NaN);
+  const toMs = (v: string, unit: string) => Number(v) * (unit === 'us' ? 0.001 : unit === 's' ? 1000 : 1);
+  const pct = (p: string) => {
+    const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)`).exec(output);
+    return m ? toMs(m[1]!, m[2]!) : NaN;
+  };
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(output)?.[1] ?? 0);
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
+  const errors = non2xx + (socketErrors ? socketErrors.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
+  return { rps, p50Ms: pct('50.000'), p99Ms: pct('99.000'), errors };
+}
+
+function luaScript(name: string, body: string): string {
+  const path = join(work, `${name}.lua`);
+  writeFileSync(path, body);
+  return path;
+}
+
+function wrk(url: string, script?: string): Figures {
+  const args = ['wrk', '-t1', `-c${connections}`, `-d${seconds}s`, '--latency', ...(script ? ['-s', script] : []), url];
+  const result = Bun.spawnSync(args, { stdout: 'pipe', stderr: 'pipe' });
+  const output = result.stdout.toString();
+  if (result.exitCode !== 0) throw new Error(`wrk failed: ${result.stderr.toString()}`);
+  return parseWrk(output);
+}
+
+const auth = `Basic ${Buffer.from('apiKey:bench-key').toString('base64')}`;
+const postScript = (name: string, accept: string, body: string) =>
+  luaScript(
+    name,
+    `wrk.method = "POST"
+wrk.body = "${body}"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Accept"] = "${accept}"
+wrk.headers["Authorization"] = "${auth}"
+`,
+  );
+const floatingScript = luaScript(
+  'floating',
+  `local counter = 0
+local prefix = tostring(math.random(1, 1000000000))
+request = function()
+  counter = counter + 1
+  local id = math.floor((counter + 1) / 2)
+  local action = (counter % 2 == 1) and "checkOut" or "checkIn"
+  local body = "productModuleNumber0=M-FLOAT&sessionId0=" .. prefix .. "-" .. id .. "&action0=" .. action
+  return wrk.format("POST", nil, {["Content-Type"] = "application/x-www-form-urlencoded", ["Accept"] = "application/json", ["Authorization"] = "${auth}"}, body)
+end
+`,
+);
+
+const rows: { name: string; figures: Figures }[] = [];
+const ceiling = await startServer('ceiling-server.ts');
+try {
+  rows.push({ name: 'ceiling: bare Bun.serve constant', figures: wrk(`http://127.0.0.1:${ceiling.port}/`) });
+} finally {
+  ceiling.proc.kill('SIGTERM');
+  await ceiling.proc.exited;
+}
+const agent = await startServer('agent-server.ts', [join(work, 'agent')]);
+try {
+  const url = `http://127.0.0.1:${agent.port}/rest/licensee/L/validate`;
+  rows.push({ name: 'Subscription validate, JSON', figures: wrk(url, postScript('sub-json', 'application/json', 'productModuleNumber0=M-SUB')) });
+  rows.push({ name: 'Subscription validate, XML', figures: wrk(url, postScript('sub-xml', 'application/xml', 'productModuleNumber0=M-SUB')) });
+  rows.push({ name: 'Floating checkOut/checkIn pairs (durable)', figures: wrk(url, floatingScript) });
+  rows.push({ name: 'Pay-per-Use usedQuantity=1 (durable)', figures: wrk(url, postScript('ppu', 'application/json', 'productModuleNumber0=M-PPU&usedQuantity0=1')) });
+} finally {
+  agent.proc.kill('SIGTERM');
+  await agent.proc.exited;
+  rmSync(work, { recursive: true, force: true });
+}
+
+const ceilingRps = rows[0]!.figures.rps;
+console.log(`\nvalidate benchmark: wrk -t1 -c${connections} -d${seconds}s, 127.0.0.1, keep-alive\n`);
+console.log(`${'scenario'.padEnd(44)} ${'req/s'.padStart(10)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'ratio'.padStart(6)} ${'errors'.padStart(7)}`);
+for (const { name, figures } of rows) {
+  console.log(
+    `${name.padEnd(44)} ${figures.rps.toFixed(0).padStart(10)} ${figures.p50Ms.toFixed(2).padStart(8)} ${figures.p99Ms.toFixed(2).padStart(8)} ${(figures.rps / ceilingRps).toFixed(2).padStart(6)} ${String(figures.errors).padStart(7)}`,
+  );
+}
+console.log('\ntargets: read-only ratio >= 0.50; durable writes ratio >= 0.25 with p99 < 10 ms');

@@ -1,0 +1,44 @@
+/**
+ * Decoding of `application/x-www-form-urlencoded` bodies and query strings
+ * into ordered pairs. Strict about malformed escapes (a clear 400 instead of
+ * a guess), lenient about everything clients really send: `+` and `%20`
+ * for spaces, any order, empty values, repeated keys (last one wins later).
+ */
+
+export class MalformedRequestError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MalformedRequestError';
+  }
+}
+
+function decodeComponent(raw: string): string {
+  const text = raw.includes('+') ? raw.replace(/\+/g, ' ') : raw;
+  if (!text.includes('%')) return text;
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    throw new MalformedRequestError(`malformed percent-encoding in form data: "${raw.slice(0, 80)}"`);
+  }
+}
+
+export function parseForm(body: string): Array<[string, string]> {
+  const pairs: Array<[string, string]> = [];
+  if (body === '') return pairs;
+  for (const part of body.split('&')) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    const key = decodeComponent(eq === -1 ? part : part.slice(0, eq));
+    const value = eq === -1 ? '' : decodeComponent(part.slice(eq + 1));
+    if (key !== '') pairs.push([key, value]);
+  }
+  return pairs;
+}
+
+/** The query string of a request URL (without `?`), or ''. */
+export function queryOf(url: string): string {
+  const q = url.indexOf('?');
+  if (q === -1) return '';
+  const hash = url.indexOf('#', q);
+  return url.slice(q + 1, hash === -1 ? undefined : hash);
+}

@@ -1,0 +1,46 @@
+/**
+ * Content negotiation and rendering, as the cloud does it: XML unless the
+ * client asks for JSON. No Accept header, the any-type wildcard and unknown types get XML,
+ * because the current Java client sends no Accept header and parses XML.
+ */
+import type { Envelope } from '../core/envelope.ts';
+import { renderJson } from '../wire/json.ts';
+import { renderXml } from '../wire/xml.ts';
+
+export type WireFormat = 'xml' | 'json';
+
+export const CONTENT_TYPE: Record<WireFormat, string> = {
+  xml: 'application/xml;charset=UTF-8',
+  json: 'application/json;charset=UTF-8',
+};
+
+/** JSON when application/json is acceptable with a higher (or equal, earlier) q than application/xml. */
+export function negotiateFormat(accept: string | undefined | null): WireFormat {
+  if (!accept || !accept.includes('json')) return 'xml';
+  let best: WireFormat = 'xml';
+  let bestQ = -1;
+  for (const part of accept.split(',')) {
+    const [typeRaw, ...params] = part.split(';');
+    const type = (typeRaw ?? '').trim().toLowerCase();
+    let q = 1;
+    for (const p of params) {
+      const m = /^\s*q\s*=\s*([0-9.]+)\s*$/.exec(p);
+      if (m) q = Number.parseFloat(m[1]!);
+    }
+    const format: WireFormat | undefined =
+      type === 'application/json' || type.endsWith('+json')
+        ? 'json'
+        : type === 'application/xml' || type === 'text/xml' || type.endsWith('+xml')
+          ? 'xml'
+          : undefined;
+    if (format && q > bestQ) {
+      best = format;
+      bestQ = q;
+    }
+  }
+  return best;
+}
+
+export function renderEnvelope(envelope: Envelope, format: WireFormat): string {
+  return format === 'json' ? renderJson(envelope) : renderXml(envelope);
+}

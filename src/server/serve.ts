@@ -1,0 +1,60 @@
+/**
+ * Runs the app on Bun.serve: listens, applies transport limits, and on
+ * shutdown stops accepting, lets in-flight requests finish (their durable
+ * writes included) and only then returns, so the caller can close the store.
+ */
+import type { Hono } from 'hono';
+import { HTTP_LIMITS } from './limits.ts';
+
+export interface RunningServer {
+  /** The bound port (useful with port 0 in tests). */
+  port: number;
+  hostname: string;
+  /** Stops accepting connections and waits for in-flight requests. */
+  stop(): Promise<void>;
+}
+
+export interface ServeOptions {
+  port: number;
+  hostname: string;
+  tls?: { cert: string; key: string; ca?: string; requestCert?: boolean };
+}
+
+/** Collapses `//` in the path (the C++ and JS clients produce it with a trailing-slash base URL). */
+function normalisePath(request: Request): Request {
+  const url = request.url;
+  const schemeEnd = url.indexOf('://') + 3;
+  const pathStart = url.indexOf('/', schemeEnd);
+  const queryStart = url.indexOf('?', pathStart);
+  const path = queryStart === -1 ? url.slice(pathStart) : url.slice(pathStart, queryStart);
+  if (!path.includes('//')) return request;
+  const fixed = url.slice(0, pathStart) + path.replace(/\/{2,}/g, '/') + (queryStart === -1 ? '' : url.slice(queryStart));
+  return new Request(fixed, request);
+}
+
+export function serveApp(app: Hono, options: ServeOptions): RunningServer {
+  const server = Bun.serve({
+    port: options.port,
+    hostname: options.hostname,
+    maxRequestBodySize: HTTP_LIMITS.bodyBytesMax * 4,
+    idleTimeout: HTTP_LIMITS.idleTimeoutSeconds,
+    ...(options.tls ? { tls: options.tls } : {}),
+    fetch(request, srv) {
+      if (request.url.length > HTTP_LIMITS.urlBytesMax) {
+        return new Response('URI too long', { status: 414 });
+      }
+      srv.timeout(request, HTTP_LIMITS.requestTimeoutMs / 1000);
+      return app.fetch(normalisePath(request));
+    },
+    error(error) {
+      return new Response(`internal error: ${error.message}`, { status: 500 });
+    },
+  });
+  return {
+    port: server.port ?? options.port,
+    hostname: server.hostname ?? options.hostname,
+    async stop() {
+      await server.stop(false);
+    },
+  };
+}

@@ -1,0 +1,119 @@
+/**
+ * Read-only entity calls (`GET product`, `GET licensee/{n}`, lists with
+ * `filter` and paging), answered from the store in the cloud's format, so
+ * that clients that read entities work and one agent can be the export
+ * source of another ("hub").
+ */
+import { errorEnvelope, type Envelope } from '../core/envelope.ts';
+import { isEntityKind, PARENT_PROPERTY, type Entity, type EntityKind } from '../core/entities.ts';
+import { applyRuntimeToLicense, effectiveLicenses, entityItem } from '../core/present.ts';
+import type { AssetStore } from '../store/asset-store.ts';
+
+/** REST resource name → entity kind (lower-case, as in the cloud's URLs). */
+export const RESOURCE_KINDS: Record<string, EntityKind> = {
+  product: 'Product',
+  productmodule: 'ProductModule',
+  licensetemplate: 'LicenseTemplate',
+  licensee: 'Licensee',
+  license: 'License',
+  token: 'Token',
+};
+
+/** Cloud resources that exist but have no offline equivalent. */
+export const CLOUD_ONLY_RESOURCES = new Set(['transaction', 'paymentmethod', 'bundle', 'notification', 'utility']);
+
+export const PAGE_ITEMS_DEFAULT = 100;
+export const PAGE_ITEMS_MAX = 1000;
+
+/** Properties never sent: a token's private signing key stays inside the agent. */
+const HIDDEN_PROPERTIES: Partial<Record<EntityKind, readonly string[]>> = { Token: ['privateKey'] };
+
+export type EntityResult = { status: 200; envelope: Envelope } | { status: 400; envelope: Envelope };
+
+function present(entity: Entity): Entity {
+  const hidden = HIDDEN_PROPERTIES[entity.kind];
+  if (!hidden || !hidden.some((h) => h in entity.props)) return entity;
+  const props = { ...entity.props };
+  for (const h of hidden) delete props[h];
+  return { ...entity, props };
+}
+
+function withRuntime(store: AssetStore, entity: Entity): Entity {
+  if (entity.kind !== 'License') return entity;
+  const licensee = entity.props['licenseeNumber'];
+  return licensee === undefined ? entity : applyRuntimeToLicense(entity, store.getRuntime(licensee));
+}
+
+export function getEntity(store: AssetStore, kind: EntityKind, number: string): EntityResult {
+  const entity = kind === 'Licensee' ? store.resolveLicensee(number) : store.getEntity(kind, number);
+  if (!entity) {
+    return { status: 400, envelope: errorEnvelope('NotFoundException', `${kind} with the number '${number}' does not exist.`) };
+  }
+  return { status: 200, envelope: { infos: [], items: [entityItem(present(withRuntime(store, entity)))] } };
+}
+
+/** Parses the cloud's `filter` parameter: `key=value;key2=value2`. */
+export function parseFilter(filter: string | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  if (!filter) return out;
+  for (const part of filter.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0) out.set(part.slice(0, eq).trim(), part.slice(eq + 1));
+  }
+  return out;
+}
+
+export function listEntities(store: AssetStore, kind: EntityKind, filterText: string | undefined): EntityResult {
+  const filter = parseFilter(filterText);
+  const page = Number.parseInt(filter.get('page') ?? '0', 10);
+  const itemsPerPage = Number.parseInt(filter.get('items') ?? String(PAGE_ITEMS_DEFAULT), 10);
+  if (!Number.isSafeInteger(page) || page < 0 || !Number.isSafeInteger(itemsPerPage) || itemsPerPage < 1) {
+    return { status: 400, envelope: errorEnvelope('MalformedRequestException', `Invalid paging in filter '${filterText ?? ''}'`) };
+  }
+  const size = Math.min(itemsPerPage, PAGE_ITEMS_MAX);
+  filter.delete('page');
+  filter.delete('items');
+
+  const parentProperty = PARENT_PROPERTY[kind];
+  const parent = parentProperty === undefined ? undefined : filter.get(parentProperty);
+  let all: Entity[] | undefined;
+  let pageItems: Entity[];
+  let total: number;
+  if (kind === 'License' && parent !== undefined) {
+    const runtime = store.getRuntime(parent);
+    all = effectiveLicenses(parent, store.children('License', parent), runtime, (n) => store.getEntity('LicenseTemplate', n));
+  } else if (parent !== undefined) {
+    all = store.children(kind, parent);
+  }
+  if (parent !== undefined) filter.delete(parentProperty!);
+  if (all === undefined && filter.size === 0) {
+    const result = store.listEntities(kind, { offset: page * size, limit: size });
+    pageItems = result.items.map((e) => withRuntime(store, e));
+    total = result.total;
+  } else {
+    all ??= store.listEntities(kind).items;
+    const matching = all.filter((e) => [...filter].every(([k, v]) => e.props[k] === v));
+    total = matching.length;
+    pageItems = matching.slice(page * size, page * size + size).map((e) => (kind === 'License' ? e : withRuntime(store, e)));
+  }
+  const totalPages = Math.ceil(total / size);
+  return {
+    status: 200,
+    envelope: {
+      infos: [],
+      items: pageItems.map((e) => entityItem(present(e))),
+      paging: {
+        pagenumber: String(page),
+        itemsnumber: String(pageItems.length),
+        totalpages: String(totalPages),
+        totalitems: String(total),
+        hasnext: String(page + 1 < totalPages),
+      },
+    },
+  };
+}
+
+export function kindOfResource(resource: string): EntityKind | undefined {
+  const kind = RESOURCE_KINDS[resource.toLowerCase()];
+  return kind !== undefined && isEntityKind(kind) ? kind : undefined;
+}

@@ -1,0 +1,191 @@
+// Goal: the HTTP layer answers like the cloud — auth challenge, negotiation,
+// error envelopes, read calls, limits. Method: in-process `app.request` over a
+// real LMDB store seeded with one licensee per model; fixed clock.
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { ManualClock } from '../../src/platform/clock.ts';
+import { silentLogger } from '../../src/platform/log.ts';
+import { createApp } from '../../src/server/app.ts';
+import type { AssetStore } from '../../src/store/asset-store.ts';
+import { ADMIN_API_KEY, apiKeyAuth, basic, demoEntities, entity, seedStore, vendorAuth } from '../support/seed-store.ts';
+
+const NOW = Date.parse('2026-11-15T12:00:00.000Z');
+let store: AssetStore;
+let app: ReturnType<typeof createApp>;
+
+beforeAll(() => {
+  const entities = demoEntities();
+  entities.push(entity('Token', 'scoped-key', { tokenType: 'APIKEY', licenseeNumber: 'L 2/ä' }));
+  entities.push(entity('Token', 'signing-key', { tokenType: 'APIKEY', privateKey: 'MIIEsecret' }));
+  ({ store } = seedStore(entities));
+  app = createApp({ store, clock: new ManualClock(NOW), log: silentLogger(), ttlMs: 600_000, allowAnonymous: false });
+});
+afterAll(async () => {
+  await store.close();
+});
+
+const form = (body: string, headers: Record<string, string> = {}) => ({
+  method: 'POST',
+  headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: apiKeyAuth(), ...headers },
+  body,
+});
+
+describe('authentication', () => {
+  test('no Authorization header: 401 with a Basic challenge and an XML envelope', async () => {
+    const res = await app.request('/rest/licensee/L-1/validate', { method: 'POST' });
+    expect(res.status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toStartWith('Basic realm=');
+    expect(res.headers.get('content-type')).toStartWith('application/xml');
+    expect(await res.text()).toContain('type="error"');
+  });
+
+  test('unknown API key and wrong vendor password: 401', async () => {
+    expect((await app.request('/rest/licensee/L-1/validate', form('', { authorization: apiKeyAuth('nope') }))).status).toBe(401);
+    expect((await app.request('/rest/licensee/L-1/validate', form('', { authorization: basic('vendor', 'wrong') }))).status).toBe(401);
+  });
+
+  test('vendor credentials validate', async () => {
+    const res = await app.request('/rest/licensee/L-1/validate', form('', { authorization: vendorAuth() }));
+    expect(res.status).toBe(200);
+  });
+
+  test('a licensee-scoped API key validates only its licensee', async () => {
+    const ok = await app.request(`/rest/licensee/${encodeURIComponent('L 2/ä')}/validate`, form('', { authorization: apiKeyAuth('scoped-key') }));
+    expect(ok.status).toBe(200);
+    const denied = await app.request('/rest/licensee/L-1/validate', form('', { authorization: apiKeyAuth('scoped-key') }));
+    expect(denied.status).toBe(403);
+  });
+});
+
+describe('validate', () => {
+  test('unknown licensee: 400 NotFoundException, lower-case type in XML, upper-case in JSON', async () => {
+    const xml = await app.request('/rest/licensee/NOPE/validate', form(''));
+    expect(xml.status).toBe(400);
+    expect(await xml.text()).toContain('<ns2:info id="NotFoundException" type="error">');
+    const json = await app.request('/core/v2/rest/licensee/NOPE/validate', form('', { accept: 'application/json' }));
+    expect(json.status).toBe(400);
+    const body = (await json.json()) as { infos: { info: { id: string; type: string }[] } };
+    expect(body.infos.info[0]).toMatchObject({ id: 'NotFoundException', type: 'ERROR' });
+  });
+
+  test('JSON answer: every value a string, ttl an ISO string, productModuleNumber on every item', async () => {
+    const res = await app.request('/core/v2/rest/licensee/L-1/validate', form('', { accept: 'application/json' }));
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toStartWith('application/json');
+    const body = (await res.json()) as {
+      ttl: string;
+      items: { item: { type: string; property: { name: string; value: unknown }[] }[] };
+    };
+    expect(body.ttl).toBe('2026-11-15T12:10:00.000Z');
+    expect(body.items.item.length).toBeGreaterThan(0);
+    for (const item of body.items.item) {
+      expect(item.type).toBe('ProductModuleValidation');
+      expect(item.property.find((p) => p.name === 'productModuleNumber')).toBeDefined();
+      for (const p of item.property) expect(typeof p.value).toBe('string');
+    }
+  });
+
+  test('XML by default and for */*, in the cloud namespace layout', async () => {
+    for (const accept of [undefined, '*/*', 'application/xml']) {
+      const res = await app.request('/rest/licensee/L-1/validate', form('', accept ? { accept } : {}));
+      const text = await res.text();
+      expect(text).toStartWith(
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><ns2:netlicensing xmlns="http://www.w3.org/2000/09/xmldsig#" xmlns:ns2="http://netlicensing.labs64.com/schema/context" ttl="2026-11-15T12:10:00.000Z"><ns2:infos/><ns2:items>',
+      );
+    }
+  });
+
+  test('alias, missing Content-Type with empty body, + and %20 in values, unknown extra parameters', async () => {
+    const res = await app.request('/rest/licensee/alias-one/validate', {
+      method: 'POST',
+      headers: { authorization: apiKeyAuth() },
+    });
+    expect(res.status).toBe(200);
+    const res2 = await app.request(
+      '/rest/licensee/L-1/validate',
+      form('foo=a+b&productModuleNumber0=M-QUOTA&bar=%20x&paramKey0=paramValue&vendorNumber=V1'),
+    );
+    expect(res2.status).toBe(200);
+    expect(await res2.text()).toContain('<ns2:property name="quota">35</ns2:property>');
+  });
+
+  test('deprecated GET validate carries the methodIsDeprecated warning', async () => {
+    const res = await app.request('/rest/licensee/L-1/validate?productModuleNumber0=M-QUOTA', {
+      headers: { authorization: apiKeyAuth() },
+    });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain(
+      `<ns2:info id="methodIsDeprecated" type="warning">'GET' method for licensee validate is deprecated, use 'POST' instead</ns2:info>`,
+    );
+  });
+
+  test('malformed percent-encoding and a wrong Content-Type get 4xx envelopes', async () => {
+    const bad = await app.request('/rest/licensee/L-1/validate', form('a=%ZZ'));
+    expect(bad.status).toBe(400);
+    expect(await bad.text()).toContain('MalformedRequestException');
+    const ct = await app.request('/rest/licensee/L-1/validate', form('{}', { 'content-type': 'application/json' }));
+    expect(ct.status).toBe(415);
+  });
+
+  test('a body over the limit is refused with 413 and an envelope', async () => {
+    const res = await app.request('/rest/licensee/L-1/validate', form(`x=${'a'.repeat(70_000)}`));
+    expect(res.status).toBe(413);
+    expect(await res.text()).toContain('<ns2:info id="MalformedRequestException" type="error">');
+  });
+});
+
+describe('read calls', () => {
+  test('a ROLE_APIKEY_LICENSEE key may not read entities; vendor and admin keys may', async () => {
+    expect((await app.request('/rest/licensee', { headers: { authorization: apiKeyAuth() } })).status).toBe(403);
+    expect((await app.request('/rest/licensee', { headers: { authorization: vendorAuth() } })).status).toBe(200);
+    expect((await app.request('/rest/licensee', { headers: { authorization: apiKeyAuth(ADMIN_API_KEY) } })).status).toBe(200);
+  });
+
+  test('list with filter and paging: pagination values are strings', async () => {
+    const res = await app.request('/core/v2/rest/productmodule?filter=productNumber%3DP-TEST%3Bpage%3D1%3Bitems%3D2', {
+      headers: { authorization: vendorAuth(), accept: 'application/json' },
+    });
+    const body = (await res.json()) as { items: { item: unknown[]; pagenumber: string; totalpages: string; totalitems: string; hasnext: string } };
+    expect(body.items.item.length).toBe(2);
+    expect(body.items).toMatchObject({ pagenumber: '1', totalitems: '6', totalpages: '3', hasnext: 'true' });
+  });
+
+  test('get by number with a space, a slash and non-ASCII in it', async () => {
+    const res = await app.request('/rest/licensee/L%202/%C3%A4', { headers: { authorization: vendorAuth() } });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain('<ns2:item type="Licensee"><ns2:property name="number">L 2/ä</ns2:property>');
+  });
+
+  test('unknown entity: 400 NotFoundException; private keys of tokens are never sent', async () => {
+    const missing = await app.request('/rest/product/NOPE', { headers: { authorization: vendorAuth() } });
+    expect(missing.status).toBe(400);
+    const token = await app.request('/rest/token/signing-key', { headers: { authorization: vendorAuth() } });
+    const text = await token.text();
+    expect(text).toContain('signing-key');
+    expect(text).not.toContain('privateKey');
+  });
+
+  test('writes are refused as not available offline; unknown paths are 404 envelopes', async () => {
+    const post = await app.request('/rest/licensee', { method: 'POST', headers: { authorization: vendorAuth() } });
+    expect(post.status).toBe(405);
+    expect(await post.text()).toContain('IllegalOperationException');
+    const del = await app.request('/core/v2/rest/license/LIC-SUB', { method: 'DELETE', headers: { authorization: vendorAuth() } });
+    expect(del.status).toBe(405);
+    const unknown = await app.request('/nothing/here', { headers: { accept: 'application/json' } });
+    expect(unknown.status).toBe(404);
+    expect(((await unknown.json()) as { infos: { info: { type: string }[] } }).infos.info[0]!.type).toBe('ERROR');
+  });
+
+  test('CORS preflight is answered', async () => {
+    const res = await app.request('/core/v2/rest/licensee/L-1/validate', {
+      method: 'OPTIONS',
+      headers: {
+        origin: 'https://app.example',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'authorization,content-type,x-requested-with',
+      },
+    });
+    expect(res.status).toBe(204);
+    expect(res.headers.get('access-control-allow-origin')).toBe('*');
+    expect(res.headers.get('access-control-allow-headers')?.toLowerCase()).toContain('authorization');
+  });
+});
