@@ -35,6 +35,16 @@ export const OPTION_DEFS = {
     default: '600',
     description: 'Seconds a client may cache a validate response (the ttl attribute).',
   },
+  'signing.key': {
+    type: 'string',
+    description: 'PEM private key (PKCS#8) that signs XML validate answers (XML-DSig, as the cloud).',
+    valueHint: 'file',
+  },
+  'signing.algorithm': {
+    type: 'string',
+    default: 'rsa-sha1',
+    description: 'Signature algorithm: rsa-sha1 (cloud default, PHP) or rsa-sha256 (Java on JDK 17+).',
+  },
   'allow-anonymous': {
     type: 'boolean',
     description: 'Answer validate calls without credentials (off by default).',
@@ -64,4 +74,6 @@ export interface CliOptions {
   logJson: boolean;
   ttl: string;
   allowAnonymous: boolean;
+  signingKey?: string;
+  signingAlgorithm: string;
 }

@@ -97,6 +97,7 @@ export function parseCliOptions(argv: string[]): CliOptions {
     logJson: flag('log.json'),
     ttl: withDefault('ttl'),
     allowAnonymous: flag('allow-anonymous'),
+    signingAlgorithm: withDefault('signing.algorithm'),
   };
   const optional: [keyof CliOptions, OptionName][] = [
     ['action', 'action'],
@@ -105,6 +106,7 @@ export function parseCliOptions(argv: string[]): CliOptions {
     ['apiKey', 'nlic.apikey'],
     ['licensees', 'licensees'],
     ['serialNumber', 'serial-number'],
+    ['signingKey', 'signing.key'],
   ];
   for (const [key, name] of optional) {
     const value = str(name);

@@ -4,6 +4,8 @@
  */
 import { join } from 'node:path';
 import { createApp } from '../../server/app.ts';
+import { createSigner } from '../../server/signing.ts';
+import { loadSigningKeyFile, parseSigningAlgorithm } from '../../wire/xmldsig.ts';
 import { serveApp } from '../../server/serve.ts';
 import { openAssetStore } from '../../store/asset-store.ts';
 import type { ActionDef } from '../actions.ts';
@@ -25,12 +27,24 @@ export function parseTtlMs(text: string): number {
   return seconds * 1000;
 }
 
+function loadOperatorKey(path: string) {
+  try {
+    return loadSigningKeyFile(path);
+  } catch (error) {
+    throw new CliError((error as Error).message, EXIT.server, { cause: error });
+  }
+}
+
 export const runAgentOfflineAction: ActionDef = {
   name: 'run-agent-offline',
   summary: 'serve validate (and the read calls) from the local database',
   async run({ options, log, cwd, clock, signal, io }) {
     const port = parsePort(options.port);
     const ttlMs = parseTtlMs(options.ttl);
+    const signingAlgorithm = parseSigningAlgorithm(options.signingAlgorithm);
+    if (!signingAlgorithm) {
+      throw new CliError(`--signing.algorithm must be rsa-sha1 or rsa-sha256, got "${options.signingAlgorithm}"`, EXIT.usage);
+    }
     const store = openAssetStore(join(cwd, 'database'));
     try {
       const meta = store.meta();
@@ -43,7 +57,17 @@ export const runAgentOfflineAction: ActionDef = {
           EXIT.card,
         );
       }
-      const app = createApp({ store, clock, log, ttlMs, allowAnonymous: options.allowAnonymous });
+      const app = createApp({
+        store,
+        clock,
+        log,
+        ttlMs,
+        allowAnonymous: options.allowAnonymous,
+        signXml: createSigner({
+          algorithm: signingAlgorithm,
+          ...(options.signingKey ? { operatorKey: loadOperatorKey(options.signingKey) } : {}),
+        }),
+      });
       let server;
       try {
         server = serveApp(app, { port, hostname: options.host });
