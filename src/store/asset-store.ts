@@ -91,6 +91,12 @@ export interface ImportTransaction {
   put(entity: Entity): void;
   remove(kind: EntityKind, number: string): void;
   childNumbers(kind: EntityKind, parentNumber: string): string[];
+  /**
+   * Every stored definition of a kind, read lazily through one cursor (the
+   * importer's sweep of stale definitions; one range read per parent would
+   * hold native memory until the commit). Do not write while iterating.
+   */
+  entities(kind: EntityKind): Iterable<Entity>;
   meta(): StoreMeta;
   setMeta(meta: StoreMeta): void;
 }
@@ -243,7 +249,8 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   const wrapWriteError = (cause: unknown): StoreError => {
     if (cause instanceof StoreError) return cause;
     const message = (cause as Error)?.message ?? String(cause);
-    if (/ENOSPC|MDB_MAP_FULL|No space left/i.test(message)) {
+    // A full disk shows as ENOSPC, or as EIO (code 5) when LMDB fails to spill pages.
+    if (/ENOSPC|MDB_MAP_FULL|No space left|Input\/output error|code 5\b|code 28\b/i.test(message)) {
       return new StoreError('disk_full', `the disk holding ${path} is full: ${message}`, { cause });
     }
     return new StoreError('io', `write to the database in ${path} failed: ${message}`, { cause });
@@ -322,6 +329,9 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
             put: putInTx,
             remove: removeInTx,
             childNumbers,
+            *entities(kind) {
+              for (const { value } of defOf(kind).getRange({})) yield value;
+            },
             meta: readMeta,
             setMeta: (meta) => metaDb.putSync('meta', meta),
           }),

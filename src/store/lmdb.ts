@@ -61,11 +61,15 @@ export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEn
     noMetaSync: false,
     useWritemap: false,
     // Commit without holding the writer lock during the flush; commitDurable
-    // waits for the separate `flushed` promise before it resolves.
+    // then waits for `flushed` before it resolves.
     overlappingSync: true,
-    separateFlushed: true,
-    // Group commit: all writes of one event turn share one transaction and one flush.
-    eventTurnBatching: true,
+    // Group commit: transactions queued while the write thread is busy (or within
+    // one event turn) share one LMDB transaction and one flush. eventTurnBatching
+    // stays off: its internal batch promise is rejected unobserved when a commit
+    // fails (disk full), which would end the process; queued transactions are
+    // still combined without it.
+    eventTurnBatching: false,
+    txnStartThreshold: 1,
     commitDelay: 0,
     maxDbs: 16,
     maxReaders: 256,
@@ -94,9 +98,25 @@ export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEn
       return wrap(root.openDB<V, KvKey>({ name, compression: false }));
     },
     async commitDurable<T>(action: () => T): Promise<T> {
-      const committed = root.transaction(action) as Promise<T> & { flushed?: Promise<void> };
-      const result = await committed;
-      await committed.flushed;
+      let result: T;
+      try {
+        result = (await root.transaction(action)) as T;
+      } catch (error) {
+        // lmdb-js reports "Commit failed" and keeps the real cause (ENOSPC, EIO…) in a
+        // second promise, rejected in the same tick.
+        const detail = (error as { commitError?: Promise<unknown> }).commitError;
+        if (detail) {
+          const cause = await detail.then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          if (cause instanceof Error) throw new Error(`${cause.message} (code ${String((cause as { code?: unknown }).code)})`, { cause });
+        }
+        throw error;
+      }
+      // With overlappingSync the commit resolves before the data is synced; `flushed`
+      // resolves once every commit so far, ours included, is on the device.
+      await root.flushed;
       return result;
     },
     commitSync<T>(action: () => T): T {

@@ -1,0 +1,105 @@
+// Goal: a full disk makes write requests fail with a clear 5xx envelope while
+// reads keep working; nothing is corrupted; writes resume once space is back.
+// Method: (1) a real, small tmpfs mounted by the test (CI runs as root) holding
+// the database plus a ballast file; Floating check-outs with long session ids
+// fill it; deleting the ballast frees space. (2) An injected ENOSPC in the
+// store adapter, for machines where mounting is not allowed.
+import { afterAll, expect, test } from 'bun:test';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ManualClock } from '../../src/platform/clock.ts';
+import { silentLogger } from '../../src/platform/log.ts';
+import { createApp } from '../../src/server/app.ts';
+import { verifyDatabase } from '../../src/service/verify-database.ts';
+import { openAssetStore } from '../../src/store/asset-store.ts';
+import { tempDir } from '../helpers.ts';
+import { apiKeyAuth, demoEntities, entity, seedStore, vendorAuth } from '../support/seed-store.ts';
+
+const NOW = Date.parse('2026-11-15T12:00:00.000Z');
+const mounts: string[] = [];
+afterAll(() => {
+  for (const m of mounts) Bun.spawnSync(['umount', m]);
+});
+
+function floatingEntities() {
+  const entities = demoEntities().filter((e) => e.kind !== 'License' || e.number !== 'LIC-FLOAT');
+  entities.push(entity('License', 'LIC-FLOAT', { licenseeNumber: 'L-1', licenseTemplateNumber: 'T-FLOAT', maxSessions: '1000000' }));
+  return entities;
+}
+
+const checkOut = (id: string) => ({
+  method: 'POST',
+  headers: { authorization: apiKeyAuth(), 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+  body: `productModuleNumber0=M-FLOAT&action0=checkOut&sessionId0=${id}`,
+});
+
+test('real full disk (tmpfs): 5xx envelope on writes, reads served, writes resume, journal verifies', async () => {
+  const mountPoint = tempDir('nla-tmpfs-');
+  const mounted = Bun.spawnSync(['mount', '-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mountPoint], { stderr: 'pipe' });
+  if (mounted.exitCode !== 0) {
+    throw new Error(`this test mounts a tmpfs and needs root: ${mounted.stderr.toString()}`);
+  }
+  mounts.push(mountPoint);
+  const ballast = join(mountPoint, 'ballast');
+  writeFileSync(ballast, Buffer.alloc(1024 * 1024));
+  const cwd = join(mountPoint, 'work');
+  mkdirSync(cwd);
+  const { store } = seedStore(floatingEntities(), { dir: cwd });
+  const app = createApp({ store, clock: new ManualClock(NOW), log: silentLogger(), ttlMs: 600_000, allowAnonymous: false });
+
+  const acknowledged: string[] = [];
+  let failure: Response | undefined;
+  for (let i = 0; i < 5000 && !failure; i++) {
+    const id = `${i}-${'x'.repeat(8000)}`;
+    const res = await app.request('/rest/licensee/L-1/validate', checkOut(id));
+    if (res.status === 200) acknowledged.push(id);
+    else failure = res;
+  }
+  expect(failure).toBeDefined();
+  expect(failure!.status).toBe(507);
+  const body = (await failure!.json()) as { infos: { info: { id: string; type: string; value: string }[] } };
+  expect(body.infos.info[0]).toMatchObject({ id: 'ServiceUnavailableException', type: 'ERROR' });
+  expect(body.infos.info[0]!.value).toContain('disk_full');
+
+  // Reads keep working: entity reads and a dry-run validate.
+  expect((await app.request('/rest/licensee/L-1', { headers: { authorization: vendorAuth() } })).status).toBe(200);
+  const dry = await app.request('/rest/licensee/L-1/validate', {
+    ...checkOut('dry'),
+    body: 'dryRun=true&productModuleNumber0=M-QUOTA',
+  });
+  expect(dry.status).toBe(200);
+
+  rmSync(ballast);
+  const resumed = await app.request('/rest/licensee/L-1/validate', checkOut('after-space-is-back'));
+  expect(resumed.status).toBe(200);
+  acknowledged.push('after-space-is-back');
+
+  const sessions = store.getRuntime('L-1').sessions['M-FLOAT'] ?? {};
+  for (const id of acknowledged) expect(sessions[id]).toBeDefined();
+  expect(Object.keys(sessions).length).toBe(acknowledged.length);
+  expect(verifyDatabase(store).ok).toBe(true);
+  await store.close();
+  const reopened = openAssetStore(join(cwd, 'database'));
+  expect(Object.keys(reopened.getRuntime('L-1').sessions['M-FLOAT'] ?? {}).length).toBe(acknowledged.length);
+  await reopened.close();
+});
+
+test('injected ENOSPC: the write fails with 507, state is unchanged, and writes resume', async () => {
+  const cwd = tempDir();
+  const seeded = seedStore(floatingEntities(), { dir: cwd });
+  await seeded.store.close();
+  let diskFull = false;
+  const store = openAssetStore(join(cwd, 'database'), {
+    failWrites: () => (diskFull ? Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }) : undefined),
+  });
+  const app = createApp({ store, clock: new ManualClock(NOW), log: silentLogger(), ttlMs: 600_000, allowAnonymous: false });
+  expect((await app.request('/rest/licensee/L-1/validate', checkOut('a'))).status).toBe(200);
+  diskFull = true;
+  expect((await app.request('/rest/licensee/L-1/validate', checkOut('b'))).status).toBe(507);
+  expect(Object.keys(store.getRuntime('L-1').sessions['M-FLOAT'] ?? {})).toEqual(['a']);
+  diskFull = false;
+  expect((await app.request('/rest/licensee/L-1/validate', checkOut('c'))).status).toBe(200);
+  expect(Object.keys(store.getRuntime('L-1').sessions['M-FLOAT'] ?? {}).sort()).toEqual(['a', 'c']);
+  expect(verifyDatabase(store).ok).toBe(true);
+  await store.close();
+});
