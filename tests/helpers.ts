@@ -13,3 +13,10 @@ export function tempDir(prefix = 'nla-test-'): string {
   created.push(dir);
   return dir;
 }
+
+/**
+ * Copies of the reference fixtures from ../shared/fixtures (real and official
+ * NetLicensing responses; origins in tests/fixtures/shared/fixtures/SOURCES.md),
+ * kept in the repository so tests do not depend on where shared/ lies.
+ */
+export const SHARED_FIXTURES = join(import.meta.dir, 'fixtures', 'shared', 'fixtures');

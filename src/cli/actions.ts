@@ -44,6 +44,10 @@ export const ACTIONS: Record<string, { summary: string; load: () => Promise<Acti
     summary: 'import assets into the local database from the transfer files created with export-assets',
     load: async () => (await import('./actions/import-assets.ts')).importAssetsAction,
   },
+  'run-agent': {
+    summary: 'run as a caching proxy to NetLicensing that answers from local state while it is unreachable',
+    load: async () => (await import('./actions/run-agent.ts')).runAgentAction,
+  },
   'run-agent-offline': {
     summary: 'run in offline mode: serve validate and the read calls from the local database',
     load: async () => (await import('./actions/run-agent-offline.ts')).runAgentOfflineAction,
@@ -51,6 +55,10 @@ export const ACTIONS: Record<string, { summary: string; load: () => Promise<Acti
   'verify-database': {
     summary: 'check the journal hash chain and recompute every counter from it',
     load: async () => (await import('./actions/verify-database.ts')).verifyDatabaseAction,
+  },
+  status: {
+    summary: 'print the state of the database: last import, seats, quantities, journal (works while the agent runs)',
+    load: async () => (await import('./actions/status.ts')).statusAction,
   },
   backup: {
     summary: 'copy the database consistently while the agent runs (to --output/database)',

@@ -49,6 +49,36 @@ export const OPTION_DEFS = {
     type: 'boolean',
     description: 'Answer validate calls without credentials (off by default).',
   },
+  'tls.cert': { type: 'string', description: 'PEM certificate (chain): serve HTTPS instead of HTTP.', valueHint: 'file' },
+  'tls.key': { type: 'string', description: 'PEM private key of --tls.cert.', valueHint: 'file' },
+  'tls.ca': { type: 'string', description: 'PEM CA certificate(s) that client certificates must chain to.', valueHint: 'file' },
+  'tls.client-auth': {
+    type: 'string',
+    default: 'none',
+    description: 'Client certificates: require (verified against --tls.ca), optional (requested, not enforced) or none.',
+  },
+  'admin.port': {
+    type: 'string',
+    default: '8081',
+    description: 'Port of the admin listener (/health, /ready, /metrics, /status); "off" disables it.',
+  },
+  'admin.host': { type: 'string', default: '127.0.0.1', description: 'Address of the admin listener (loopback by default).' },
+  'cache.type': {
+    type: 'string',
+    default: 'local',
+    description: 'run-agent validation cache: local (the agent database) or redis (shared by several agents).',
+  },
+  'cache.host': { type: 'string', default: 'localhost', description: 'Redis host (--cache.type=redis).' },
+  'cache.port': { type: 'string', default: '6379', description: 'Redis port.' },
+  'cache.password': { type: 'string', description: 'Redis password.' },
+  'cache.database': { type: 'string', default: '0', description: 'Redis database number.' },
+  'cache.key-prefix': { type: 'string', default: 'agent:validate:', description: 'Prefix of every Redis key the agent writes.' },
+  'cache.ssl': { type: 'boolean', description: 'Connect to Redis over TLS.' },
+  'upstream.timeout': {
+    type: 'string',
+    default: '5',
+    description: 'run-agent: seconds to wait for NetLicensing (or the upstream agent) before answering from local state.',
+  },
 } as const satisfies ArgsDef;
 
 export type OptionName = keyof typeof OPTION_DEFS;
@@ -76,4 +106,18 @@ export interface CliOptions {
   allowAnonymous: boolean;
   signingKey?: string;
   signingAlgorithm: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  tlsClientAuth: string;
+  adminPort: string;
+  adminHost: string;
+  cacheType: string;
+  cacheHost: string;
+  cachePort: string;
+  cachePassword?: string;
+  cacheDatabase: string;
+  cacheKeyPrefix: string;
+  cacheSsl: boolean;
+  upstreamTimeout: string;
 }

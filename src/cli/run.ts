@@ -13,9 +13,14 @@ import { OPTION_DEFS, type CliOptions, type OptionName } from './options.ts';
 
 declare const NLA_BUILD_COMMIT: string | undefined;
 
-export function versionText(): string {
+export function buildInfo(): { version: string; commit: string; bun: string } {
   const commit = typeof NLA_BUILD_COMMIT === 'string' ? NLA_BUILD_COMMIT : 'development';
-  return `netlicensing-agent ${packageJson.version} (build ${commit}, bun ${Bun.version})`;
+  return { version: packageJson.version, commit, bun: Bun.version };
+}
+
+export function versionText(): string {
+  const { version, commit, bun } = buildInfo();
+  return `netlicensing-agent ${version} (build ${commit}, bun ${bun})`;
 }
 
 export function helpText(): string {
@@ -98,6 +103,16 @@ export function parseCliOptions(argv: string[]): CliOptions {
     ttl: withDefault('ttl'),
     allowAnonymous: flag('allow-anonymous'),
     signingAlgorithm: withDefault('signing.algorithm'),
+    tlsClientAuth: withDefault('tls.client-auth'),
+    adminPort: withDefault('admin.port'),
+    adminHost: withDefault('admin.host'),
+    cacheType: withDefault('cache.type'),
+    cacheHost: withDefault('cache.host'),
+    cachePort: withDefault('cache.port'),
+    cacheDatabase: withDefault('cache.database'),
+    cacheKeyPrefix: withDefault('cache.key-prefix'),
+    cacheSsl: flag('cache.ssl'),
+    upstreamTimeout: withDefault('upstream.timeout'),
   };
   const optional: [keyof CliOptions, OptionName][] = [
     ['action', 'action'],
@@ -107,6 +122,10 @@ export function parseCliOptions(argv: string[]): CliOptions {
     ['licensees', 'licensees'],
     ['serialNumber', 'serial-number'],
     ['signingKey', 'signing.key'],
+    ['tlsCert', 'tls.cert'],
+    ['tlsKey', 'tls.key'],
+    ['tlsCa', 'tls.ca'],
+    ['cachePassword', 'cache.password'],
   ];
   for (const [key, name] of optional) {
     const value = str(name);

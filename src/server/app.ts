@@ -20,6 +20,7 @@ import type { AssetStore } from '../store/asset-store.ts';
 import { StoreError } from '../store/errors.ts';
 import { createAuthenticator, mayRead, mayValidate, REALM, type Principal } from './auth.ts';
 import { MalformedRequestError, parseForm, queryOf } from './form.ts';
+import { routeOf, type RequestObserver } from './ops/observer.ts';
 import { HTTP_LIMITS } from './limits.ts';
 import { CONTENT_TYPE, negotiateFormat, renderEnvelope, type WireFormat } from './negotiate.ts';
 
@@ -32,6 +33,8 @@ export interface AppDeps {
   allowAnonymous: boolean;
   /** Signs XML validate answers for API keys that carry a private key (optional). */
   signXml?: (envelope: Envelope, principal: Principal) => string | undefined;
+  /** Operator metrics (src/server/ops): told about every request and validate answer. */
+  observer?: RequestObserver;
 }
 
 export const API_PREFIXES = ['/rest', '/core/v2/rest'] as const;
@@ -73,6 +76,19 @@ export function createApp(deps: AppDeps): Hono {
   );
   const app = new Hono();
 
+  // Access log (--verbose) and metrics. Logs method, path and status only: never headers
+  // (Authorization) or the query/body (a client may put anything there).
+  const observer = deps.observer;
+  if (observer || log.level >= 4) {
+    app.use('*', async (c, next) => {
+      const startedMs = performance.now();
+      await next();
+      const durationMs = performance.now() - startedMs;
+      const status = c.res.status;
+      observer?.request({ route: routeOf(c.req.path), method: c.req.method, status, durationMs });
+      if (log.level >= 4) log.debug(`${c.req.method} ${c.req.path} ${status} ${durationMs.toFixed(1)}ms`);
+    });
+  }
   app.use(
     '*',
     cors({
@@ -129,6 +145,7 @@ export function createApp(deps: AppDeps): Hono {
       }
       const result = await validateLicensee(deps, licensee, request, deps.clock.nowMs());
       if (result.kind === 'error') return send(c, result.status, result.envelope);
+      observer?.validated(result.envelope);
       const signed = formatOf(c) === 'xml' ? deps.signXml?.(result.envelope, authResult.principal) : undefined;
       return send(c, 200, result.envelope, signed);
     });

@@ -3,8 +3,12 @@
  * shutdown stops accepting, lets in-flight requests finish (their durable
  * writes included) and only then returns, so the caller can close the store.
  */
-import type { Hono } from 'hono';
 import { HTTP_LIMITS } from './limits.ts';
+
+/** What serveApp runs: a Hono app, or any handler with the same fetch (e.g. one that adds /health). */
+export interface FetchApp {
+  fetch(request: Request): Response | Promise<Response>;
+}
 
 export interface RunningServer {
   /** The bound port (useful with port 0 in tests). */
@@ -17,7 +21,8 @@ export interface RunningServer {
 export interface ServeOptions {
   port: number;
   hostname: string;
-  tls?: { cert: string; key: string; ca?: string; requestCert?: boolean };
+  /** PEM texts; see tls.ts for how the client-auth policy maps onto requestCert/rejectUnauthorized. */
+  tls?: { cert: string; key: string; ca?: string; requestCert?: boolean; rejectUnauthorized?: boolean };
 }
 
 /** Collapses `//` in the path (the C++ and JS clients produce it with a trailing-slash base URL). */
@@ -32,7 +37,7 @@ function normalisePath(request: Request): Request {
   return new Request(fixed, request);
 }
 
-export function serveApp(app: Hono, options: ServeOptions): RunningServer {
+export function serveApp(app: FetchApp, options: ServeOptions): RunningServer {
   const server = Bun.serve({
     port: options.port,
     hostname: options.hostname,

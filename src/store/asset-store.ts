@@ -10,6 +10,10 @@
  *   runtime          licensee number → RuntimeState (what the agent itself changed)
  *   journal          sequence → JournalEntry (append-only, hash-chained)
  *
+ * run-agent (caching proxy, src/proxy/) keeps its replay log, replay cursor,
+ * conflict records and local cache under ['proxy', …] keys of `meta`: all 16
+ * named sub-databases the environment allows (lmdb.ts maxDbs) are taken.
+ *
  * Definitions and runtime state never share a record, so an import that
  * replaces definitions cannot lose runtime state.
  */
@@ -72,6 +76,13 @@ const KEY_PART_BYTES_MAX = 480;
 // U+001F cannot occur in XML text, so it cannot occur in a number; lower control
 // characters are special to lmdb's key encoding (ordered-binary).
 const SEPARATOR = '\u001f';
+/** run-agent keys inside the meta sub-database (arrays sort apart from the string keys). */
+const PROXY = 'proxy';
+const REPLAY_HEAD_KEY = [PROXY, 'replayHead'];
+const REPLAY_CURSOR_KEY = [PROXY, 'replayCursor'];
+const replayKey = (seq: number) => [PROXY, 'replay', seq];
+const conflictKey = (seq: number) => [PROXY, 'conflict', seq];
+const proxyValueKey = (key: string) => [PROXY, 'value', keyPart(key)];
 
 export function keyPart(value: string): string {
   if (Buffer.byteLength(value, 'utf8') <= KEY_PART_BYTES_MAX) return value;
@@ -137,6 +148,91 @@ export interface AssetStore {
   importTransaction<T>(action: (tx: ImportTransaction) => T): T;
   backup(path: string): Promise<void>;
   close(): Promise<void>;
+
+  // ---- run-agent (caching proxy) records; see ReplayEntry.
+  /**
+   * commitRuntime that also appends a replay entry (the request to re-send
+   * upstream later) in the same transaction, when `decide` produced events.
+   */
+  commitRuntimeWithReplay<R>(
+    licenseeNumber: string,
+    atMs: number,
+    decide: (state: RuntimeState) => { events: RuntimeEvent[]; result: R },
+    describe: (result: R) => ReplayRequest,
+  ): Promise<R>;
+  /** Sequence number of the last replay entry acknowledged upstream (0: none). */
+  replayCursor(): number;
+  /** Entries after the cursor, oldest first. */
+  replayBacklog(): Iterable<ReplayEntry>;
+  /**
+   * Records the upstream answer to entry `seq` (must be cursor + 1), an
+   * optional conflict record, and advances the cursor: one durable transaction.
+   */
+  acknowledgeReplay(seq: number, ack: ReplayAck, conflict?: ReplayConflict): Promise<void>;
+  replayConflicts(): Iterable<ReplayConflict>;
+  /**
+   * Replaces a licensee's definitions with fresh ones from upstream and
+   * reconciles its runtime state, in one durable transaction.
+   */
+  refreshLicensee<T>(licenseeNumber: string, atMs: number, action: (tx: RefreshTransaction) => T): Promise<T>;
+  /** Small values of run-agent (local cache, verified credentials), by key. */
+  proxyValue(key: string): unknown;
+  /** Writes (or with undefined removes) a value; resolves when durable. */
+  putProxyValue(key: string, value: unknown): Promise<void>;
+  proxyValueKeys(prefix: string): Iterable<string>;
+}
+
+/** A validate request run-agent answered locally and must re-send upstream. */
+export interface ReplayRequest {
+  /** The client's validate parameters, form-encoded; never its credentials. */
+  form: string;
+  /** What the agent decided (compared with the upstream answer on replay). */
+  decision: ReplayDecision;
+}
+
+export interface ReplayDecision {
+  /** HTTP status of the answer. */
+  status: number;
+  /** productModuleNumber → `valid` property of its ProductModuleValidation item. */
+  valid: Record<string, string>;
+}
+
+export interface ReplayEntry extends ReplayRequest {
+  seq: number;
+  atMs: number;
+  licenseeNumber: string;
+  /** The runtime events the local decision journaled. */
+  events: RuntimeEvent[];
+  ack?: ReplayAck;
+}
+
+export interface ReplayAck {
+  atMs: number;
+  status: number;
+  decision: ReplayDecision;
+  conflict: boolean;
+}
+
+export interface ReplayConflict {
+  seq: number;
+  licenseeNumber: string;
+  offlineAtMs: number;
+  detectedAtMs: number;
+  form: string;
+  local: ReplayDecision;
+  upstream: ReplayDecision;
+  message: string;
+}
+
+/** An import transaction for one licensee's refresh, plus its runtime state and replay entries. */
+export interface RefreshTransaction extends ImportTransaction {
+  runtime(): RuntimeState;
+  /** This licensee's replay entries still stored (acknowledged or not), oldest first. */
+  replayEntries(): ReplayEntry[];
+  /** Applies and journals runtime events for this licensee. */
+  appendRuntimeEvents(events: RuntimeEvent[]): void;
+  /** Deletes an acknowledged replay entry once its effects are in the refreshed definitions. */
+  dropReplayEntry(seq: number): void;
 }
 
 export interface OpenStoreOptions extends OpenOptions {
@@ -256,6 +352,17 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     return new StoreError('io', `write to the database in ${path} failed: ${message}`, { cause });
   };
 
+  /** Same writes as commitRuntime's: new state, journal entry, journal head (inside a transaction). */
+  const appendRuntimeEvents = (licenseeNumber: string, atMs: number, state: RuntimeState, events: RuntimeEvent[]) => {
+    runtimeDb.putSync(keyPart(licenseeNumber), { licenseeNumber, state: applyEvents(state, events) });
+    const head = journalHead();
+    const body = { seq: head.seq + 1, atMs, licenseeNumber, events };
+    const hash = journalHash(head.hash, body);
+    journalDb.putSync(body.seq, { ...body, prevHash: head.hash, hash });
+    metaDb.putSync('journalHead', { seq: body.seq, hash });
+  };
+  const replayCursor = () => (metaDb.get(REPLAY_CURSOR_KEY) as number | undefined) ?? 0;
+
   return {
     path,
     meta: readMeta,
@@ -341,6 +448,104 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
           throw wrapWriteError(cause);
         }
         throw cause;
+      }
+    },
+    async commitRuntimeWithReplay(licenseeNumber, atMs, decide, describe) {
+      try {
+        return await env.commitDurable(() => {
+          const state = runtimeDb.get(keyPart(licenseeNumber))?.state ?? emptyRuntimeState();
+          const { events, result } = decide(state);
+          if (events.length === 0) return result;
+          appendRuntimeEvents(licenseeNumber, atMs, state, events);
+          const seq = ((metaDb.get(REPLAY_HEAD_KEY) as number | undefined) ?? 0) + 1;
+          const { form, decision } = describe(result);
+          const entry: ReplayEntry = { seq, atMs, licenseeNumber, form, decision, events };
+          metaDb.putSync(REPLAY_HEAD_KEY, seq);
+          metaDb.putSync(replayKey(seq), entry);
+          return result;
+        });
+      } catch (cause) {
+        throw wrapWriteError(cause);
+      }
+    },
+    replayCursor,
+    *replayBacklog() {
+      for (const { value } of metaDb.getRange({ start: replayKey(replayCursor() + 1), end: replayKey(Number.MAX_SAFE_INTEGER) })) {
+        yield value as ReplayEntry;
+      }
+    },
+    async acknowledgeReplay(seq, ack, conflict) {
+      try {
+        await env.commitDurable(() => {
+          const cursor = replayCursor();
+          if (seq !== cursor + 1) throw new Error(`replay acknowledgement out of order: entry ${seq} after cursor ${cursor}`);
+          const entry = metaDb.get(replayKey(seq)) as ReplayEntry | undefined;
+          if (entry) metaDb.putSync(replayKey(seq), { ...entry, ack });
+          if (conflict) metaDb.putSync(conflictKey(seq), conflict);
+          metaDb.putSync(REPLAY_CURSOR_KEY, seq);
+        });
+      } catch (cause) {
+        throw wrapWriteError(cause);
+      }
+    },
+    *replayConflicts() {
+      for (const { value } of metaDb.getRange({ start: conflictKey(0), end: conflictKey(Number.MAX_SAFE_INTEGER) })) {
+        yield value as ReplayConflict;
+      }
+    },
+    async refreshLicensee(licenseeNumber, atMs, action) {
+      try {
+        return await env.commitDurable(() => {
+          let state = runtimeDb.get(keyPart(licenseeNumber))?.state ?? emptyRuntimeState();
+          return action({
+            get: getEntity,
+            put: putInTx,
+            remove: removeInTx,
+            childNumbers,
+            *entities(kind) {
+              for (const { value } of defOf(kind).getRange({})) yield value;
+            },
+            meta: readMeta,
+            setMeta: (meta) => metaDb.putSync('meta', meta),
+            runtime: () => state,
+            replayEntries: () => {
+              const entries: ReplayEntry[] = [];
+              for (const { value } of metaDb.getRange({ start: replayKey(0), end: replayKey(Number.MAX_SAFE_INTEGER) })) {
+                const entry = value as ReplayEntry;
+                if (entry.licenseeNumber === licenseeNumber) entries.push(entry);
+              }
+              return entries;
+            },
+            appendRuntimeEvents: (events) => {
+              if (events.length === 0) return;
+              appendRuntimeEvents(licenseeNumber, atMs, state, events);
+              state = applyEvents(state, events);
+            },
+            dropReplayEntry: (seq) => {
+              if (seq > replayCursor()) throw new Error(`replay entry ${seq} is not acknowledged yet and cannot be dropped`);
+              metaDb.removeSync(replayKey(seq));
+            },
+          });
+        });
+      } catch (cause) {
+        throw wrapWriteError(cause);
+      }
+    },
+    proxyValue: (key) => metaDb.get(proxyValueKey(key)),
+    async putProxyValue(key, value) {
+      try {
+        await env.commitDurable(() => {
+          if (value === undefined) metaDb.removeSync(proxyValueKey(key));
+          else metaDb.putSync(proxyValueKey(key), value);
+        });
+      } catch (cause) {
+        throw wrapWriteError(cause);
+      }
+    },
+    *proxyValueKeys(prefix) {
+      for (const key of metaDb.getKeys({ start: proxyValueKey(prefix), end: [PROXY, 'value', `${prefix}\uffff`] })) {
+        const parts = key as unknown[];
+        if (typeof parts[2] === 'string' && parts[2].startsWith(prefix)) yield parts[2];
       }
     },
     backup: (target) => env.backup(target),

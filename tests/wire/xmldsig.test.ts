@@ -20,7 +20,7 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { CliError, EXIT } from '../../src/cli/exit-codes.ts';
+import { SHARED_FIXTURES } from '../helpers.ts';
 import type { Envelope, WireItem, WireList } from '../../src/core/envelope.ts';
 import { c14nAttribute, c14nText, canonicalElement, canonicalEnvelope, parseXml } from '../../src/wire/c14n.ts';
 import { renderXml, XML_DECLARATION } from '../../src/wire/xml.ts';
@@ -39,7 +39,7 @@ import {
 import { writeTemp, xmllintC14n, xmlsecVerify, xmlsecVersion } from './xml-tools.ts';
 
 const FIXTURES = join(import.meta.dir, '../fixtures/xmldsig');
-const SAMPLE_PATH = '/work/shared/fixtures/xml/real/Isb-DEMO.signed-validate-subscription.xml';
+const SAMPLE_PATH = join(SHARED_FIXTURES, 'xml/real/Isb-DEMO.signed-validate-subscription.xml');
 const sample = readFileSync(SAMPLE_PATH, 'utf8');
 const demoPrivatePem = readFileSync(join(FIXTURES, 'rsa_private.pem'), 'utf8');
 const demoPublicPem = readFileSync(join(FIXTURES, 'rsa_public.pem'), 'utf8');
@@ -389,7 +389,7 @@ describe('signing keys', () => {
     expect(responseSigningKey({ validate: false, xml: true, apiKeyTokenProps: token, operatorKey })).toBeUndefined();
   });
 
-  test('loadSigningKeyFile: reads a PEM file; missing or bad files are CLI errors with the server exit code', () => {
+  test('loadSigningKeyFile: reads a PEM file; missing or bad files are clear errors naming the file', () => {
     const good = writeTemp('signing.pem', demoPrivatePem);
     expect(signResponse(sampleEnvelope, loadSigningKeyFile(good))).toBe(reference);
     const missing = `${good}.missing`;
@@ -397,9 +397,7 @@ describe('signing keys', () => {
       loadSigningKeyFile(missing);
       throw new Error('expected an error');
     } catch (error) {
-      expect(error).toBeInstanceOf(CliError);
-      expect((error as CliError).exitCode).toBe(EXIT.server);
-      expect((error as CliError).message).toContain(missing);
+      expect((error as Error).message).toContain(`cannot read signing key file ${missing}`);
     }
     const bad = writeTemp('bad.pem', 'not a key\n');
     expect(() => loadSigningKeyFile(bad)).toThrow(`signing key file ${bad}: not a readable RSA private key`);

@@ -5,7 +5,7 @@
  * codes: docs/export.md.
  */
 import { randomUUID } from 'node:crypto';
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Entity, EntityKind } from '../../core/entities.ts';
 import { ENTITY_KINDS } from '../../core/entities.ts';
@@ -19,13 +19,11 @@ import {
   type Credentials,
 } from '../../export/netlicensing-rest.ts';
 import { hashCredential } from '../../platform/credentials.ts';
+import { TRANSFER_FILE_LIKE } from '../../transfer/format.ts';
 import type { TransferHeader } from '../../transfer/types.ts';
 import type { ActionDef, CliIo } from '../actions.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 import type { CliOptions } from '../options.ts';
-
-/** Transfer file names as the original agent writes them (seed manual, step 3). */
-export const TRANSFER_FILE_PATTERN = /^\d+_netlicensing-assets\.xml$/;
 
 /** Environment overrides (documented in docs/export.md); the CLI has no options for them. */
 export const ENV_TIMEOUT_MS = 'NLA_EXPORT_TIMEOUT_MS';
@@ -76,16 +74,15 @@ function cardSerialFrom(options: CliOptions): string | undefined {
   return serial;
 }
 
-function outputDirectoryFrom(cwd: string, output: string): string {
+/** The --output directory and the transfer files already in it (none when it does not exist yet: the writer creates it). */
+function outputDirectoryFrom(cwd: string, output: string): { directory: string; existing: string[] } {
   const directory = resolve(cwd, output);
-  let isDirectory = false;
-  try {
-    isDirectory = statSync(directory).isDirectory();
-  } catch {
-    throw new CliError(`output directory ${directory} does not exist`, EXIT.usage);
-  }
-  if (!isDirectory) throw new CliError(`--output ${directory} is not a directory`, EXIT.usage);
-  return directory;
+  if (!existsSync(directory)) return { directory, existing: [] };
+  if (!statSync(directory).isDirectory()) throw new CliError(`--output ${directory} is not a directory`, EXIT.usage);
+  const existing = readdirSync(directory)
+    .filter((name) => TRANSFER_FILE_LIKE.test(name))
+    .sort((a, b) => Number.parseInt(a, 10) - Number.parseInt(b, 10));
+  return { directory, existing };
 }
 
 /** Draws "licensees 3/9, entities 41" in place on a terminal; silent otherwise. */
@@ -144,8 +141,7 @@ export const exportAssetsAction: ActionDef = {
     const requested = parseLicenseeList(options.licensees);
     if (requested.length === 0) throw new CliError('--licensees lists no licensee number', EXIT.usage);
     const cardSerial = cardSerialFrom(options);
-    const directory = outputDirectoryFrom(cwd, options.output);
-    const existing = readdirSync(directory).filter((name) => TRANSFER_FILE_PATTERN.test(name)).sort();
+    const { directory, existing } = outputDirectoryFrom(cwd, options.output);
     if (existing.length > 0 && !options.force) {
       throw new CliError(
         `${directory} already holds transfer files (${existing.join(', ')}); remove them or use --force to overwrite`,
@@ -182,7 +178,10 @@ export const exportAssetsAction: ActionDef = {
       progress.finish();
       if (error instanceof RemoteError) throw new CliError(error.message, EXIT.remote, { cause: error });
       if (error instanceof ExportConflictError) {
-        const hint = error.problems.length > 0 ? '\n(use --force to skip unknown or foreign licensees and accept "," or ";" in numbers)' : '';
+        const hint =
+          error.problems.length > 0 && !options.force
+            ? '\n(use --force to skip unknown or foreign licensees and accept "," or ";" in numbers)'
+            : '';
         throw new CliError(`${error.message}${hint}`, error.onlyNotFound ? EXIT.remote : EXIT.conflict, { cause: error });
       }
       throw error;
@@ -204,8 +203,26 @@ export const exportAssetsAction: ActionDef = {
     }
 
     // Loaded only now: a failed export never needs the writer.
-    const { writeTransferFiles } = await import('../../transfer/writer.ts');
-    const result = await writeTransferFiles(header, collected, { directory, overwrite: options.force });
+    const { writeTransferFiles, TransferFilesExistError, TransferWriteError } = await import('../../transfer/writer.ts');
+    let result: Awaited<ReturnType<typeof writeTransferFiles>>;
+    try {
+      result = await writeTransferFiles(header, collected, { directory, overwrite: options.force });
+    } catch (error) {
+      // Files that appeared while the export was running.
+      if (error instanceof TransferFilesExistError) {
+        throw new CliError(`${error.message} (use --force to overwrite)`, EXIT.conflict, { cause: error });
+      }
+      if (error instanceof TransferWriteError) {
+        throw new CliError(`cannot write the transfer files: ${error.message}`, EXIT.internal, { cause: error });
+      }
+      const code = (error as NodeJS.ErrnoException).code;
+      if (typeof code === 'string') {
+        throw new CliError(`cannot write the transfer files to ${directory}: ${(error as Error).message}`, EXIT.internal, {
+          cause: error,
+        });
+      }
+      throw error;
+    }
     io.stdout(
       summaryText(report.counts, result.files, result.bytes, {
         productNumber: report.productNumber ?? '',

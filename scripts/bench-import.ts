@@ -1,0 +1,193 @@
+#!/usr/bin/env bun
+/**
+ * Import benchmark: generates exports of 10k, 100k and 1M licensees (3
+ * licenses each) with the transfer writer, then, per size, in separate child
+ * processes (so peak RSS is per run):
+ *   - a bare parse: the same chunked reader, fatal UTF-8 decoder and saxes
+ *     configuration the importer uses, with empty handlers;
+ *   - the real import through the CLI (`runCli --action=import-assets`) into
+ *     a fresh working directory.
+ * Prints wall time, licensees/s, MB/s, peak RSS and import/parse throughput.
+ *
+ * Targets (issue): peak RSS at 1M ≤ 1.5 × at 100k; import throughput ≥ 0.5 ×
+ * bare parse.
+ *
+ * Usage: bun scripts/bench-import.ts [--max=1000000] [--dir=<work dir>] [--keep]
+ */
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Entity } from '../src/core/entities.ts';
+import { readXmlFile } from '../src/importer/sax-source.ts';
+import { writeTransferFiles } from '../src/transfer/writer.ts';
+
+const args = new Map(
+  process.argv.slice(2).map((arg) => {
+    const [key, ...rest] = arg.replace(/^--/, '').split('=');
+    return [key!, rest.join('=') || 'true'] as const;
+  }),
+);
+
+const LICENSES_PER_LICENSEE = 3;
+
+/** A product with three modules, and `count` licensees with 3 licenses each, streamed. */
+function* benchEntities(count: number): Generator<Entity> {
+  const product = 'BENCH-PRODUCT';
+  yield { kind: 'Product', number: product, props: { number: product, active: 'true', name: 'Bench product' } };
+  const models = ['Subscription', 'Quota', 'MultiFeature'];
+  const types = ['TIMEVOLUME', 'QUANTITY', 'FEATURE'];
+  for (let m = 0; m < models.length; m++) {
+    const number = `BENCH-M${m}`;
+    yield {
+      kind: 'ProductModule',
+      number,
+      props: { number, active: 'true', name: `${models[m]} module`, licensingModel: models[m]!, productNumber: product },
+    };
+  }
+  for (let m = 0; m < models.length; m++) {
+    const number = `BENCH-T${m}`;
+    yield {
+      kind: 'LicenseTemplate',
+      number,
+      props: {
+        number,
+        active: 'true',
+        name: `Template ${m}`,
+        licenseType: types[m]!,
+        price: '10.00',
+        currency: 'EUR',
+        productModuleNumber: `BENCH-M${m}`,
+        timeVolume: '12',
+        timeVolumePeriod: 'MONTH',
+        quantity: '100',
+      },
+    };
+  }
+  for (let i = 0; i < count; i++) {
+    const licensee = `L${String(i).padStart(8, '0')}`;
+    yield {
+      kind: 'Licensee',
+      number: licensee,
+      props: { number: licensee, active: 'true', productNumber: product, name: `Customer ${i}`, crmCustomerId: `C-${i}` },
+    };
+    for (let j = 0; j < LICENSES_PER_LICENSEE; j++) {
+      const number = `${licensee}-${j}`;
+      yield {
+        kind: 'License',
+        number,
+        props: {
+          number,
+          active: 'true',
+          name: `License ${j}`,
+          licenseeNumber: licensee,
+          licenseTemplateNumber: `BENCH-T${j}`,
+          price: '10.00',
+          currency: 'EUR',
+          startDate: '2026-01-01T00:00:00.000Z',
+          timeVolume: '12',
+          timeVolumePeriod: 'MONTH',
+          quantity: '100',
+        },
+      };
+    }
+  }
+}
+
+function transferFiles(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((name) => /^\d+_netlicensing-assets\.xml$/.test(name))
+    .sort((a, b) => Number.parseInt(a, 10) - Number.parseInt(b, 10))
+    .map((name) => join(dir, name));
+}
+
+interface ChildResult {
+  ms: number;
+  maxRssKb: number;
+}
+
+async function child(): Promise<void> {
+  const mode = args.get('child');
+  const input = args.get('input')!;
+  const start = performance.now();
+  if (mode === 'parse') {
+    const noop = { open() {}, close() {}, text() {} };
+    for (const file of transferFiles(input)) readXmlFile(file, file, () => noop);
+  } else {
+    const { runCli } = await import('../src/cli/run.ts');
+    const { silentLogger } = await import('../src/platform/log.ts');
+    let err = '';
+    const code = await runCli(
+      ['--action=import-assets', `--input=${input}`],
+      { stdout: () => undefined, stderr: (t) => void (err += t), isTTY: false, env: {} },
+      { cwd: args.get('cwd')!, log: silentLogger() },
+    );
+    if (code !== 0) throw new Error(`import failed (${code}): ${err}`);
+  }
+  const result: ChildResult = { ms: performance.now() - start, maxRssKb: process.resourceUsage().maxRSS };
+  console.log(JSON.stringify(result));
+}
+
+async function runChild(extra: string[]): Promise<ChildResult> {
+  const proc = Bun.spawn([process.execPath, import.meta.path, ...extra], { stdout: 'pipe', stderr: 'inherit' });
+  const out = await new Response(proc.stdout).text();
+  if ((await proc.exited) !== 0) throw new Error(`child ${extra.join(' ')} failed`);
+  return JSON.parse(out.trim().split('\n').pop()!) as ChildResult;
+}
+
+async function main(): Promise<void> {
+  const max = Number(args.get('max') ?? 1_000_000);
+  const sizes = [10_000, 100_000, 1_000_000].filter((size) => size <= max);
+  const work = args.get('dir') ?? mkdtempSync(join(tmpdir(), 'nla-bench-import-'));
+  mkdirSync(work, { recursive: true });
+  console.log(`work directory: ${work}`);
+  const rows: string[][] = [];
+  const rss = new Map<number, number>();
+  try {
+    for (const size of sizes) {
+      const input = join(work, `${size}`, 'input');
+      rmSync(join(work, `${size}`), { recursive: true, force: true });
+      const genStart = performance.now();
+      const written = await writeTransferFiles(
+        { exportId: `bench-${size}`, createdAt: '2026-01-01T00:00:00.000Z', sourceHost: 'bench', licensees: [] },
+        benchEntities(size),
+        { directory: input },
+      );
+      const mb = written.bytes / 1e6;
+      console.log(
+        `${size} licensees: ${written.files.length} file(s), ${mb.toFixed(0)} MB, ${written.entities} entities, ` +
+          `written in ${((performance.now() - genStart) / 1000).toFixed(1)} s`,
+      );
+      const parse = await runChild(['--child=parse', `--input=${input}`]);
+      const cwd = join(work, `${size}`, 'agent');
+      mkdirSync(cwd, { recursive: true });
+      const imported = await runChild(['--child=import', `--input=${input}`, `--cwd=${cwd}`]);
+      const dbMb = statSync(join(cwd, 'database', 'data.mdb')).size / 1e6;
+      rss.set(size, imported.maxRssKb);
+      rows.push([
+        String(size),
+        (imported.ms / 1000).toFixed(1),
+        Math.round(size / (imported.ms / 1000)).toString(),
+        (mb / (imported.ms / 1000)).toFixed(1),
+        (imported.maxRssKb / 1024).toFixed(0),
+        (parse.ms / 1000).toFixed(1),
+        (mb / (parse.ms / 1000)).toFixed(1),
+        (parse.maxRssKb / 1024).toFixed(0),
+        (parse.ms / imported.ms).toFixed(2),
+        dbMb.toFixed(0),
+      ]);
+      if (!args.has('keep')) rmSync(join(work, `${size}`), { recursive: true, force: true });
+    }
+  } finally {
+    if (!args.has('keep') && !args.has('dir')) rmSync(work, { recursive: true, force: true });
+  }
+  const head = ['licensees', 'import s', 'licensees/s', 'MB/s', 'peak RSS MB', 'parse s', 'parse MB/s', 'parse RSS MB', 'import/parse', 'db MB'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
+  console.log(`\n${line(head)}\n${rows.map(line).join('\n')}`);
+  const big = rss.get(1_000_000);
+  const mid = rss.get(100_000);
+  if (big !== undefined && mid !== undefined) console.log(`peak RSS 1M / 100k: ${(big / mid).toFixed(2)} (target ≤ 1.5)`);
+}
+
+if (args.has('child')) await child();
+else await main();

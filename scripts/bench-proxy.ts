@@ -1,0 +1,155 @@
+/**
+ * run-agent overhead, measured with wrk (Debian package `wrk`) against
+ * 127.0.0.1, 64 keep-alive connections, one wrk thread: requests/s and
+ * p50/p99 latency of validate sent straight to an upstream agent, and the
+ * same requests sent through run-agent to that upstream on loopback, with
+ * the ratio proxied / direct. The upstream is scripts/bench/agent-server.ts
+ * (an offline agent on a seeded database); the proxy is this script started
+ * with --serve-proxy, wired as run-agent wires it (local cache, timers on).
+ * Note the machine's cores are shared by wrk, the proxy and the upstream.
+ *
+ * Usage: bun scripts/bench-proxy.ts [--seconds=10]
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=').slice(1).join('=');
+
+if (process.argv.includes('--serve-proxy')) {
+  await serveProxy(arg('upstream')!, arg('dir')!);
+} else {
+  await bench(Number(arg('seconds') ?? '10'));
+}
+
+async function serveProxy(upstream: string, dir: string): Promise<void> {
+  const { systemClock } = await import('../src/platform/clock.ts');
+  const { createLogger } = await import('../src/platform/log.ts');
+  const { createProxy } = await import('../src/proxy/proxy-app.ts');
+  const { serveApp } = await import('../src/server/serve.ts');
+  const { openAssetStore } = await import('../src/store/asset-store.ts');
+  const store = openAssetStore(join(dir, 'database'), { create: true });
+  const proxy = createProxy({
+    store,
+    clock: systemClock,
+    log: createLogger(),
+    ttlMs: 600_000,
+    allowAnonymous: false,
+    upstream: { baseUrl: upstream, credentials: { kind: 'basic', username: 'vendor', password: 'secret' } },
+  });
+  const server = serveApp(proxy.app, { port: 0, hostname: '127.0.0.1' });
+  console.log(`PORT ${server.port}`);
+  process.on('SIGTERM', async () => {
+    await server.stop();
+    await proxy.close();
+    await store.close();
+    process.exit(0);
+  });
+}
+
+interface Figures {
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+}
+
+async function bench(seconds: number): Promise<void> {
+  const connections = 64;
+  const work = mkdtempSync(join(tmpdir(), 'nla-bench-proxy-'));
+  if (Bun.spawnSync(['which', 'wrk']).exitCode !== 0) {
+    console.error('wrk is not installed: apt-get install -y wrk');
+    process.exit(2);
+  }
+
+  const start = async (args: string[]): Promise<{ port: number; proc: Bun.Subprocess<'ignore', 'pipe', 'inherit'> }> => {
+    const proc = Bun.spawn([process.execPath, ...args], { stdout: 'pipe', stderr: 'inherit' });
+    const reader = proc.stdout.getReader();
+    let text = '';
+    while (!/PORT \d+/.test(text)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`${args[0]} exited before printing its port`);
+      text += new TextDecoder().decode(value);
+    }
+    reader.releaseLock();
+    return { port: Number(/PORT (\d+)/.exec(text)![1]), proc };
+  };
+
+  const parseWrk = (output: string): Figures => {
+    const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1] ?? NaN);
+    const toMs = (v: string, unit: string) => Number(v) * (unit === 'us' ? 0.001 : unit === 's' ? 1000 : 1);
+    const pct = (p: string) => {
+      const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)`).exec(output);
+      return m ? toMs(m[1]!, m[2]!) : NaN;
+    };
+    const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(output)?.[1] ?? 0);
+    const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
+    return { rps, p50Ms: pct('50.000'), p99Ms: pct('99.000'), errors: non2xx + (socket ? socket.slice(1).reduce((a, b) => a + Number(b), 0) : 0) };
+  };
+
+  const auth = `Basic ${Buffer.from('apiKey:bench-key').toString('base64')}`;
+  const script = (name: string, accept: string, body: string) => {
+    const path = join(work, `${name}.lua`);
+    writeFileSync(
+      path,
+      `wrk.method = "POST"
+wrk.body = "${body}"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Accept"] = "${accept}"
+wrk.headers["Authorization"] = "${auth}"
+`,
+    );
+    return path;
+  };
+  const wrk = (url: string, lua: string): Figures => {
+    const result = Bun.spawnSync(['wrk', '-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', lua, url], { stdout: 'pipe', stderr: 'pipe' });
+    if (result.exitCode !== 0) throw new Error(`wrk failed: ${result.stderr.toString()}`);
+    return parseWrk(result.stdout.toString());
+  };
+
+  const scenarios = [
+    { name: 'Subscription validate, JSON', lua: script('sub-json', 'application/json', 'productModuleNumber0=M-SUB') },
+    { name: 'Subscription validate, XML', lua: script('sub-xml', 'application/xml', 'productModuleNumber0=M-SUB') },
+    { name: 'Pay-per-Use usedQuantity=1 (durable upstream)', lua: script('ppu', 'application/json', 'productModuleNumber0=M-PPU&usedQuantity0=1') },
+  ];
+  const rows: { name: string; direct: Figures; proxied: Figures }[] = [];
+  const upstream = await start([join(import.meta.dir, 'bench', 'agent-server.ts'), join(work, 'upstream')]);
+  const proxy = await start([import.meta.path, '--serve-proxy', `--upstream=http://127.0.0.1:${upstream.port}`, `--dir=${join(work, 'proxy')}`]);
+  try {
+    const path = '/rest/licensee/L/validate';
+    // Warm-up through the proxy: credentials remembered, assets refreshed.
+    await fetch(`http://127.0.0.1:${proxy.port}${path}`, { method: 'POST', headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded' }, body: 'productModuleNumber0=M-SUB' });
+    await Bun.sleep(500);
+    for (const scenario of scenarios) {
+      const direct = wrk(`http://127.0.0.1:${upstream.port}${path}`, scenario.lua);
+      const proxied = wrk(`http://127.0.0.1:${proxy.port}${path}`, scenario.lua);
+      rows.push({ name: scenario.name, direct, proxied });
+    }
+  } finally {
+    for (const { proc } of [proxy, upstream]) {
+      proc.kill('SIGTERM');
+      await proc.exited;
+    }
+    rmSync(work, { recursive: true, force: true });
+  }
+
+  console.log(`\nrun-agent benchmark: wrk -t1 -c${connections} -d${seconds}s, 127.0.0.1, keep-alive; upstream on loopback\n`);
+  const head = ['scenario'.padEnd(48), 'direct req/s', 'p50 ms', 'p99 ms', 'proxied req/s', 'p50 ms', 'p99 ms', 'ratio', 'errors'];
+  console.log(head.join('  '));
+  for (const { name, direct, proxied } of rows) {
+    console.log(
+      [
+        name.padEnd(48),
+        direct.rps.toFixed(0).padStart(12),
+        direct.p50Ms.toFixed(2).padStart(6),
+        direct.p99Ms.toFixed(2).padStart(6),
+        proxied.rps.toFixed(0).padStart(13),
+        proxied.p50Ms.toFixed(2).padStart(6),
+        proxied.p99Ms.toFixed(2).padStart(6),
+        (proxied.rps / direct.rps).toFixed(2).padStart(5),
+        String(direct.errors + proxied.errors).padStart(6),
+      ].join('  '),
+    );
+  }
+  console.log('\nratio = proxied req/s ÷ direct req/s (1.00 = no overhead)');
+}

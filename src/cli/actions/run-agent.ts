@@ -1,0 +1,213 @@
+/**
+ * `--action=run-agent`: the caching proxy (src/proxy/proxy-app.ts,
+ * docs/proxy.md). Forwards clients' calls to --core.base.host (the cloud or
+ * another agent), keeps a local copy of the licensees it sees, answers from
+ * it when the upstream cannot be reached and replays the changes afterwards.
+ * Runs until SIGINT/SIGTERM, then drains and closes the database.
+ */
+import { join } from 'node:path';
+import { NetLicensingRestClient, parseBaseUrl, type Credentials } from '../../export/netlicensing-rest.ts';
+import type { Clock } from '../../platform/clock.ts';
+import { LocalProxyCache, type ProxyCache } from '../../proxy/cache.ts';
+import { DEFAULT_COOL_DOWN_MS, DEFAULT_FAILURE_THRESHOLD } from '../../proxy/circuit-breaker.ts';
+import { createProxy } from '../../proxy/proxy-app.ts';
+import { RedisProxyCache } from '../../proxy/redis-cache.ts';
+import { DEFAULT_REFRESH_INTERVAL_MS } from '../../proxy/refresh.ts';
+import { DEFAULT_REPLAY_TIMEOUT_MS } from '../../proxy/replay.ts';
+import { serveApp } from '../../server/serve.ts';
+import { createSigner } from '../../server/signing.ts';
+import { loadTlsConfig, TlsConfigError } from '../../server/tls.ts';
+import { createTrustedClock } from '../../service/trusted-clock.ts';
+import { openAssetStore } from '../../store/asset-store.ts';
+import { loadSigningKeyFile, parseSigningAlgorithm } from '../../wire/xmldsig.ts';
+import type { ActionContext, ActionDef } from '../actions.ts';
+import { CliError, EXIT } from '../exit-codes.ts';
+import type { CliOptions } from '../options.ts';
+import { parsePort, parseTtlMs } from './run-agent-offline.ts';
+
+/** Tuning without options of the original agent (documented in docs/proxy.md). */
+export const ENV_BREAKER_FAILURES = 'NLA_PROXY_BREAKER_FAILURES';
+export const ENV_BREAKER_COOL_DOWN_MS = 'NLA_PROXY_BREAKER_COOLDOWN_MS';
+export const ENV_REFRESH_INTERVAL_MS = 'NLA_PROXY_REFRESH_INTERVAL_MS';
+export const ENV_BACKGROUND_TIMEOUT_MS = 'NLA_PROXY_BACKGROUND_TIMEOUT_MS';
+
+function envInteger(env: Record<string, string | undefined>, name: string, fallback: number, min: number): number {
+  const text = env[name];
+  if (text === undefined || text === '') return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min) {
+    throw new CliError(`environment variable ${name} must be a whole number ≥ ${min}, got "${text}"`, EXIT.usage);
+  }
+  return value;
+}
+
+export function parseUpstreamTimeoutMs(text: string): number {
+  const seconds = Number(text);
+  if (text.trim() === '' || !Number.isFinite(seconds) || seconds < 0.05 || seconds > 300) {
+    throw new CliError(`--upstream.timeout must be seconds from 0.05 to 300 (e.g. 5 or 2.5), got "${text}"`, EXIT.usage);
+  }
+  return Math.round(seconds * 1000);
+}
+
+function upstreamCredentials(options: CliOptions): Credentials {
+  const hasBasic = options.username !== undefined || options.password !== undefined;
+  if (options.apiKey !== undefined) {
+    if (hasBasic) throw new CliError('give either --nlic.apikey or --nlic.username with --nlic.password, not both', EXIT.usage);
+    if (options.apiKey === '') throw new CliError('--nlic.apikey is empty', EXIT.usage);
+    return { kind: 'apiKey', apiKey: options.apiKey };
+  }
+  if (options.username === undefined || options.password === undefined || options.username === '') {
+    throw new CliError(
+      'run-agent needs NetLicensing credentials to keep its local copy fresh and to replay offline changes: ' +
+        '--nlic.username=<user> --nlic.password=<password> (or --nlic.apikey=<key>)',
+      EXIT.usage,
+    );
+  }
+  return { kind: 'basic', username: options.username, password: options.password };
+}
+
+interface CacheChoice {
+  type: 'local' | 'redis';
+  host: string;
+  port: number;
+  database: number;
+  keyPrefix: string;
+}
+
+function parseCacheOptions(options: CliOptions): CacheChoice {
+  if (options.cacheType !== 'local' && options.cacheType !== 'redis') {
+    throw new CliError(`--cache.type must be local or redis, got "${options.cacheType}"`, EXIT.usage);
+  }
+  const port = Number(options.cachePort);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new CliError(`--cache.port must be a number from 1 to 65535, got "${options.cachePort}"`, EXIT.usage);
+  }
+  const database = Number(options.cacheDatabase);
+  if (!Number.isInteger(database) || database < 0 || options.cacheDatabase.trim() === '') {
+    throw new CliError(`--cache.database must be a whole number ≥ 0, got "${options.cacheDatabase}"`, EXIT.usage);
+  }
+  if (options.cacheHost.trim() === '') throw new CliError('--cache.host is empty', EXIT.usage);
+  return { type: options.cacheType, host: options.cacheHost, port, database, keyPrefix: options.cacheKeyPrefix };
+}
+
+function loadTls(options: ActionContext['options'], nowMs: number) {
+  try {
+    return loadTlsConfig({ cert: options.tlsCert, key: options.tlsKey, ca: options.tlsCa, clientAuth: options.tlsClientAuth }, nowMs);
+  } catch (error) {
+    if (!(error instanceof TlsConfigError)) throw error;
+    throw new CliError(error.message, error.kind === 'usage' ? EXIT.usage : EXIT.server, { cause: error });
+  }
+}
+
+export const runAgentAction: ActionDef = {
+  name: 'run-agent',
+  summary: 'caching proxy to NetLicensing that answers from local state during outages',
+  async run({ options, log, cwd, clock, signal, io }) {
+    const port = parsePort(options.port);
+    const ttlMs = parseTtlMs(options.ttl);
+    const timeoutMs = parseUpstreamTimeoutMs(options.upstreamTimeout);
+    let baseUrl: string;
+    try {
+      baseUrl = parseBaseUrl(options.coreBaseHost);
+    } catch (error) {
+      throw new CliError(`--core.base.host: ${(error as Error).message}`, EXIT.usage);
+    }
+    const credentials = upstreamCredentials(options);
+    const cacheChoice = parseCacheOptions(options);
+    const env = (name: string, fallback: number, min: number) => envInteger(io.env, name, fallback, min);
+    const failureThreshold = env(ENV_BREAKER_FAILURES, DEFAULT_FAILURE_THRESHOLD, 1);
+    const coolDownMs = env(ENV_BREAKER_COOL_DOWN_MS, DEFAULT_COOL_DOWN_MS, 0);
+    const refreshIntervalMs = env(ENV_REFRESH_INTERVAL_MS, DEFAULT_REFRESH_INTERVAL_MS, 0);
+    const backgroundTimeoutMs = env(ENV_BACKGROUND_TIMEOUT_MS, DEFAULT_REPLAY_TIMEOUT_MS, 1);
+    const signingAlgorithm = parseSigningAlgorithm(options.signingAlgorithm);
+    if (!signingAlgorithm) {
+      throw new CliError(`--signing.algorithm must be rsa-sha1 or rsa-sha256, got "${options.signingAlgorithm}"`, EXIT.usage);
+    }
+    let operatorKey;
+    if (options.signingKey) {
+      try {
+        operatorKey = loadSigningKeyFile(options.signingKey);
+      } catch (error) {
+        throw new CliError((error as Error).message, EXIT.server, { cause: error });
+      }
+    }
+    const tls = loadTls(options, clock.nowMs());
+
+    // The database is created on first use: run-agent fills it from the upstream.
+    const store = openAssetStore(join(cwd, 'database'), { create: true, nowMs: clock.nowMs() });
+    let cache: ProxyCache | undefined;
+    try {
+      const meta = store.meta();
+      if (meta.cardSerial !== undefined && !options.withoutCard) {
+        throw new CliError(
+          `this database is bound to smart card ${meta.cardSerial}, but smart-card support is not available in this build`,
+          EXIT.card,
+        );
+      }
+      if (cacheChoice.type === 'redis') {
+        try {
+          cache = await RedisProxyCache.connect({
+            host: cacheChoice.host,
+            port: cacheChoice.port,
+            database: cacheChoice.database,
+            keyPrefix: cacheChoice.keyPrefix,
+            ssl: options.cacheSsl,
+            log,
+            ...(options.cachePassword !== undefined ? { password: options.cachePassword } : {}),
+          });
+        } catch (error) {
+          throw new CliError((error as Error).message, EXIT.server, { cause: error });
+        }
+      } else {
+        cache = new LocalProxyCache(store, clock);
+      }
+      const head = [...store.journal(store.journalHead().seq)][0];
+      const licensingClock: Clock = createTrustedClock(clock, head?.atMs ?? 0, {
+        onRollback: ({ systemMs, highWaterMs }) =>
+          log.warn(
+            `system clock is ${Math.round((highWaterMs - systemMs) / 1000)} s behind the newest time this database has seen: ` +
+              'local answers use that time until the clock catches up',
+          ),
+      });
+      const proxy = createProxy({
+        store,
+        clock,
+        licensingClock,
+        log,
+        ttlMs,
+        allowAnonymous: options.allowAnonymous,
+        signXml: createSigner({ algorithm: signingAlgorithm, ...(operatorKey ? { operatorKey } : {}) }),
+        upstream: { baseUrl, credentials, timeoutMs, backgroundTimeoutMs },
+        breaker: { failureThreshold, coolDownMs },
+        refreshIntervalMs,
+        cache,
+        assetSource: new NetLicensingRestClient({ baseUrl, credentials, timeoutMs: backgroundTimeoutMs, retries: 1 }),
+      });
+      let server;
+      try {
+        server = serveApp(proxy.app, { port, hostname: options.host, ...(tls ? { tls } : {}) });
+      } catch (error) {
+        await proxy.close();
+        throw new CliError(`cannot listen on ${options.host}:${port}: ${(error as Error).message}`, EXIT.server, { cause: error });
+      }
+      log.info(
+        `NetLicensing Agent proxying ${tls ? 'https' : 'http'}://${options.host}:${server.port}/rest/ (and /core/v2/rest/) to ${baseUrl}; ` +
+          `timeout ${timeoutMs} ms, breaker opens after ${failureThreshold} failures for ${coolDownMs / 1000} s; cache: ${cache.description}`,
+      );
+      io.stdout(`listening on ${options.host}:${server.port}\n`);
+      await new Promise<void>((resolve) => {
+        if (signal.aborted) resolve();
+        else signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+      log.info('stopping: draining in-flight requests');
+      await server.stop();
+      await proxy.close();
+      const pending = proxy.stats.replayPending;
+      if (pending > 0) log.warn(`${pending} request(s) answered offline still wait for replay; they are sent after the next start`);
+      return EXIT.ok;
+    } finally {
+      await cache?.close();
+      await store.close();
+    }
+  },
+};

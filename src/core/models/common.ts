@@ -1,0 +1,205 @@
+/**
+ * What every licensing model shares: the context a model validates in, its
+ * result, the view of a license with runtime changes merged in, time-volume
+ * chaining, automatic (trial / evaluation) license creation and the warning
+ * level helpers. Pure: the current time comes in through the context.
+ */
+import type { Entity } from '../entities.ts';
+import type { Info, Property, WireList } from '../envelope.ts';
+import { agentLicenseNumber, type RuntimeEvent, type RuntimeState } from '../runtime.ts';
+import { addPeriod, parsePeriod, toIso } from '../time.ts';
+import type { ModuleParameters } from '../validate-types.ts';
+
+export type WarningLevel = 'GREEN' | 'YELLOW' | 'RED';
+
+const WARNING_RANK: Record<WarningLevel, number> = { GREEN: 0, YELLOW: 1, RED: 2 };
+
+export function worstWarningLevel(levels: readonly WarningLevel[], none: WarningLevel): WarningLevel {
+  if (levels.length === 0) return none;
+  return levels.reduce((a, b) => (WARNING_RANK[b] > WARNING_RANK[a] ? b : a));
+}
+
+export const DAY_MS = 86_400_000;
+
+/** A license as validation sees it: definition plus what the agent changed at runtime. */
+export interface LicenseView {
+  number: string;
+  /** The license's own properties (custom ones included: sessionId_*, nodeSecret*, usedQuantity). */
+  props: Record<string, string>;
+  template: Entity;
+  /** Effective start: the definition's startDate, else the one the agent set. */
+  startMs: number | undefined;
+  /** True when neither the definition nor the runtime has a startDate (first use sets it). */
+  startDateMissing: boolean;
+  /** Created by the agent from an automatic template (not in the imported definitions). */
+  agentCreated: boolean;
+}
+
+export interface ModelContext {
+  module: Entity;
+  /** This module's license templates, in definition order. */
+  templates: Entity[];
+  /** ACTIVE licenses of this module (imported + agent-created), in definition order. */
+  licenses: LicenseView[];
+  /** Templates that already have a license of any state (LMB-689: never create a second one). */
+  templatesWithLicenses: ReadonlySet<string>;
+  /** Parameters the client sent for this module (empty when none). */
+  params: ModuleParameters;
+  runtime: RuntimeState;
+  nowMs: number;
+  /** Automatic licenses may be created (licensee and product active, licensee not marked for transfer). */
+  mayCreateLicenses: boolean;
+  licenseeNumber: string;
+}
+
+export interface ModelResult {
+  /** Model-specific properties (`valid` and friends); the caller adds name, model and warning level. */
+  properties: Property[];
+  lists: WireList[];
+  warningLevel: WarningLevel;
+  /** State changes this answer assumes. The caller drops them for dryRun. */
+  events: RuntimeEvent[];
+  infos: Info[];
+}
+
+export type ModelHandler = (ctx: ModelContext) => ModelResult;
+
+/**
+ * A known module parameter with an unusable value. The whole request is then
+ * answered with a `MalformedRequestException` error and nothing is changed.
+ */
+export class MalformedParameterError extends Error {
+  constructor(moduleNumber: string, parameter: string, problem: string) {
+    super(`Parameter '${parameter}' for product module '${moduleNumber}' ${problem}`);
+    this.name = 'MalformedParameterError';
+  }
+}
+
+/** License property, falling back to the template's (licenses copy them on creation). Empty = absent. */
+export function licenseValue(view: LicenseView, name: string): string | undefined {
+  const own = view.props[name];
+  if (own !== undefined && own.trim() !== '') return own;
+  const inherited = view.template.props[name];
+  return inherited !== undefined && inherited.trim() !== '' ? inherited : undefined;
+}
+
+export function parseInteger(text: string | undefined): number | undefined {
+  if (text === undefined || !/^\s*-?\d+\s*$/.test(text)) return undefined;
+  const value = Number.parseInt(text, 10);
+  return Number.isSafeInteger(value) ? value : undefined;
+}
+
+export function licenseInt(view: LicenseView, name: string): number | undefined {
+  return parseInteger(licenseValue(view, name));
+}
+
+/** The license type comes from the template (licenses do not carry one). */
+export function licenseType(view: LicenseView): string {
+  return (view.template.props['licenseType'] ?? view.props['licenseType'] ?? '').trim().toUpperCase();
+}
+
+export function templateType(template: Entity): string {
+  return (template.props['licenseType'] ?? '').trim().toUpperCase();
+}
+
+export function ofType(views: readonly LicenseView[], type: string): LicenseView[] {
+  return views.filter((view) => licenseType(view) === type);
+}
+
+export function bool(value: boolean): string {
+  return value ? 'true' : 'false';
+}
+
+/** A run of back-to-back time volumes: valid from startMs (inclusive) to endMs (exclusive). */
+export interface TimeSpan {
+  startMs: number;
+  endMs: number;
+}
+
+/**
+ * Cumulative chaining of TIMEVOLUME licenses (Subscription, Rental, Try & Buy,
+ * Pricing Table): in start order, each license adds its time volume at
+ * max(its start, end of the chain so far); a license starting after the chain
+ * ended starts a new chain. Months are added one license at a time, so the
+ * clamping of a month end carries on (Jan 31 + 1 MONTH = Feb 28, + 1 MONTH =
+ * Mar 28), as repeated calendar addition does.
+ *
+ * A license without any startDate starts now; `events` receives the
+ * `startDateSet` that makes this permanent.
+ */
+export function chainTimeVolumes(ctx: ModelContext, views: readonly LicenseView[], events: RuntimeEvent[]): TimeSpan[] {
+  const entries: { startMs: number; volume: number; period: ReturnType<typeof parsePeriod> }[] = [];
+  for (const view of views) {
+    const volume = licenseInt(view, 'timeVolume');
+    let startMs = view.startMs;
+    if (startMs === undefined && view.startDateMissing) {
+      startMs = ctx.nowMs;
+      events.push({ type: 'startDateSet', licenseNumber: view.number, startDate: toIso(ctx.nowMs) });
+    }
+    if (startMs === undefined || volume === undefined || volume <= 0) continue;
+    entries.push({ startMs, volume, period: parsePeriod(licenseValue(view, 'timeVolumePeriod')) });
+  }
+  entries.sort((a, b) => a.startMs - b.startMs);
+  const spans: TimeSpan[] = [];
+  for (const entry of entries) {
+    const last = spans[spans.length - 1];
+    if (last === undefined || entry.startMs > last.endMs) {
+      spans.push({ startMs: entry.startMs, endMs: addPeriod(entry.startMs, entry.volume, entry.period) });
+    } else {
+      last.endMs = addPeriod(last.endMs, entry.volume, entry.period);
+    }
+  }
+  return spans;
+}
+
+/** The span that covers `nowMs` (start inclusive, end exclusive). */
+export function currentSpan(spans: readonly TimeSpan[], nowMs: number): TimeSpan | undefined {
+  return spans.find((span) => span.startMs <= nowMs && nowMs < span.endMs);
+}
+
+/** Subscription / Pricing Table rule: time used < 80 % GREEN, ≥ 80 % YELLOW, expired (no span) RED. */
+export function timeUsedWarningLevel(span: TimeSpan | undefined, nowMs: number): WarningLevel {
+  if (span === undefined) return 'RED';
+  const used = (nowMs - span.startMs) / (span.endMs - span.startMs);
+  return used >= 0.8 ? 'YELLOW' : 'GREEN';
+}
+
+/** Floating / Node-Locked rule (§6.4, §6.8). No capacity at all is RED. */
+export function capacityWarningLevel(used: number, total: number): WarningLevel {
+  if (total <= 0) return 'RED';
+  if (used >= total) return total >= 10 ? 'RED' : 'YELLOW';
+  return used / total >= 0.8 ? 'YELLOW' : 'GREEN';
+}
+
+/**
+ * The license an automatic template gives on the first validation (Try & Buy
+ * trial, Subscription evaluation). Created with startDate = now when the
+ * template is active, creation is allowed and no license of that template
+ * exists in any state (LMB-689). Returns the new license's view, or undefined.
+ */
+export function createAutomaticLicense(ctx: ModelContext, template: Entity, events: RuntimeEvent[]): LicenseView | undefined {
+  if (!ctx.mayCreateLicenses || template.props['active'] === 'false') return undefined;
+  if (ctx.templatesWithLicenses.has(template.number)) return undefined;
+  const number = agentLicenseNumber(ctx.licenseeNumber, template.number);
+  const startDate = toIso(ctx.nowMs);
+  events.push({ type: 'licenseCreated', license: { number, templateNumber: template.number, startDate } });
+  return {
+    number,
+    props: { number, active: 'true', licenseTemplateNumber: template.number, licenseeNumber: ctx.licenseeNumber, startDate },
+    template,
+    startMs: ctx.nowMs,
+    startDateMissing: false,
+    agentCreated: true,
+  };
+}
+
+export function isAutomatic(template: Entity): boolean {
+  return template.props['automatic'] === 'true';
+}
+
+/** Price "0", "0.00" or absent. */
+export function isFree(template: Entity): boolean {
+  const price = template.props['price'];
+  if (price === undefined || price.trim() === '') return true;
+  return Number.parseFloat(price) === 0;
+}

@@ -1,0 +1,100 @@
+/**
+ * Parsing of the validate parameters (API spec §4.1) from the decoded
+ * name/value pairs of the form body or query string. Pure.
+ *
+ * - `productModuleNumberN` names module N; every other key ending in the same
+ *   decimal suffix N is a parameter of that module (stored without the
+ *   suffix; models read only the ones they know, the rest is ignored).
+ * - The un-indexed form (`productModuleNumber=M&sessionId=…`) is one implicit
+ *   module whose parameters are the un-indexed known module parameters.
+ * - `dryRun`, `forOfflineUse` are flags; `productNumber`, `licenseeName`,
+ *   `licenseeSecret`, `vendorNumber` are reserved and not licensee properties.
+ * - Known module parameters with no module to go to are dropped; every other
+ *   key is a licensee custom property (used only by licensee auto-create).
+ * - A key given twice counts once: the first value wins (as Java's getFirst).
+ */
+import type { ModuleParameters, ValidateRequest } from './validate-types.ts';
+
+const RESERVED_TOP_LEVEL = new Set(['productNumber', 'licenseeName', 'licenseeSecret', 'vendorNumber', 'dryRun', 'forOfflineUse']);
+
+/** Parameter names the licensing models read (API spec §4.1 table). */
+export const MODULE_PARAMETERS = new Set([
+  'sessionId',
+  'action',
+  'maxCheckoutValidity',
+  'nodeSecret',
+  'usedQuantity',
+  'reserveQuantity',
+]);
+
+const MODULE_NUMBER_KEY = 'productModuleNumber';
+/** Index of the un-indexed implicit module; cannot clash with a decimal suffix. */
+const IMPLICIT = '';
+
+function isTrue(value: string): boolean {
+  return value.trim().toLowerCase() === 'true';
+}
+
+export function parseValidateParameters(pairs: Array<[string, string]>, deprecatedGet: boolean): ValidateRequest {
+  const first = new Map<string, string>();
+  for (const [key, value] of pairs) if (!first.has(key)) first.set(key, value);
+
+  // Module indices in the order the client named them.
+  const moduleByIndex = new Map<string, string>();
+  for (const [key, value] of first) {
+    if (!key.startsWith(MODULE_NUMBER_KEY) || value === '') continue;
+    const suffix = key.slice(MODULE_NUMBER_KEY.length);
+    if (suffix === '') moduleByIndex.set(IMPLICIT, value);
+    else if (/^\d+$/.test(suffix)) moduleByIndex.set(suffix, value);
+  }
+  const paramsByIndex = new Map<string, ModuleParameters>([...moduleByIndex.keys()].map((index) => [index, {}]));
+
+  let dryRun = false;
+  let forOfflineUse = false;
+  const licenseeProperties: Record<string, string> = {};
+  for (const [key, value] of first) {
+    if (key === 'dryRun') dryRun = isTrue(value);
+    else if (key === 'forOfflineUse') forOfflineUse = isTrue(value);
+    if (RESERVED_TOP_LEVEL.has(key) || /^productModuleNumber\d*$/.test(key)) continue;
+    if (MODULE_PARAMETERS.has(key)) {
+      const implicit = paramsByIndex.get(IMPLICIT);
+      if (implicit) implicit[key] = value;
+      continue;
+    }
+    const owner = indexedOwner(key, paramsByIndex);
+    if (owner) {
+      owner.params[owner.stem] = value;
+      continue;
+    }
+    const stem = key.replace(/\d+$/, '');
+    if (stem !== key && MODULE_PARAMETERS.has(stem)) continue;
+    if (value !== '') licenseeProperties[key] = value;
+  }
+
+  // Two indices naming the same module merge; the earlier index's values win.
+  const modules = new Map<string, ModuleParameters>();
+  for (const [index, moduleNumber] of moduleByIndex) {
+    const params = paramsByIndex.get(index) ?? {};
+    modules.set(moduleNumber, { ...params, ...(modules.get(moduleNumber) ?? {}) });
+  }
+  return { dryRun, forOfflineUse, modules, licenseeProperties, deprecatedGet };
+}
+
+/**
+ * The module a suffixed key belongs to. With a stem that itself ends in
+ * digits (`param1` for module 0 is sent as `param10`) the longest suffix that
+ * names a module wins.
+ */
+function indexedOwner(
+  key: string,
+  paramsByIndex: Map<string, ModuleParameters>,
+): { stem: string; params: ModuleParameters } | undefined {
+  const digits = /\d+$/.exec(key);
+  if (!digits) return undefined;
+  for (let at = digits.index; at < key.length; at++) {
+    if (at === 0) continue;
+    const params = paramsByIndex.get(key.slice(at));
+    if (params) return { stem: key.slice(0, at), params };
+  }
+  return undefined;
+}

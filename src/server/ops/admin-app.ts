@@ -1,0 +1,134 @@
+/**
+ * The admin listener's app (`--admin.port`, bound to 127.0.0.1 by default):
+ *
+ *   GET /health       liveness: 200 {"status":"ok"} while the process answers
+ *   GET /ready        readiness: 200 or 503 with every named check
+ *   GET /metrics      Prometheus text format
+ *   GET /status       read-only HTML status page
+ *   GET /status.json  the same data as JSON
+ *
+ * None of these need credentials, which is why they live on their own
+ * listener instead of the licensing port: what they show (licensee numbers,
+ * session ids, usage) is for the operator's machine or monitoring network.
+ * `/health` is also answered on the main port (`withHealth`) for load
+ * balancers; it tells nothing but "alive".
+ */
+import { Hono } from 'hono';
+import type { Clock } from '../../platform/clock.ts';
+import { inspectDatabaseFiles, licenseeActivity, SCAN_IN_PAGES, type StatusReader, type StatusSnapshot } from '../../service/status.ts';
+import type { AssetStore } from '../../store/asset-store.ts';
+import type { FetchApp } from '../serve.ts';
+import type { OpsMetrics } from './metrics.ts';
+import { CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE } from './prometheus.ts';
+import type { Readiness } from './readiness.ts';
+import type { Sampler } from './samples.ts';
+import { renderStatusPage } from './status-page.ts';
+
+export interface AdminDeps {
+  store: AssetStore;
+  status: StatusReader;
+  metrics: OpsMetrics;
+  readiness: Readiness;
+  sampler: Sampler;
+  sampleIntervalMs: number;
+  clock: Clock;
+  version: string;
+  /** Expiry of the main listener's TLS certificate, when it has one. */
+  tlsNotAfterMs?: number;
+  /** Licensees listed on the status page at most. */
+  activityLimit?: number;
+}
+
+const HEALTH_BODY = '{"status":"ok"}';
+
+export function healthResponse(): Response {
+  return new Response(HEALTH_BODY, { status: 200, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' } });
+}
+
+/** Answers GET/HEAD /health itself and hands everything else to `app`. */
+export function withHealth(app: FetchApp): FetchApp {
+  return {
+    fetch(request) {
+      if (request.method === 'GET' || request.method === 'HEAD') {
+        const url = request.url;
+        const pathStart = url.indexOf('/', url.indexOf('://') + 3);
+        const path = url.slice(pathStart).split('?', 1)[0];
+        if (path === '/health') return healthResponse();
+      }
+      return app.fetch(request);
+    },
+  };
+}
+
+function snapshotJson(snapshot: StatusSnapshot) {
+  return {
+    ...snapshot,
+    definitions: { ...snapshot.definitions, modules: [...snapshot.definitions.modules.values()], quantityLicenseModule: undefined },
+    runtime: {
+      ...snapshot.runtime,
+      seatsInUse: Object.fromEntries(snapshot.runtime.seatsInUse),
+      quantityBooked: Object.fromEntries(snapshot.runtime.quantityBooked),
+    },
+  };
+}
+
+export function createAdminApp(deps: AdminDeps): Hono {
+  const app = new Hono();
+  const noStore = { 'cache-control': 'no-store' };
+  const activityLimit = deps.activityLimit ?? 200;
+
+  app.get('/health', () => healthResponse());
+
+  app.get('/ready', async (c) => {
+    const report = await deps.readiness.report();
+    return c.json({ status: report.ready ? 'ready' : 'not ready', checks: report.checks }, report.ready ? 200 : 503, noStore);
+  });
+
+  app.get('/metrics', async () => {
+    const snapshot = await deps.status.snapshot(deps.clock.nowMs());
+    const report = await deps.readiness.report();
+    const files = inspectDatabaseFiles(deps.store.path);
+    const body = deps.metrics.render(snapshot, {
+      readiness: report.checks.map(({ name, ok }) => ({ name, ok })),
+      ...(files ? { databaseBytes: files.sizeBytes } : {}),
+      ...(deps.tlsNotAfterMs !== undefined ? { tlsNotAfterMs: deps.tlsNotAfterMs } : {}),
+    });
+    return new Response(body, { headers: { 'content-type': PROMETHEUS_CONTENT_TYPE, ...noStore } });
+  });
+
+  app.get('/status', async (c) => {
+    const nowMs = deps.clock.nowMs();
+    const files = inspectDatabaseFiles(deps.store.path);
+    const html = renderStatusPage({
+      version: deps.version,
+      snapshot: await deps.status.snapshot(nowMs),
+      activity: await licenseeActivity(deps.store, nowMs, activityLimit, SCAN_IN_PAGES),
+      samples: deps.sampler.ring.list(),
+      sampleIntervalMs: deps.sampleIntervalMs,
+      ...(files ? { files } : {}),
+      readiness: await deps.readiness.report(),
+      validateRequests: deps.metrics.validateRequests(),
+    });
+    return c.html(html, 200, noStore);
+  });
+
+  app.get('/status.json', async (c) => {
+    const nowMs = deps.clock.nowMs();
+    return c.json(
+      {
+        version: deps.version,
+        ...snapshotJson(await deps.status.snapshot(nowMs)),
+        files: inspectDatabaseFiles(deps.store.path),
+        readiness: await deps.readiness.report(),
+        licensees: await licenseeActivity(deps.store, nowMs, activityLimit, SCAN_IN_PAGES),
+        samples: deps.sampler.ring.list(),
+      },
+      200,
+      noStore,
+    );
+  });
+
+  app.notFound((c) => c.text('not found: the admin listener serves /health, /ready, /metrics, /status and /status.json\n', 404));
+  app.onError((error, c) => c.text(`internal error: ${error.message}\n`, 500));
+  return app;
+}

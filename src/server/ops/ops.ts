@@ -1,0 +1,106 @@
+/**
+ * Wires the operator's features for `run-agent-offline`: metrics (the app's
+ * request observer), readiness checks, the seats sampler and the admin
+ * listener. run-agent-offline creates this once and stops it on shutdown.
+ */
+import type { Clock } from '../../platform/clock.ts';
+import type { Logger } from '../../platform/log.ts';
+import { createStatusReader, inspectDatabaseFiles, SCAN_IN_PAGES, type StatusReader } from '../../service/status.ts';
+import type { AssetStore } from '../../store/asset-store.ts';
+import { serveApp, type RunningServer } from '../serve.ts';
+import { certificateNotAfterMs, type TlsConfig } from '../tls.ts';
+import { createAdminApp } from './admin-app.ts';
+import { createOpsMetrics, type BuildInfo, type OpsMetrics } from './metrics.ts';
+import { cardRequirementCheck, createReadiness, storeCheck, type Readiness } from './readiness.ts';
+import { createSampler, SampleRing, type Sampler } from './samples.ts';
+
+/** One sample a minute, six hours of history. */
+export const SAMPLE_INTERVAL_MS = 60_000;
+export const SAMPLE_COUNT = 360;
+
+export interface OpsOptions {
+  store: AssetStore;
+  clock: Clock;
+  log: Logger;
+  build: BuildInfo;
+  /** Full version line for the status page. */
+  versionText: string;
+  /** --without-card given: the card readiness check passes. */
+  cardDisabled: boolean;
+  sampleIntervalMs?: number;
+}
+
+export interface Ops {
+  metrics: OpsMetrics;
+  readiness: Readiness;
+  status: StatusReader;
+  sampler: Sampler;
+  sampleIntervalMs: number;
+  /** Starts the admin listener; TLS applies only when it is given (see startAdmin in run-agent-offline). */
+  listenAdmin(options: { host: string; port: number; tls?: TlsConfig; mainTls?: TlsConfig }): RunningServer;
+  /** Not ready from now on (load balancers drain the agent before it stops). */
+  draining(): void;
+  stop(): Promise<void>;
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127(?:\.\d{1,3}){3}$/.test(host);
+}
+
+/** `--admin.port`: a port number, or "off". */
+export function parseAdminPort(text: string): number | 'off' | undefined {
+  if (text === 'off') return 'off';
+  const port = Number(text);
+  return Number.isInteger(port) && port >= 0 && port <= 65535 && text.trim() !== '' ? port : undefined;
+}
+
+export function createOps(options: OpsOptions): Ops {
+  const { store, clock, log } = options;
+  const sampleIntervalMs = options.sampleIntervalMs ?? SAMPLE_INTERVAL_MS;
+  for (const loose of inspectDatabaseFiles(store.path)?.loose ?? []) {
+    log.warn(`database file readable by others: ${loose}; it holds licensing secrets: chmod go= it`);
+  }
+  const metrics = createOpsMetrics(options.build, clock.nowMs());
+  const status = createStatusReader(store, SCAN_IN_PAGES);
+  const readiness = createReadiness([storeCheck(store), cardRequirementCheck(store, { cardDisabled: options.cardDisabled })]);
+  const sampler = createSampler(
+    new SampleRing(SAMPLE_COUNT),
+    () => clock.nowMs(),
+    async () => {
+      const snapshot = await status.snapshot(clock.nowMs());
+      let seatCapacity = 0;
+      for (const module of snapshot.definitions.modules.values()) seatCapacity += module.floatingCapacity;
+      return { seatsInUse: snapshot.runtime.seatsInUseTotal, seatCapacity, validateRequests: metrics.validateRequests() };
+    },
+    (error) => log.warn(`status sampler: ${error.message}`),
+  );
+  const servers: RunningServer[] = [];
+  return {
+    metrics,
+    readiness,
+    status,
+    sampler,
+    sampleIntervalMs,
+    listenAdmin({ host, port, tls, mainTls }) {
+      const app = createAdminApp({
+        store,
+        status,
+        metrics,
+        readiness,
+        sampler,
+        sampleIntervalMs,
+        clock,
+        version: options.versionText,
+        ...(mainTls ? { tlsNotAfterMs: certificateNotAfterMs(mainTls) } : {}),
+      });
+      const server = serveApp(app, { port, hostname: host, ...(tls ? { tls } : {}) });
+      servers.push(server);
+      return server;
+    },
+    draining: () => readiness.draining(),
+    async stop() {
+      sampler.stop();
+      await Promise.all(servers.splice(0).map((s) => s.stop()));
+    },
+  };
+}

@@ -1,0 +1,436 @@
+/**
+ * What an operator wants to know about a database, read from the store:
+ * files and permissions, last import, card mode, journal, per-module
+ * floating seats and quantities, and per-licensee activity. Shared by
+ * `--action=status`, the Prometheus metrics and the status page.
+ *
+ * Cost: definitions only change with an import, so the per-module capacity
+ * (a scan of every license) is computed once per import and cached; runtime
+ * state (sessions, booked quantities) is scanned on every call — it holds
+ * only licensees the agent has changed something for.
+ *
+ * Inside the server every scan is cut into pages with a pause between them
+ * (`ScanOptions`), so a scan of 100k licensees never holds up validate
+ * requests for more than one page; the CLI reads in one go.
+ */
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { isActive, type Entity, type EntityKind } from '../core/entities.ts';
+import type { Property } from '../core/envelope.ts';
+import { licenseInt, type LicenseView, type WarningLevel } from '../core/models/common.ts';
+import { resolveLicensingModel } from '../core/models/index.ts';
+import type { RuntimeState } from '../core/runtime.ts';
+import { validate } from '../core/validate.ts';
+import type { AssetStore, ImportRecord } from '../store/asset-store.ts';
+
+export interface DatabaseFile {
+  name: string;
+  sizeBytes: number;
+  /** Permission bits, e.g. 0o600. */
+  mode: number;
+}
+
+export interface DatabaseFiles {
+  path: string;
+  /** Permission bits of the directory itself. */
+  mode: number;
+  files: DatabaseFile[];
+  sizeBytes: number;
+  /** Entries readable or writable by group or others (should be none: they hold licensing secrets). */
+  loose: string[];
+}
+
+/** Files of the database directory; undefined when the directory does not exist. */
+export function inspectDatabaseFiles(path: string): DatabaseFiles | undefined {
+  let dirMode: number;
+  try {
+    const stat = statSync(path);
+    if (!stat.isDirectory()) return undefined;
+    dirMode = stat.mode & 0o777;
+  } catch {
+    return undefined;
+  }
+  const files: DatabaseFile[] = [];
+  for (const name of readdirSync(path).sort()) {
+    const stat = statSync(join(path, name));
+    files.push({ name, sizeBytes: stat.size, mode: stat.mode & 0o777 });
+  }
+  const loose = [
+    ...(dirMode & 0o077 ? [`${path} (${formatMode(dirMode)})`] : []),
+    ...files.filter((f) => f.mode & 0o077).map((f) => `${join(path, f.name)} (${formatMode(f.mode)})`),
+  ];
+  return { path, mode: dirMode, files, sizeBytes: files.reduce((sum, f) => sum + f.sizeBytes, 0), loose };
+}
+
+export function formatMode(mode: number): string {
+  return `0${(mode & 0o777).toString(8).padStart(3, '0')}`;
+}
+
+export interface ModuleSummary {
+  number: string;
+  name: string;
+  productNumber: string;
+  /** Modern model name, or the stored value when the agent does not support it. */
+  licensingModel: string;
+  active: boolean;
+  /** Licensees of the module's product. */
+  licensees: number;
+  /** Σ maxSessions of active FLOATING licenses of active licensees. */
+  floatingCapacity: number;
+  /** Σ quantity of active QUANTITY licenses (Pay-per-Use modules). */
+  quantityTotal: number;
+  /** Σ usedQuantity the import carried for those licenses. */
+  quantityUsedImported: number;
+}
+
+export interface DefinitionSummary {
+  /** Which import this summary belongs to. */
+  importKey: string;
+  counts: { products: number; modules: number; templates: number; licensees: number; licenses: number; apiKeys: number };
+  modules: Map<string, ModuleSummary>;
+  /** Pay-per-Use license number → module number (to attribute booked quantities). */
+  quantityLicenseModule: Map<string, string>;
+}
+
+function importKeyOf(record: ImportRecord | undefined): string {
+  return record === undefined ? '' : `${record.exportId}@${record.importedAt}`;
+}
+
+/** How scans share the event loop: `pause` runs between pages. */
+export interface ScanOptions {
+  /** Entities read per page (and runtime records between pauses). */
+  pageSize: number;
+  pause: () => Promise<void> | void;
+}
+
+/** For a process that does nothing else (the CLI): one read, no pauses. */
+export const SCAN_AT_ONCE: ScanOptions = { pageSize: Number.MAX_SAFE_INTEGER, pause: () => {} };
+/** For the server: pages of 5000 (a few tens of ms each), the event loop served in between. */
+export const SCAN_IN_PAGES: ScanOptions = { pageSize: 5000, pause: () => new Promise<void>((resolve) => setImmediate(resolve)) };
+
+/** Every entity of a kind, a page at a time. */
+async function eachEntity(store: AssetStore, kind: EntityKind, scan: ScanOptions, visit: (entity: Entity) => void): Promise<number> {
+  let count = 0;
+  for (let offset = 0; ; offset += scan.pageSize) {
+    const { items } = store.listEntities(kind, { offset, limit: scan.pageSize });
+    for (const entity of items) visit(entity);
+    count += items.length;
+    if (items.length < scan.pageSize) return count;
+    await scan.pause();
+  }
+}
+
+/** Runtime records with a pause every `pageSize` records (the read transaction stays open meanwhile). */
+async function eachRuntime(
+  store: AssetStore,
+  scan: ScanOptions,
+  visit: (entry: { licenseeNumber: string; state: RuntimeState }) => void,
+): Promise<void> {
+  let sincePause = 0;
+  for (const entry of store.runtimeEntries()) {
+    visit(entry);
+    if (++sincePause >= scan.pageSize) {
+      sincePause = 0;
+      await scan.pause();
+    }
+  }
+}
+
+function licenseViewFor(license: Entity, template: Entity): LicenseView {
+  return { number: license.number, props: license.props, template, startMs: undefined, startDateMissing: false, agentCreated: false };
+}
+
+/** One pass over the definitions (cost grows with the number of licenses; cache the result per import). */
+export async function summariseDefinitions(store: AssetStore, scan: ScanOptions = SCAN_AT_ONCE): Promise<DefinitionSummary> {
+  const importKey = importKeyOf(store.meta().lastImport);
+  const modules = new Map<string, ModuleSummary>();
+  for (const module of store.listEntities('ProductModule').items) {
+    const stored = module.props['licensingModel'] ?? '';
+    modules.set(module.number, {
+      number: module.number,
+      name: module.props['name'] ?? '',
+      productNumber: module.props['productNumber'] ?? '',
+      licensingModel: resolveLicensingModel(stored) ?? stored,
+      active: isActive(module),
+      licensees: 0,
+      floatingCapacity: 0,
+      quantityTotal: 0,
+      quantityUsedImported: 0,
+    });
+  }
+  const templates = new Map(store.listEntities('LicenseTemplate').items.map((t) => [t.number, t]));
+  const licenseesPerProduct = new Map<string, number>();
+  const activeLicensees = new Set<string>();
+  const licensees = await eachEntity(store, 'Licensee', scan, (licensee) => {
+    const product = licensee.props['productNumber'] ?? '';
+    licenseesPerProduct.set(product, (licenseesPerProduct.get(product) ?? 0) + 1);
+    if (isActive(licensee)) activeLicensees.add(licensee.number);
+  });
+  for (const module of modules.values()) module.licensees = licenseesPerProduct.get(module.productNumber) ?? 0;
+
+  const quantityLicenseModule = new Map<string, string>();
+  const licenses = await eachEntity(store, 'License', scan, (license) => {
+    const template = templates.get(license.props['licenseTemplateNumber'] ?? '');
+    if (template === undefined) return;
+    const module = modules.get(template.props['productModuleNumber'] ?? '');
+    if (module === undefined) return;
+    const type = (template.props['licenseType'] ?? '').trim().toUpperCase();
+    const countable = isActive(license) && activeLicensees.has(license.props['licenseeNumber'] ?? '');
+    const view = licenseViewFor(license, template);
+    if (type === 'FLOATING' && module.licensingModel === 'Floating' && countable) {
+      module.floatingCapacity += Math.max(0, licenseInt(view, 'maxSessions') ?? 0);
+    } else if (type === 'QUANTITY' && module.licensingModel === 'PayPerUse') {
+      quantityLicenseModule.set(license.number, module.number);
+      if (countable) {
+        module.quantityTotal += licenseInt(view, 'quantity') ?? 0;
+        module.quantityUsedImported += licenseInt(view, 'usedQuantity') ?? 0;
+      }
+    }
+  });
+  return {
+    importKey,
+    counts: {
+      products: store.listEntities('Product', { limit: 0 }).total,
+      modules: modules.size,
+      templates: templates.size,
+      licensees,
+      licenses,
+      apiKeys: store.listEntities('Token', { limit: 0 }).total,
+    },
+    modules,
+    quantityLicenseModule,
+  };
+}
+
+export interface RuntimeSummary {
+  /** Licensees the agent holds runtime state for. */
+  licenseesWithState: number;
+  /** Live (unexpired) floating sessions the agent checked out, per module. */
+  seatsInUse: Map<string, number>;
+  seatsInUseTotal: number;
+  /** Quantity the agent booked (Pay-per-Use), per module; license numbers it cannot place go under ''. */
+  quantityBooked: Map<string, number>;
+  quantityBookedTotal: number;
+}
+
+function liveSessions(state: RuntimeState, nowMs: number): Map<string, number> {
+  const perModule = new Map<string, number>();
+  for (const [module, sessions] of Object.entries(state.sessions)) {
+    let live = 0;
+    for (const session of Object.values(sessions)) if (session.expiresMs > nowMs) live += 1;
+    if (live > 0) perModule.set(module, live);
+  }
+  return perModule;
+}
+
+export async function summariseRuntime(
+  store: AssetStore,
+  definitions: DefinitionSummary,
+  nowMs: number,
+  scan: ScanOptions = SCAN_AT_ONCE,
+): Promise<RuntimeSummary> {
+  const summary: RuntimeSummary = {
+    licenseesWithState: 0,
+    seatsInUse: new Map(),
+    seatsInUseTotal: 0,
+    quantityBooked: new Map(),
+    quantityBookedTotal: 0,
+  };
+  await eachRuntime(store, scan, ({ state }) => {
+    summary.licenseesWithState += 1;
+    for (const [module, live] of liveSessions(state, nowMs)) {
+      summary.seatsInUse.set(module, (summary.seatsInUse.get(module) ?? 0) + live);
+      summary.seatsInUseTotal += live;
+    }
+    for (const [license, quantity] of Object.entries(state.usedQuantity)) {
+      const module = definitions.quantityLicenseModule.get(license) ?? '';
+      summary.quantityBooked.set(module, (summary.quantityBooked.get(module) ?? 0) + quantity);
+      summary.quantityBookedTotal += quantity;
+    }
+  });
+  return summary;
+}
+
+export interface JournalStatus {
+  /** Number of entries (the head's sequence number). */
+  length: number;
+  /** Time of the newest entry, when there is one. */
+  lastEntryAtMs?: number;
+}
+
+export function journalStatus(store: AssetStore): JournalStatus {
+  const head = store.journalHead();
+  if (head.seq === 0) return { length: 0 };
+  for (const entry of store.journal(head.seq)) return { length: head.seq, lastEntryAtMs: entry.atMs };
+  return { length: head.seq };
+}
+
+export interface StatusSnapshot {
+  atMs: number;
+  databaseId: string;
+  schemaVersion: number;
+  createdAt: string;
+  lastImport?: ImportRecord;
+  /** "without card", or the serial of the card the database is bound to. */
+  card: { withoutCard: boolean; serial?: string };
+  journal: JournalStatus;
+  /**
+   * System clock minus the newest journal timestamp. Negative means the clock
+   * is behind a time the agent already recorded (set back, or a bad RTC).
+   */
+  clockDriftMs?: number;
+  definitions: DefinitionSummary;
+  runtime: RuntimeSummary;
+}
+
+export interface StatusReader {
+  snapshot(nowMs: number): Promise<StatusSnapshot>;
+}
+
+/**
+ * Reads snapshots, recomputing the definition summary only after an import
+ * (concurrent callers share one scan; a scan that raced an import is redone).
+ */
+export function createStatusReader(store: AssetStore, scan: ScanOptions = SCAN_AT_ONCE): StatusReader {
+  let cached: DefinitionSummary | undefined;
+  let pending: Promise<DefinitionSummary> | undefined;
+  const definitions = async (): Promise<DefinitionSummary> => {
+    for (;;) {
+      const key = importKeyOf(store.meta().lastImport);
+      if (cached !== undefined && cached.importKey === key) return cached;
+      pending ??= summariseDefinitions(store, scan).finally(() => (pending = undefined));
+      const summary = await pending;
+      if (summary.importKey === importKeyOf(store.meta().lastImport)) return (cached = summary);
+    }
+  };
+  return {
+    async snapshot(nowMs) {
+      const defs = await definitions();
+      const meta = store.meta();
+      const journal = journalStatus(store);
+      return {
+        atMs: nowMs,
+        databaseId: meta.databaseId,
+        schemaVersion: meta.schemaVersion,
+        createdAt: meta.createdAt,
+        ...(meta.lastImport ? { lastImport: meta.lastImport } : {}),
+        card: { withoutCard: meta.withoutCard === true, ...(meta.cardSerial ? { serial: meta.cardSerial } : {}) },
+        journal,
+        ...(journal.lastEntryAtMs !== undefined ? { clockDriftMs: nowMs - journal.lastEntryAtMs } : {}),
+        definitions: defs,
+        runtime: await summariseRuntime(store, defs, nowMs, scan),
+      };
+    },
+  };
+}
+
+export function cardModeText(card: StatusSnapshot['card']): string {
+  if (card.withoutCard) return 'without card';
+  return `smart card ${card.serial ?? '(serial unknown)'}`;
+}
+
+export interface SessionStatus {
+  sessionId: string;
+  checkedOutMs: number;
+  expiresMs: number;
+}
+
+export interface ModuleActivity {
+  moduleNumber: string;
+  licensingModel: string;
+  /** From the validation core (a dry run without parameters): what a client would be told now. */
+  warningLevel: WarningLevel | string;
+  valid?: string;
+  /** Floating: live sessions the agent holds, and the licensee's capacity. */
+  sessions: SessionStatus[];
+  seatCapacity?: number;
+  /** Pay-per-Use / Quota: remaining quantity as the core reports it. */
+  remainingQuantity?: string;
+  /** Quantity the agent booked for this module's licenses. */
+  quantityBooked: number;
+  /** The licensee holds a license for this module (imported, or created by the agent, e.g. a trial). */
+  licensed: boolean;
+}
+
+export interface LicenseeActivity {
+  number: string;
+  name: string;
+  active: boolean;
+  modules: ModuleActivity[];
+}
+
+const DRY_RUN = {
+  dryRun: true,
+  forOfflineUse: false,
+  modules: new Map<string, Record<string, string>>(),
+  licenseeProperties: {},
+  deprecatedGet: false,
+} as const;
+
+function propertyOf(properties: readonly Property[], name: string): string | undefined {
+  return properties.find(([key]) => key === name)?.[1];
+}
+
+/**
+ * Licensees the agent has runtime state for (first `limit` in store order),
+ * each with what a validation would answer now and the sessions it holds.
+ */
+export async function licenseeActivity(
+  store: AssetStore,
+  nowMs: number,
+  limit: number,
+  scan: ScanOptions = SCAN_AT_ONCE,
+): Promise<{ items: LicenseeActivity[]; total: number }> {
+  const items: LicenseeActivity[] = [];
+  let total = 0;
+  await eachRuntime(store, scan, ({ licenseeNumber, state }) => {
+    total += 1;
+    if (items.length >= limit) return;
+    const licensee = store.getEntity('Licensee', licenseeNumber);
+    if (!licensee) return;
+    const assets = store.loadLicenseeAssets(licensee);
+    if (!assets) return;
+    const outcome = validate(assets, state, DRY_RUN, { nowMs, ttlMs: 0 });
+    const templates = new Map(assets.templates.map((t) => [t.number, t]));
+    const modules: ModuleActivity[] = [];
+    for (const item of outcome.envelope.items) {
+      if (item.type !== 'ProductModuleValidation') continue;
+      const moduleNumber = propertyOf(item.properties, 'productModuleNumber') ?? '';
+      const licensingModel = propertyOf(item.properties, 'licensingModel') ?? '';
+      const sessions = Object.entries(state.sessions[moduleNumber] ?? {})
+        .filter(([, s]) => s.expiresMs > nowMs)
+        .map(([sessionId, s]) => ({ sessionId, checkedOutMs: s.checkedOutMs, expiresMs: s.expiresMs }))
+        .sort((a, b) => a.checkedOutMs - b.checkedOutMs);
+      let seatCapacity: number | undefined;
+      let quantityBooked = 0;
+      let licensed = Object.values(state.createdLicenses).some(
+        (created) => templates.get(created.templateNumber)?.props['productModuleNumber'] === moduleNumber,
+      );
+      for (const license of assets.licenses) {
+        const template = templates.get(license.props['licenseTemplateNumber'] ?? '');
+        if (template === undefined || template.props['productModuleNumber'] !== moduleNumber) continue;
+        licensed = true;
+        quantityBooked += state.usedQuantity[license.number] ?? 0;
+        if (licensingModel === 'Floating' && isActive(license) && (template.props['licenseType'] ?? '').toUpperCase() === 'FLOATING') {
+          seatCapacity = (seatCapacity ?? 0) + Math.max(0, licenseInt(licenseViewFor(license, template), 'maxSessions') ?? 0);
+        }
+      }
+      if (licensingModel === 'Floating') seatCapacity ??= 0;
+      const remainingQuantity = propertyOf(item.properties, 'remainingQuantity');
+      const valid = propertyOf(item.properties, 'valid');
+      modules.push({
+        moduleNumber,
+        licensingModel,
+        warningLevel: propertyOf(item.properties, 'warningLevel') ?? '',
+        ...(valid !== undefined ? { valid } : {}),
+        sessions,
+        ...(seatCapacity !== undefined ? { seatCapacity } : {}),
+        ...(remainingQuantity !== undefined ? { remainingQuantity } : {}),
+        quantityBooked,
+        licensed,
+      });
+    }
+    items.push({ number: licensee.number, name: licensee.props['name'] ?? '', active: isActive(licensee), modules });
+  });
+  return { items, total };
+}

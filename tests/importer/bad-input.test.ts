@@ -1,0 +1,364 @@
+// Goal: every kind of bad input is refused with exit code 3 (EXIT.input), a
+// message naming file, line and column (pointing at the offending place),
+// and the database left exactly as it was. Method: a database with a prior
+// import and runtime state; each case writes broken transfer files (by hand,
+// with a valid digest where the digest is not the point) and runs
+// `runCli --action=import-assets`; the store checksum is compared afterwards.
+import { beforeAll, describe, expect, test } from 'bun:test';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EXIT } from '../../src/cli/exit-codes.ts';
+import { openAssetStore } from '../../src/store/asset-store.ts';
+import { writeTransferFiles } from '../../src/transfer/writer.ts';
+import { tempDir } from '../helpers.ts';
+import {
+  cli,
+  entity,
+  header,
+  rawHeader,
+  rawItem,
+  rawTransferFile,
+  smallExport,
+  storeChecksum,
+  toRaw,
+  writeRaw,
+  type RawItem,
+} from './helpers.ts';
+
+const FILE = '1_netlicensing-assets.xml';
+
+/** A working directory with a database holding one import and some runtime state. */
+let cwd: string;
+let checksum: string;
+
+beforeAll(async () => {
+  cwd = tempDir('nla-bad-input-');
+  const input = join(cwd, 'good');
+  await writeTransferFiles(header(['L1']), smallExport([{ number: 'L1', licenses: ['X1'] }]), { directory: input });
+  const first = await cli(['--action=import-assets', '--input=good'], cwd);
+  expect(first.code).toBe(EXIT.ok);
+  const store = openAssetStore(join(cwd, 'database'));
+  await store.commitRuntime('L1', 1, () => ({ events: [{ type: 'quantityUsed', licenseNumber: 'X1', quantity: 2 }], result: null }));
+  checksum = storeChecksum(store);
+  await store.close();
+});
+
+async function databaseChecksum(): Promise<string> {
+  const store = openAssetStore(join(cwd, 'database'));
+  try {
+    return storeChecksum(store);
+  } finally {
+    await store.close();
+  }
+}
+
+let caseNumber = 0;
+function inputDir(): { dir: string; name: string } {
+  const name = `case-${++caseNumber}`;
+  const dir = join(cwd, name);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir);
+  return { dir, name };
+}
+
+/** Valid entity items after a header requesting L1. */
+function goodItems(): RawItem[] {
+  return toRaw(smallExport([{ number: 'L1', licenses: ['X1', 'X2'] }]));
+}
+
+interface Expectation {
+  /** Regular expression the reason must match. */
+  reason: RegExp;
+  file?: string;
+  /** A fragment the reported line must contain (checks the position). */
+  lineHas?: string | RegExp;
+  /** The exact 1-based column, where the test knows it. */
+  column?: number;
+  /** Whole-file errors carry no line. */
+  noLine?: boolean;
+  exit?: number;
+}
+
+async function expectRefused(name: string, dir: string, expected: Expectation): Promise<void> {
+  const result = await cli(['--action=import-assets', `--input=${name}`], cwd);
+  const file = join(name, expected.file ?? FILE);
+  expect(result.code).toBe(expected.exit ?? EXIT.input);
+  expect(result.stdout).toBe('');
+  const escaped = file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const pattern = expected.noLine ? new RegExp(`error: ${escaped}: (.*)`) : new RegExp(`error: ${escaped}:(\\d+):(\\d+): (.*)`);
+  const match = pattern.exec(result.stderr);
+  if (!match) throw new Error(`unexpected message: ${result.stderr}`);
+  expect(match[match.length - 1]!).toMatch(expected.reason);
+  if (expected.lineHas !== undefined) {
+    const line = Number(match[1]);
+    const text = readFileSync(join(dir, expected.file ?? FILE), 'latin1').split('\n')[line - 1] ?? '';
+    if (typeof expected.lineHas === 'string') expect(text).toContain(expected.lineHas);
+    else expect(text).toMatch(expected.lineHas);
+  }
+  if (expected.column !== undefined) expect(Number(match[2])).toBe(expected.column);
+  expect(await databaseChecksum()).toBe(checksum);
+}
+
+describe('bad input is refused with file:line:column and the database unchanged', () => {
+  test('truncated file', async () => {
+    const { dir, name } = inputDir();
+    const text = rawTransferFile([rawHeader({ licensees: '["L1"]' }), ...goodItems()]);
+    writeRaw(dir, 1, text.slice(0, Math.floor(text.length * 0.7)));
+    await expectRefused(name, dir, { reason: /ends early \(truncated\?\)/ });
+  });
+
+  test('truncated exactly at an item boundary: no digest', async () => {
+    const { dir, name } = inputDir();
+    const text = rawTransferFile([rawHeader({ licensees: '["L1"]' }), ...goodItems()]);
+    writeRaw(dir, 1, `${text.slice(0, text.indexOf('  <item type="TransferDigest">'))}</items>\n</netlicensing>\n`);
+    await expectRefused(name, dir, { reason: /no TransferDigest item/, lineHas: '</items>' });
+  });
+
+  test('wrong root element', async () => {
+    const { dir, name } = inputDir();
+    const text = rawTransferFile([rawHeader(), ...goodItems()]).replace('<netlicensing ', '<netlicense ').replace('</netlicensing>', '</netlicense>');
+    writeRaw(dir, 1, text);
+    await expectRefused(name, dir, { reason: /root element must be <netlicensing>, found <netlicense>/, lineHas: '<netlicense ' });
+  });
+
+  test('wrong namespace', async () => {
+    const { dir, name } = inputDir();
+    writeRaw(dir, 1, rawTransferFile([rawHeader(), ...goodItems()], { namespace: 'http://example.com/other' }));
+    await expectRefused(name, dir, { reason: /namespace "http:\/\/netlicensing\.labs64\.com\/schema\/context"/, lineHas: 'example.com' });
+  });
+
+  test('unknown item type', async () => {
+    const { dir, name } = inputDir();
+    const items = goodItems();
+    items.splice(3, 0, rawItem('Transaction', { number: 'TR1', status: 'CLOSED' }));
+    writeRaw(dir, 1, rawTransferFile([rawHeader(), ...items]));
+    await expectRefused(name, dir, { reason: /unknown item type "Transaction"/, lineHas: 'type="Transaction"' });
+  });
+
+  test('missing required property', async () => {
+    const { dir, name } = inputDir();
+    const items = goodItems();
+    const licensee = items.find((i) => i.type === 'Licensee')!;
+    licensee.props = licensee.props.filter(([n]) => n !== 'productNumber');
+    writeRaw(dir, 1, rawTransferFile([rawHeader({ licensees: '["L1"]' }), ...items]));
+    await expectRefused(name, dir, { reason: /Licensee "L1" has no productNumber property/, lineHas: 'type="Licensee"' });
+  });
+
+  test('DOCTYPE with entity declarations', async () => {
+    const { dir, name } = inputDir();
+    const text = rawTransferFile([rawHeader(), ...goodItems()]).replace(
+      '?>\n',
+      '?>\n<!DOCTYPE netlicensing [<!ENTITY boom "boom">]>\n',
+    );
+    writeRaw(dir, 1, text);
+    await expectRefused(name, dir, { reason: /DOCTYPE declarations are not allowed/, lineHas: '<!DOCTYPE' });
+  });
+
+  test('undefined entity reference', async () => {
+    const { dir, name } = inputDir();
+    const text = rawTransferFile([rawHeader(), ...goodItems()]).replace('>Product<', '>&boom;<');
+    writeRaw(dir, 1, text);
+    await expectRefused(name, dir, { reason: /undefined entity|boom/, lineHas: '&boom;' });
+  });
+
+  test('invalid UTF-8 is located to the line', async () => {
+    const { dir, name } = inputDir();
+    const text = rawTransferFile([rawHeader(), ...goodItems()]);
+    const bytes = Buffer.from(text, 'utf8');
+    // "Grüße": replace the second byte of "ü" (C3 BC) with an invalid continuation.
+    const at = bytes.indexOf(Buffer.from('Grüße', 'utf8')) + 3;
+    bytes[at] = 0x28;
+    writeRaw(dir, 1, bytes);
+    await expectRefused(name, dir, { reason: /invalid UTF-8 byte sequence \(byte offset \d+\)/, lineHas: 'name="custom prop"' });
+  });
+
+  test('invalid UTF-8 across a chunk boundary is still located', async () => {
+    const { dir, name } = inputDir();
+    // Long enough that the bad byte lies beyond the first 256 KiB chunk.
+    const filler = rawItem('Product', { number: 'FILL', padding: 'x'.repeat(300 * 1024) });
+    const text = rawTransferFile([rawHeader(), filler, ...goodItems()]);
+    const bytes = Buffer.from(text, 'utf8');
+    const at = bytes.indexOf(Buffer.from('Grüße', 'utf8')) + 2;
+    bytes[at] = 0xff;
+    writeRaw(dir, 1, bytes);
+    await expectRefused(name, dir, { reason: /invalid UTF-8/, lineHas: 'name="custom prop"' });
+  });
+
+  test('an encoding other than UTF-8', async () => {
+    const { dir, name } = inputDir();
+    writeRaw(dir, 1, rawTransferFile([rawHeader(), ...goodItems()]).replace('encoding="UTF-8"', 'encoding="ISO-8859-1"'));
+    await expectRefused(name, dir, { reason: /encoding "ISO-8859-1" is not supported/, lineHas: 'ISO-8859-1' });
+  });
+
+  test('numbers containing "," or ";"', async () => {
+    for (const bad of ['L,1', 'L;1']) {
+      const { dir, name } = inputDir();
+      const items = toRaw(smallExport([{ number: bad, licenses: [] }]));
+      writeRaw(dir, 1, rawTransferFile([rawHeader({ licensees: JSON.stringify([bad]) }), ...items]));
+      await expectRefused(name, dir, { reason: /numbers must not contain "," or ";"/, lineHas: 'type="Licensee"' });
+    }
+  });
+
+  test('duplicate numbers, also in different licensees and files', async () => {
+    const { dir, name } = inputDir();
+    const items = toRaw(
+      smallExport([
+        { number: 'L1', licenses: ['X1'] },
+        { number: 'L2', licenses: ['X1'] },
+      ]),
+    );
+    writeRaw(dir, 1, rawTransferFile([rawHeader({ licensees: '["L1","L2"]' }), ...items]));
+    await expectRefused(name, dir, { reason: /License "X1" appears twice in this export/, lineHas: 'type="License"' });
+
+    const second = inputDir();
+    const licensees = toRaw(smallExport([{ number: 'L1', licenses: [] }]));
+    writeRaw(second.dir, 1, rawTransferFile([rawHeader({ licensees: '["L1"]', exportId: 'dup', files: '2' }), ...licensees]));
+    writeRaw(
+      second.dir,
+      2,
+      rawTransferFile([rawHeader({ exportId: 'dup', file: '2', files: '2' }), rawItem('Licensee', { number: 'L1', productNumber: 'P' })]),
+    );
+    await expectRefused(second.name, second.dir, { reason: /Licensee "L1" appears twice/, file: '2_netlicensing-assets.xml' });
+  });
+
+  test('digest mismatch after a change of a value', async () => {
+    const { dir, name } = inputDir();
+    const text = rawTransferFile([rawHeader(), ...goodItems()]);
+    writeRaw(dir, 1, text.replace('>Product<', '>Produkt<'));
+    await expectRefused(name, dir, { reason: /digest mismatch: the file was altered/, lineHas: 'type="TransferDigest"' });
+  });
+
+  test('item count mismatch', async () => {
+    const { dir, name } = inputDir();
+    writeRaw(dir, 1, rawTransferFile([rawHeader(), ...goodItems()], { itemsCount: '3' }));
+    await expectRefused(name, dir, { reason: /counts 3 items, the file has \d+/, lineHas: 'type="TransferDigest"' });
+  });
+
+  test('a missing file of a multi-file export, and a file beyond N', async () => {
+    const { dir, name } = inputDir();
+    const licensees = Array.from({ length: 20 }, (_, i) => ({ number: `L${i}`, licenses: [`X${i}`] }));
+    const result = await writeTransferFiles(header([]), smallExport(licensees), { directory: dir, maxFileBytes: 3000 });
+    expect(result.files.length).toBeGreaterThan(2);
+    const second = readFileSync(result.files[1]!);
+    rmSync(result.files[1]!);
+    await expectRefused(name, dir, { reason: /missing: export export-1 has \d+ files/, file: '2_netlicensing-assets.xml', noLine: true });
+    writeFileSync(result.files[1]!, second);
+    copyFileSync(result.files[1]!, join(dir, `${result.files.length + 1}_netlicensing-assets.xml`));
+    await expectRefused(name, dir, { reason: /header says this is file 2/, file: `${result.files.length + 1}_netlicensing-assets.xml` });
+  });
+
+  test('file 1 missing', async () => {
+    const { dir, name } = inputDir();
+    writeRaw(dir, 2, rawTransferFile([rawHeader({ file: '2', files: '2' })]));
+    await expectRefused(name, dir, { reason: /missing: the input directory has 2_netlicensing-assets\.xml but not file 1/, noLine: true });
+  });
+
+  test('files of two different exports', async () => {
+    const { dir, name } = inputDir();
+    const other = tempDir();
+    const licensees = Array.from({ length: 20 }, (_, i) => ({ number: `L${i}`, licenses: [`X${i}`] }));
+    const a = await writeTransferFiles(header([], { exportId: 'export-A' }), smallExport(licensees), { directory: dir, maxFileBytes: 3000 });
+    const b = await writeTransferFiles(header([], { exportId: 'export-B' }), smallExport(licensees), { directory: other, maxFileBytes: 3000 });
+    expect(a.files.length).toBe(b.files.length);
+    copyFileSync(b.files[1]!, a.files[1]!);
+    await expectRefused(name, dir, {
+      reason: /belongs to export export-B, .* to export export-A: the input directory mixes two exports/,
+      file: '2_netlicensing-assets.xml',
+      lineHas: 'type="TransferHeader"',
+    });
+  });
+
+  test('badly numbered file names and an empty directory', async () => {
+    const { dir, name } = inputDir();
+    await expectRefused(name, dir, { reason: /no transfer files/, file: '', noLine: true });
+    writeRaw(dir, 1, rawTransferFile([rawHeader()]));
+    writeFileSync(join(dir, '01_netlicensing-assets.xml'), 'x');
+    await expectRefused(name, dir, { reason: /not a valid transfer file name/, file: '01_netlicensing-assets.xml', noLine: true });
+  });
+
+  test('entity order violations', async () => {
+    const product = toRaw(smallExport([]));
+    const licensee = (n: string) => rawItem('Licensee', { number: n, productNumber: 'P' });
+    const license = (n: string, l: string) => rawItem('License', { number: n, licenseeNumber: l, licenseTemplateNumber: 'T-SUB' });
+    const cases: [RawItem[], RegExp, string][] = [
+      [[...product, licensee('L1'), licensee('L2'), license('X1', 'L1')], /License "X1" is not after its Licensee "L1"/, 'type="License"'],
+      [[...product, license('X1', 'L1'), licensee('L1')], /License "X1" may not follow a LicenseTemplate/, 'type="License"'],
+      [[...product, licensee('L1'), rawItem('ProductModule', { number: 'M9', productNumber: 'P', licensingModel: 'Quota' })], /ProductModule "M9" may not follow a Licensee/, 'type="ProductModule"'],
+      [[licensee('L1'), ...product], /Licensee "L1": its product "P" is not in this export/, 'type="Licensee"'],
+      [[...product, rawItem('Licensee', { number: 'L1', productNumber: 'OTHER' })], /its product "OTHER" is not in this export/, 'type="Licensee"'],
+      [[...product, licensee('L1'), rawItem('License', { number: 'X1', licenseeNumber: 'L1', licenseTemplateNumber: 'T-NONE' })], /license template "T-NONE" is not a template of product "P"/, 'type="License"'],
+      [[...product, rawItem('Token', { number: 'K', tokenType: 'APIKEY', licenseeNumber: 'L9' })], /Token "K": its licensee "L9" is not in this export/, 'type="Token"'],
+      [[rawItem('Product', { number: 'P' }), rawItem('ProductModule', { number: 'M', productNumber: 'Q', licensingModel: 'Quota' })], /ProductModule "M" belongs to product "Q"/, 'type="ProductModule"'],
+    ];
+    for (const [items, reason, lineHas] of cases) {
+      const { dir, name } = inputDir();
+      writeRaw(dir, 1, rawTransferFile([rawHeader(), ...items]));
+      await expectRefused(name, dir, { reason, lineHas });
+    }
+  });
+
+  test('header problems', async () => {
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ formatVersion: '2' }, /transfer format version 2 is not supported/],
+      [{ file: '3', files: '3' }, /header says this is file 3, but the file is named 1_netlicensing-assets\.xml/],
+      [{ licensees: '{"a":1}' }, /licensees must be a JSON array/],
+      [{ cardSerial: 'C1' }, /both cardSerial and withoutCard/],
+      [{ createdAt: 'yesterday' }, /createdAt is not a date/],
+      [{ licensees: '["L1","NOT-THERE"]' }, /requests licensee "NOT-THERE", which is not in the export/],
+    ];
+    for (const [fields, reason] of cases) {
+      const { dir, name } = inputDir();
+      writeRaw(dir, 1, rawTransferFile([rawHeader(fields), ...goodItems()]));
+      await expectRefused(name, dir, { reason, lineHas: 'type="TransferHeader"' });
+    }
+  });
+
+  test('structure problems: no header first, stray text, unknown elements, property after list', async () => {
+    const cases: [(text: string) => string, RegExp, string, number?][] = [
+      [(t) => t.replace('<item type="TransferHeader">', '<item type="Product">'), /first item must be the TransferHeader/, 'type="Product"'],
+      [(t) => t.replace('<infos/>', '<infos/>stray'), /unexpected text "stray"/, 'stray', 9],
+      [(t) => t.replace('<infos/>', '<infos/>  x<!-- -->'), /unexpected text "x"/, 'x<!--', 11],
+      [(t) => t.replace('<infos/>', '<infos/><extra/>'), /unexpected element <extra>/, '<extra/>'],
+      [(t) => t.replace('</list>\n', '</list>\n    <property name="late">1</property>\n'), /a <property> after a <list>/, 'name="late"'],
+      [(t) => t.replace('<property name="name">Product</property>', '<property name="name">Product<b/></property>'), /unexpected element <b> inside a <property>/, '<b/>'],
+      [(t) => t.replace('<property name="name">Product</property>', '<property name="name">Product</property><property name="name">Again</property>'), /property "name" appears twice/, 'Again'],
+    ];
+    for (const [mutate, reason, lineHas, column] of cases) {
+      const { dir, name } = inputDir();
+      writeRaw(dir, 1, mutate(rawTransferFile([rawHeader(), ...goodItems()])));
+      await expectRefused(name, dir, { reason, lineHas, ...(column === undefined ? {} : { column }) });
+    }
+  });
+
+  test('the input directory does not exist; a failed first import leaves no database', async () => {
+    const fresh = tempDir();
+    const missing = await cli(['--action=import-assets', '--input=nowhere'], fresh);
+    expect(missing.code).toBe(EXIT.input);
+    expect(missing.stderr).toContain('nowhere: cannot read the input directory');
+    // A body error is found only inside the transaction, after the database was created.
+    writeRaw(join(fresh, 'in'), 1, rawTransferFile([rawHeader(), rawItem('Transaction', { number: 'T' })]));
+    const bad = await cli(['--action=import-assets', '--input=in'], fresh);
+    expect(bad.code).toBe(EXIT.input);
+    expect(existsSync(join(fresh, 'database'))).toBe(false);
+  });
+
+  test('--force does not override bad input', async () => {
+    const { dir, name } = inputDir();
+    writeRaw(dir, 1, rawTransferFile([rawHeader(), ...goodItems()]).replace('>Product<', '>Produkt<'));
+    const result = await cli(['--action=import-assets', `--input=${name}`, '--force'], cwd);
+    expect(result.code).toBe(EXIT.input);
+    expect(await databaseChecksum()).toBe(checksum);
+  });
+
+  test('--force accepts "," and ";" in numbers', async () => {
+    const fresh = tempDir();
+    const items = toRaw(smallExport([{ number: 'L,1', licenses: ['X;1'] }], { tokens: [entity('Token', 'K', { tokenType: 'APIKEY' })] }));
+    writeRaw(join(fresh, 'in'), 1, rawTransferFile([rawHeader({ licensees: '["L,1"]' }), ...items]));
+    const result = await cli(['--action=import-assets', '--input=in', '--force'], fresh);
+    expect(result.code).toBe(EXIT.ok);
+    expect(result.stderr).toContain('number contains "," or ";", accepted because of --force');
+    const store = openAssetStore(join(fresh, 'database'));
+    expect(store.children('License', 'L,1').map((l) => l.number)).toEqual(['X;1']);
+    await store.close();
+  });
+});

@@ -1,0 +1,147 @@
+// Goal: the transfer writer produces complete, owner-only, atomically renamed
+// files in the documented layout, splits at item boundaries and refuses what
+// it cannot write. Method: write into temp directories and inspect the files
+// (text, mode, names) and read them back with the importer's file reader.
+import { describe, expect, test } from 'bun:test';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Entity } from '../../src/core/entities.ts';
+import { readTransferFile, type TransferItem } from '../../src/importer/transfer-file.ts';
+import { CONTEXT_NAMESPACE, FILES_DIGITS_RESERVED } from '../../src/transfer/format.ts';
+import { TransferFilesExistError, TransferWriteError, writeTransferFiles } from '../../src/transfer/writer.ts';
+import { tempDir } from '../helpers.ts';
+import { entity, header, smallExport } from './helpers.ts';
+
+function readBack(path: string): { header: TransferItem; entities: TransferItem[]; items: number } {
+  let head: TransferItem | undefined;
+  const entities: TransferItem[] = [];
+  const result = readTransferFile(path, path, { header: (item) => (head = item), entity: (item) => entities.push(item) });
+  return { header: head!, entities, items: result.items };
+}
+
+describe('transfer writer', () => {
+  test('writes one owner-only file with header, entities in order and a digest; no temporary file stays', async () => {
+    const dir = tempDir();
+    const entities = smallExport([{ number: 'L1', licenses: ['X1', 'X2'] }]);
+    const result = await writeTransferFiles(header(['L1']), entities, { directory: dir });
+    expect(result.files).toEqual([join(dir, '1_netlicensing-assets.xml')]);
+    expect(result.entities).toBe(entities.length);
+    expect(readdirSync(dir)).toEqual(['1_netlicensing-assets.xml']);
+    const stat = statSync(result.files[0]!);
+    expect(stat.mode & 0o777).toBe(0o600);
+    expect(result.bytes).toBe(stat.size);
+
+    const text = readFileSync(result.files[0]!, 'utf8');
+    expect(text.startsWith(`<?xml version="1.0" encoding="UTF-8"?>\n<netlicensing xmlns="${CONTEXT_NAMESPACE}">\n<infos/>\n<items>\n`)).toBe(true);
+    expect(text.endsWith('</items>\n</netlicensing>\n')).toBe(true);
+    const back = readBack(result.files[0]!);
+    expect(back.items).toBe(entities.length + 1);
+    expect(back.header.props).toMatchObject({
+      formatVersion: '1',
+      exportId: 'export-1',
+      withoutCard: 'true',
+      licensees: '["L1"]',
+      file: '1',
+      files: '1',
+    });
+    expect(back.entities.map((e) => `${e.type}:${e.props['number']}`)).toEqual(entities.map((e) => `${e.kind}:${e.number}`));
+    expect(back.entities[0]!.lists).toEqual([{ name: 'discount', props: { totalPrice: '100.00', currency: 'EUR', amountPercent: '10' } }]);
+  });
+
+  test('a card-bound header carries cardSerial instead of withoutCard, and the vendor credentials in file 1', async () => {
+    const dir = tempDir();
+    const result = await writeTransferFiles(
+      header(['L1'], { cardSerial: 'CARD-42', vendorCredentials: { user: 'vendor', salt: 'ab', hash: 'cd' } }),
+      smallExport([{ number: 'L1', licenses: [] }]),
+      { directory: dir },
+    );
+    const { header: head } = readBack(result.files[0]!);
+    expect(head.props['cardSerial']).toBe('CARD-42');
+    expect(head.props['withoutCard']).toBeUndefined();
+    expect(head.props).toMatchObject({ vendorUser: 'vendor', vendorSalt: 'ab', vendorHash: 'cd' });
+  });
+
+  test('splits at maxFileBytes between items; every header knows the file count', async () => {
+    const dir = tempDir();
+    const licensees = Array.from({ length: 40 }, (_, i) => ({ number: `L${i}`, licenses: [`X${i}a`, `X${i}b`] }));
+    const entities = smallExport(licensees);
+    const result = await writeTransferFiles(header(licensees.map((l) => l.number)), entities, { directory: dir, maxFileBytes: 4000 });
+    expect(result.files.length).toBeGreaterThan(3);
+    const seen: string[] = [];
+    result.files.forEach((file, i) => {
+      expect(statSync(file).size).toBeLessThanOrEqual(4000);
+      const back = readBack(file);
+      expect(back.header.props['file']).toBe(String(i + 1));
+      expect(back.header.props['files']).toBe(String(result.files.length));
+      // The licensee list travels in file 1 only.
+      expect(back.header.props['licensees'] !== undefined).toBe(i === 0);
+      expect(back.entities.length).toBeGreaterThan(0);
+      seen.push(...back.entities.map((e) => e.props['number']!));
+    });
+    expect(seen).toEqual(entities.map((e) => e.number));
+    // The patched `files` value keeps the reserved width (padding is whitespace).
+    const line = readFileSync(result.files[0]!, 'utf8').split('\n').find((l) => l.includes('name="files"'))!;
+    const files = String(result.files.length);
+    expect(line).toBe(`    <property name="files">${files}</property>${' '.repeat(FILES_DIGITS_RESERVED - files.length)}`);
+  });
+
+  test('an item larger than maxFileBytes gets a file of its own', async () => {
+    const dir = tempDir();
+    const big = entity('Product', 'P', { blob: 'x'.repeat(5000) });
+    const result = await writeTransferFiles(header([]), [big, entity('Product', 'Q')], { directory: dir, maxFileBytes: 1000 });
+    expect(result.files.length).toBe(2);
+    expect(readBack(result.files[0]!).entities.map((e) => e.props['number'])).toEqual(['P']);
+  });
+
+  test('refuses to overwrite transfer files unless asked; overwriting removes files of the old export', async () => {
+    const dir = tempDir();
+    const licensees = Array.from({ length: 30 }, (_, i) => ({ number: `L${i}`, licenses: [`X${i}`] }));
+    const first = await writeTransferFiles(header([]), smallExport(licensees), { directory: dir, maxFileBytes: 3000 });
+    expect(first.files.length).toBeGreaterThan(2);
+    const before = readFileSync(first.files[0]!, 'utf8');
+    const error = await writeTransferFiles(header([]), smallExport([]), { directory: dir }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TransferFilesExistError);
+    expect((error as TransferFilesExistError).files).toContain('1_netlicensing-assets.xml');
+    expect(readFileSync(first.files[0]!, 'utf8')).toBe(before);
+    expect(readdirSync(dir).filter((n) => n.startsWith('.'))).toEqual([]);
+
+    writeFileSync(join(dir, '01_netlicensing-assets.xml'), 'stale');
+    const second = await writeTransferFiles(header([], { exportId: 'export-2' }), smallExport([]), { directory: dir, overwrite: true });
+    expect(second.files.length).toBe(1);
+    expect(readdirSync(dir).sort()).toEqual(['1_netlicensing-assets.xml']);
+    expect(readBack(second.files[0]!).header.props['exportId']).toBe('export-2');
+  });
+
+  test('escapes markup and keeps whitespace, CR and non-ASCII in values and names', async () => {
+    const dir = tempDir();
+    const value = ' a <b> & "c"\r\n\ttail ';
+    const product = entity('Product', 'P ü', { 'odd name "<&>"': value });
+    const result = await writeTransferFiles(header([]), [product], { directory: dir });
+    const back = readBack(result.files[0]!);
+    expect(back.entities[0]!.props).toEqual({ number: 'P ü', active: 'true', 'odd name "<&>"': value });
+  });
+
+  test('refuses characters XML cannot carry and entities out of order, leaving no file', async () => {
+    const dir = tempDir();
+    const bad = entity('Product', 'P', { name: 'bell\u0007' });
+    await expect(writeTransferFiles(header([]), [bad], { directory: dir })).rejects.toThrow(TransferWriteError);
+    const orphan: Entity[] = [
+      entity('Product', 'P'),
+      entity('Licensee', 'L1', { productNumber: 'P' }),
+      entity('License', 'X', { licenseeNumber: 'L2', licenseTemplateNumber: 'T' }),
+    ];
+    await expect(writeTransferFiles(header([]), orphan, { directory: dir })).rejects.toThrow('does not follow its licensee');
+    await expect(writeTransferFiles(header([]), [entity('ProductModule', 'M', { productNumber: 'P' })], { directory: dir })).rejects.toThrow(
+      'may not follow',
+    );
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  test('accepts an async iterable and an empty export', async () => {
+    const dir = tempDir();
+    async function* none(): AsyncGenerator<Entity> {}
+    const result = await writeTransferFiles(header([]), none(), { directory: dir });
+    expect(result.entities).toBe(0);
+    expect(readBack(result.files[0]!).items).toBe(1);
+  });
+});

@@ -1,0 +1,150 @@
+// Goal: `--action=status` reports the database (and works while the agent
+// runs in another process); the binary's entry point keeps the database and
+// its backup owner-only (0700 directory, 0600 files) after import, run and
+// backup, and transfer files are written 0600; the admin listener binds to
+// loopback by default and can be turned off. Method: src/main.ts run as child
+// processes (as the installed binary runs: its umask applies) on transfer
+// files written with the project's writer; status through runCli in this
+// process with captured output.
+import { describe, expect, test } from 'bun:test';
+import { chmodSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { EXIT } from '../../src/cli/exit-codes.ts';
+import { runCli } from '../../src/cli/run.ts';
+import { hashCredential } from '../../src/platform/credentials.ts';
+import { writeTransferFiles } from '../../src/transfer/writer.ts';
+import { tempDir } from '../helpers.ts';
+import { API_KEY, apiKeyAuth, demoEntities, entity, seedStore } from '../support/seed-store.ts';
+import { captureIo, MAIN, startAgentChild } from './support.ts';
+
+function mode(path: string): string {
+  return (statSync(path).mode & 0o777).toString(8).padStart(3, '0');
+}
+
+/** Product with a Floating module (3 seats) and a Pay-per-Use module, one licensee, one API key. */
+async function writeExport(dir: string): Promise<void> {
+  const P = 'P-OPS';
+  await writeTransferFiles(
+    {
+      exportId: '6f1c7a52-6c1e-4b8e-9d7e-0a2f3c4b5d6e',
+      createdAt: '2026-11-01T08:00:00.000Z',
+      sourceHost: 'https://go.netlicensing.io',
+      licensees: ['L-OPS'],
+      vendorCredentials: hashCredential('vendor', 'vendor-secret'),
+    },
+    [
+      entity('Product', P, { name: 'Ops product', version: '1.0', licenseeAutoCreate: 'false' }),
+      entity('ProductModule', 'M-FLOAT', { name: 'Floating', licensingModel: 'Floating', productNumber: P, maxCheckoutValidity: '300' }),
+      entity('ProductModule', 'M-PPU', { name: 'Credits', licensingModel: 'PayPerUse', productNumber: P }),
+      entity('LicenseTemplate', 'T-FLOAT', { name: 'seats', licenseType: 'FLOATING', productModuleNumber: 'M-FLOAT', maxSessions: '3', price: '0.00', currency: 'EUR', automatic: 'false', hidden: 'false', hideLicenses: 'false' }),
+      entity('LicenseTemplate', 'T-PPU', { name: 'credits', licenseType: 'QUANTITY', productModuleNumber: 'M-PPU', quantity: '100', price: '0.00', currency: 'EUR', automatic: 'false', hidden: 'false', hideLicenses: 'false' }),
+      entity('Licensee', 'L-OPS', { productNumber: P }),
+      entity('License', 'LIC-FLOAT', { name: 'seats', licenseeNumber: 'L-OPS', licenseTemplateNumber: 'T-FLOAT', maxSessions: '3' }),
+      entity('License', 'LIC-PPU', { name: 'credits', licenseeNumber: 'L-OPS', licenseTemplateNumber: 'T-PPU', quantity: '100', usedQuantity: '10' }),
+      entity('Token', API_KEY, { tokenType: 'APIKEY', apiKeyRole: 'ROLE_APIKEY_LICENSEE' }),
+    ],
+    { directory: dir },
+  );
+}
+
+async function runMain(cwd: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const child = Bun.spawn([process.execPath, MAIN, ...args], { cwd, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
+  const [out, err] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]);
+  return { code: await child.exited, out, err };
+}
+
+function expectOwnerOnly(databaseDir: string): void {
+  expect(mode(databaseDir)).toBe('700');
+  const files = readdirSync(databaseDir);
+  expect(files.length).toBeGreaterThan(0);
+  for (const file of files) expect(`${file} ${mode(join(databaseDir, file))}`).toBe(`${file} 600`);
+}
+
+describe('status action', () => {
+  test('no database: exit 5 with a hint', async () => {
+    const io = captureIo();
+    expect(await runCli(['--action=status'], io, { cwd: tempDir() })).toBe(EXIT.store);
+    expect(io.err).toContain('no database in');
+    expect(io.err).toContain('--action=import-assets');
+  });
+
+  test('a seeded database: version, import, counts, card mode, and loose permissions flagged', async () => {
+    const { store, cwd } = seedStore(demoEntities());
+    await store.close();
+    chmodSync(join(cwd, 'database', 'data.mdb'), 0o644);
+    const io = captureIo();
+    expect(await runCli(['--action=status'], io, { cwd })).toBe(EXIT.ok);
+    expect(io.out).toMatch(/^agent: +netlicensing-agent \d+\.\d+\.\d+ \(build /m);
+    expect(io.out).toMatch(/^schema version: +1$/m);
+    expect(io.out).toMatch(/^last import: +export test-export at 2026-01-01T00:00:00.000Z from test /m);
+    expect(io.out).toMatch(/^licensees: +2 \(0 with runtime state\)$/m);
+    expect(io.out).toMatch(/^floating sessions: +0 in use of 2 seat\(s\)$/m);
+    expect(io.out).toMatch(/^journal: +0 entries$/m);
+    expect(io.out).toMatch(/^card mode: +without card$/m);
+    expect(io.out).toMatch(/^permissions: +WARNING readable by others: .*data\.mdb \(0644\)/m);
+  });
+});
+
+describe('the agent binary entry point (src/main.ts)', () => {
+  test('import, run and backup leave the database owner-only; status reads it while the agent runs', async () => {
+    const cwd = tempDir();
+    const input = join(cwd, 'transfer');
+    await writeExport(input);
+    for (const file of readdirSync(input)) expect(`${file} ${mode(join(input, file))}`).toBe(`${file} 600`);
+
+    const imported = await runMain(cwd, ['--action=import-assets', '--without-card', `--input=${input}`]);
+    expect(imported.err).not.toContain('error');
+    expect(imported.code).toBe(EXIT.ok);
+    expectOwnerOnly(join(cwd, 'database'));
+
+    // Default admin host is loopback; only the port is chosen here.
+    const agent = await startAgentChild(cwd, ['--admin.port=0']);
+    try {
+      expect(agent.adminPort).toBeGreaterThan(0);
+      expect(agent.stderr()).not.toContain('without TLS');
+      const validate = (body: string) =>
+        fetch(`http://127.0.0.1:${agent.port}/rest/licensee/L-OPS/validate`, {
+          method: 'POST',
+          headers: { authorization: apiKeyAuth(), 'content-type': 'application/x-www-form-urlencoded' },
+          body,
+        });
+      for (const id of ['ws-1', 'ws-2']) expect((await validate(`productModuleNumber0=M-FLOAT&sessionId0=${id}&action0=checkOut`)).status).toBe(200);
+      expect((await validate('productModuleNumber0=M-PPU&usedQuantity0=7')).status).toBe(200);
+      const health = await fetch(`http://127.0.0.1:${agent.adminPort}/health`);
+      expect(await health.json()).toEqual({ status: 'ok' });
+
+      // Another process reads the live database.
+      const io = captureIo();
+      expect(await runCli(['--action=status'], io, { cwd })).toBe(EXIT.ok);
+      expect(io.out).toMatch(/^last import: +export 6f1c7a52-6c1e-4b8e-9d7e-0a2f3c4b5d6e at \S+ from https:\/\/go\.netlicensing\.io /m);
+      expect(io.out).toMatch(/^licensees: +1 \(1 with runtime state\)$/m);
+      expect(io.out).toMatch(/^floating sessions: +2 in use of 3 seat\(s\)$/m);
+      expect(io.out).toMatch(/^ +M-FLOAT: +2 of 3$/m);
+      expect(io.out).toMatch(/^ +M-PPU: +17 of 100 used \(7 booked by the agent\)$/m);
+      expect(io.out).toMatch(/^journal: +3 entries, newest /m);
+      expect(io.out).toMatch(/^permissions: +owner-only$/m);
+      expectOwnerOnly(join(cwd, 'database'));
+    } finally {
+      expect(await agent.stop()).toBe(EXIT.ok);
+    }
+
+    const backup = await runMain(cwd, ['--action=backup', `--output=${join(cwd, 'copy')}`]);
+    expect(backup.code).toBe(EXIT.ok);
+    expectOwnerOnly(join(cwd, 'copy', 'database'));
+  }, 60_000);
+
+  test('--admin.port=off starts no admin listener; a bad admin port is a usage error', async () => {
+    const { store, cwd } = seedStore(demoEntities());
+    await store.close();
+    const agent = await startAgentChild(cwd, ['--admin.port=off']);
+    try {
+      expect(agent.adminPort).toBeUndefined();
+      expect((await fetch(`http://127.0.0.1:${agent.port}/health`)).status).toBe(200);
+    } finally {
+      expect(await agent.stop()).toBe(EXIT.ok);
+    }
+    const io = captureIo();
+    expect(await runCli(['--action=run-agent-offline', '--admin.port=eighty'], io, { cwd })).toBe(EXIT.usage);
+    expect(io.err).toContain('--admin.port must be a number from 0 to 65535 or "off"');
+  }, 60_000);
+});

@@ -1,0 +1,89 @@
+// Goal: `--action=run-agent` checks its options (upstream, credentials,
+// --cache.*, --upstream.timeout) with usage errors, serves on a real port,
+// proxies to the upstream and stops cleanly on SIGINT. Method: runCli
+// in-process with captured output and an AbortSignal; a stand-in upstream.
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import type { CliIo } from '../../src/cli/actions.ts';
+import { EXIT } from '../../src/cli/exit-codes.ts';
+import { runCli } from '../../src/cli/run.ts';
+import { silentLogger } from '../../src/platform/log.ts';
+import { tempDir } from '../helpers.ts';
+import { apiKeyAuth, VENDOR } from '../support/seed-store.ts';
+import { form, StandinUpstream } from './support.ts';
+
+function captureIo(env: Record<string, string> = {}): CliIo & { out: string; err: string } {
+  const io = {
+    out: '',
+    err: '',
+    stdout(text: string) {
+      io.out += text;
+    },
+    stderr(text: string) {
+      io.err += text;
+    },
+    isTTY: false,
+    env,
+  };
+  return io;
+}
+
+let upstream: StandinUpstream;
+beforeAll(() => {
+  upstream = StandinUpstream.start();
+});
+afterAll(async () => {
+  await upstream.close();
+});
+
+const base = () => ['--action=run-agent', `--core.base.host=${upstream.baseUrl}`, '--port=0', '--host=127.0.0.1', '--admin.port=off'];
+const creds = [`--nlic.username=${VENDOR.user}`, `--nlic.password=${VENDOR.password}`];
+
+describe('run-agent options', () => {
+  const usage = async (args: string[], message: string, env: Record<string, string> = {}) => {
+    const io = captureIo(env);
+    expect(await runCli(args, io, { cwd: tempDir(), log: silentLogger() })).toBe(EXIT.usage);
+    expect(io.err).toContain(message);
+  };
+
+  test('usage errors', async () => {
+    await usage(base(), 'run-agent needs NetLicensing credentials');
+    await usage([...base(), ...creds, '--nlic.apikey=k'], 'either --nlic.apikey or --nlic.username');
+    await usage([...base(), ...creds, '--cache.type=memcached'], '--cache.type must be local or redis');
+    await usage([...base(), ...creds, '--cache.type=redis', '--cache.port=x'], '--cache.port must be');
+    await usage([...base(), ...creds, '--cache.database=-1'], '--cache.database must be');
+    await usage([...base(), ...creds, '--upstream.timeout=0'], '--upstream.timeout must be');
+    await usage([...base(), ...creds, '--core.base.host=go.netlicensing.io'], '--core.base.host');
+    await usage([...base(), ...creds], 'NLA_PROXY_BREAKER_FAILURES', { NLA_PROXY_BREAKER_FAILURES: '0' });
+  });
+
+  test('a Redis that cannot be reached stops the start (exit 8)', async () => {
+    const probe = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: () => new Response() });
+    const closedPort = probe.port!;
+    await probe.stop(true);
+    const io = captureIo();
+    const code = await runCli([...base(), ...creds, '--cache.type=redis', '--cache.host=127.0.0.1', `--cache.port=${closedPort}`], io, {
+      cwd: tempDir(),
+      log: silentLogger(),
+    });
+    expect(code).toBe(EXIT.server);
+    expect(io.err).toContain(`cannot use Redis at 127.0.0.1:${closedPort}`);
+  });
+});
+
+describe('run-agent serving', () => {
+  test('listens, proxies validate to the upstream and stops on SIGINT', async () => {
+    const controller = new AbortController();
+    const io = captureIo();
+    const running = runCli([...base(), ...creds, '--upstream.timeout=2'], io, { cwd: tempDir(), log: silentLogger(), signal: controller.signal });
+    for (let i = 0; i < 100 && !/listening on 127\.0\.0\.1:(\d+)/.test(io.out); i++) await Bun.sleep(20);
+    const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(io.out)?.[1]);
+    expect(port).toBeGreaterThan(0);
+    const init = form('productModuleNumber0=M-SUB', { authorization: apiKeyAuth(), accept: 'application/json' });
+    const direct = await (await upstream.direct('/licensee/L-1/validate', init)).text();
+    const res = await fetch(`http://127.0.0.1:${port}/rest/licensee/L-1/validate`, init);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe(direct);
+    controller.abort();
+    expect(await running).toBe(EXIT.ok);
+  });
+});
