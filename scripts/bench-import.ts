@@ -30,6 +30,10 @@ const args = new Map(
 
 const LICENSES_PER_LICENSEE = 3;
 
+function licenseeNumber(i: number): string {
+  return `L${String(i).padStart(8, '0')}`;
+}
+
 /** A product with three modules, and `count` licensees with 3 licenses each, streamed. */
 function* benchEntities(count: number): Generator<Entity> {
   const product = 'BENCH-PRODUCT';
@@ -64,7 +68,7 @@ function* benchEntities(count: number): Generator<Entity> {
     };
   }
   for (let i = 0; i < count; i++) {
-    const licensee = `L${String(i).padStart(8, '0')}`;
+    const licensee = licenseeNumber(i);
     yield {
       kind: 'Licensee',
       number: licensee,
@@ -148,7 +152,13 @@ async function main(): Promise<void> {
       rmSync(join(work, `${size}`), { recursive: true, force: true });
       const genStart = performance.now();
       const written = await writeTransferFiles(
-        { exportId: `bench-${size}`, createdAt: '2026-01-01T00:00:00.000Z', sourceHost: 'bench', licensees: [] },
+        {
+          exportId: `bench-${size}`,
+          createdAt: '2026-01-01T00:00:00.000Z',
+          sourceHost: 'bench',
+          // As a real export: the header lists every requested licensee.
+          licensees: Array.from({ length: size }, (_, i) => licenseeNumber(i)),
+        },
         benchEntities(size),
         { directory: input },
       );

@@ -56,7 +56,7 @@ function parseWrk(output: string): Figures {
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(output)?.[1] ?? 0);
   const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
   const errors = non2xx + (socketErrors ? socketErrors.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
-  return { rps, p50Ms: pct('50.000'), p99Ms: pct('99.000'), errors };
+  return { rps, p50Ms: pct('50'), p99Ms: pct('99'), errors };
 }
 
 function luaScript(name: string, body: string): string {

@@ -6,7 +6,8 @@
  * writes a SHA-256 checksum file, and checks that the result runs from another
  * directory.
  */
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 
@@ -32,17 +33,39 @@ try {
 }
 
 rmSync(join(dist, 'prebuilds'), { recursive: true, force: true });
-run([
-  process.execPath,
-  'build',
-  '--compile',
-  '--minify-syntax',
-  `--define`,
-  `NLA_BUILD_COMMIT=${JSON.stringify(commit)}`,
-  'src/main.ts',
-  '--outfile',
-  outfile,
-]);
+
+/**
+ * ordered-binary (lmdb's key codec) builds a string decoder with `new Function`
+ * from the source text of one of its functions, which refers to the module
+ * variable `position`. The bundler renames that variable when another module
+ * has a `position` too, and the generated code then fails on non-ASCII keys
+ * ("position4 is not defined"). Giving the variable a unique name keeps source
+ * text and bundle in agreement.
+ */
+const orderedBinaryFix: import('bun').BunPlugin = {
+  name: 'ordered-binary-position',
+  setup(build) {
+    build.onLoad({ filter: /ordered-binary[\\/]index\.js$/ }, async ({ path }) => {
+      const source = await Bun.file(path).text();
+      return { contents: source.replace(/(?<![.\w$])position\b(?!\s*:)/g, 'orderedBinaryPosition'), loader: 'js' };
+    });
+  },
+};
+
+const result = await Bun.build({
+  // The PC/SC worker is a second entry so a compiled executable can start it
+  // without re-running the whole program (src/card/pcsc.ts).
+  entrypoints: [join(root, 'src/main.ts'), join(root, 'src/card/pcsc-worker.ts')],
+  compile: { outfile },
+  target: 'bun',
+  minify: { syntax: true },
+  define: { NLA_BUILD_COMMIT: JSON.stringify(commit) },
+  plugins: [orderedBinaryFix],
+});
+if (!result.success) {
+  for (const log of result.logs) console.error(log);
+  throw new Error('bun build --compile failed');
+}
 
 // lmdb's N-API addon (glibc build), found by node-gyp-build next to the executable.
 const addonDir = dirname(Bun.resolveSync('@lmdb/lmdb-' + platform + '/package.json', root));
@@ -58,6 +81,15 @@ const sums = files
   .join('\n');
 writeFileSync(join(dist, 'SHA256SUMS'), `${sums}\n`);
 
-// Smoke test from another directory: version and a database round trip need the addon.
+// Smoke test from another directory: the version, and a database written and read
+// back with non-ASCII numbers (needs the addon and the key codec).
 const version = run([outfile, '--version'], '/');
-console.log(`built ${outfile}\n${version}\nchecksums in dist/SHA256SUMS`);
+const smoke = mkdtempSync(join(tmpdir(), 'nla-build-smoke-'));
+try {
+  run([outfile, '--action=import-assets', `--input=${join(root, 'demo')}`], smoke);
+  const status = run([outfile, '--action=status'], smoke);
+  if (!/licensees/i.test(status)) throw new Error(`compiled status printed no licensees:\n${status}`);
+} finally {
+  rmSync(smoke, { recursive: true, force: true });
+}
+console.log(`built ${outfile}\n${version}\nsmoke test (import + status from another directory) passed\nchecksums in dist/SHA256SUMS`);

@@ -1,4 +1,5 @@
 #!/usr/bin/env bun
+import './platform/bundle-env.ts';
 import { runCli, systemIo } from './cli/run.ts';
 
 // Database, transfer files and backups hold licensing secrets: owner-only permissions.

@@ -327,10 +327,10 @@ export function importTransferFiles(store: AssetStore, options: ImportOptions, p
   // Without --force, a binding conflict is refused before minutes of parsing.
   if (binding && !options.force) throw new ImportConflictError(refused, conflictTotal);
 
-  // Kinds the database had before: only those can have stale definitions to sweep.
-  const hadBefore = new Set(ENTITY_KINDS.filter((kind) => store.listEntities(kind, { limit: 0 }).total > 0));
 
   return store.importTransaction((tx) => {
+    // Kinds the database had before: only those can have stale definitions to sweep.
+    const hadBefore = new Set(ENTITY_KINDS.filter((kind) => hasAny(tx.entities(kind))));
     const state = new ImportRun(tx, options, conflict);
     let bytesBefore = 0;
     files.forEach((file, i) => {
@@ -390,6 +390,13 @@ export function importTransferFiles(store: AssetStore, options: ImportOptions, p
     if (header.cardSerial !== undefined) summary.cardSerial = header.cardSerial;
     return summary;
   });
+}
+
+function hasAny(entities: Iterable<Entity>): boolean {
+  const iterator = entities[Symbol.iterator]();
+  const first = iterator.next();
+  iterator.return?.(); // closes the cursor
+  return first.done !== true;
 }
 
 function whereOf(item: TransferItem, file: TransferFileRef): string {

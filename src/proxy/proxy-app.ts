@@ -348,6 +348,13 @@ export function createProxy(options: ProxyOptions): AgentProxy {
   const lastCachedMs = new Map<string, number>();
   async function cacheAnswer(request: ProxiedRequest, outcome: Extract<UpstreamOutcome, { kind: 'answer' }>): Promise<void> {
     if (!request.validate) return;
+    // Cheap throttle first (the same raw request within CACHE_REWRITE_MS): most calls end here under load.
+    const now = clock.nowMs();
+    const rawKey = `${request.validate.number}\u0000${request.headers.get('accept') ?? ''}\u0000${request.search}\u0000${request.body ? Buffer.from(request.body).toString('latin1') : ''}`;
+    const last = lastCachedMs.get(rawKey);
+    if (last !== undefined && now - last < CACHE_REWRITE_MS) return;
+    if (lastCachedMs.size >= CACHE_THROTTLE_ENTRIES_MAX) lastCachedMs.clear();
+    lastCachedMs.set(rawKey, now);
     const format = negotiateFormat(request.headers.get('accept'));
     let pairs: Array<[string, string]>;
     try {
@@ -359,14 +366,9 @@ export function createProxy(options: ProxyOptions): AgentProxy {
     const body = new TextDecoder().decode(outcome.body);
     const ttlMs = answerTtlMs(body, format);
     if (ttlMs === undefined) return;
-    const now = clock.nowMs();
     const lifetimeMs = ttlMs - now;
     if (lifetimeMs <= 0) return;
     const key = answerCacheKey(request.validate.number, format, pairs);
-    const last = lastCachedMs.get(key);
-    if (last !== undefined && now - last < CACHE_REWRITE_MS) return;
-    if (lastCachedMs.size >= CACHE_THROTTLE_ENTRIES_MAX) lastCachedMs.clear();
-    lastCachedMs.set(key, now);
     await cache.putAnswer(
       key,
       { status: outcome.status, contentType: outcome.headers.get('content-type') ?? CONTENT_TYPE[format], body: Buffer.from(outcome.body).toString('base64') },
@@ -379,9 +381,13 @@ export function createProxy(options: ProxyOptions): AgentProxy {
     const header = request.headers.get('authorization');
     if (outcome.status === 401 && header) later(() => upstreamCredentials.forget(header));
     if (outcome.status !== 200) return;
-    if (header) later(() => upstreamCredentials.remember(header, validate.licenseeNumber));
-    later(() => refresher.request(validate.licenseeNumber));
-    later(() => cacheAnswer(request, outcome));
+    later(() =>
+      Promise.all([
+        header ? upstreamCredentials.remember(header, validate.licenseeNumber) : undefined,
+        refresher.request(validate.licenseeNumber),
+        cacheAnswer(request, outcome),
+      ]),
+    );
   }
 
   async function forwardOrLocal(request: ProxiedRequest): Promise<Response> {

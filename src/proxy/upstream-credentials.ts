@@ -59,12 +59,13 @@ export class UpstreamCredentials {
 
   /** The upstream answered 200 to `header` for `licenseeNumber`. */
   async remember(header: string, licenseeNumber: string): Promise<void> {
+    // Hot path under load: the header was seen and stored recently.
+    const known = this.memory.get(header);
+    const fresh = known !== undefined && this.clock.nowMs() - known.storedAtMs < CREDENTIAL_TTL_MS / 2;
+    if (fresh && (known.record.user !== 'apiKey' || known.record.licensees?.includes(licenseeNumber))) return;
     const credentials = decodeBasic(header);
     if (!credentials) return;
     const isApiKey = credentials.user === 'apiKey';
-    const known = this.memory.get(header);
-    const fresh = known !== undefined && this.clock.nowMs() - known.storedAtMs < CREDENTIAL_TTL_MS / 2;
-    if (fresh && (!isApiKey || known.record.licensees?.includes(licenseeNumber))) return;
 
     const id = recordId(credentials.user, credentials.password);
     let record = known?.record;

@@ -17,6 +17,7 @@ import type { Logger } from '../platform/log.ts';
 import { getEntity, kindOfResource, listEntities, CLOUD_ONLY_RESOURCES } from '../service/entity-service.ts';
 import { licenseeNotFound, validateLicensee } from '../service/validate-service.ts';
 import type { AssetStore } from '../store/asset-store.ts';
+import { createDefinitionsCache } from '../store/definitions-cache.ts';
 import { StoreError } from '../store/errors.ts';
 import { createAuthenticator, mayRead, mayValidate, REALM, type Principal } from './auth.ts';
 import { MalformedRequestError, parseForm, queryOf } from './form.ts';
@@ -67,9 +68,11 @@ function unauthorized(c: Context, message: string): Response {
 
 export function createApp(deps: AppDeps): Hono {
   const { store, log } = deps;
+  const definitions = createDefinitionsCache(store);
+  const serviceDeps = { ...deps, definitions };
   const auth = createAuthenticator(
     {
-      token: (number) => store.getEntity('Token', number),
+      token: (number) => definitions.token(number),
       vendorCredentials: () => store.meta().vendorCredentials,
     },
     { allowAnonymous: deps.allowAnonymous },
@@ -135,7 +138,7 @@ export function createApp(deps: AppDeps): Hono {
         pairs.push(...parseForm(await c.req.text()));
       }
       const request = parseValidateParameters(pairs, isGet);
-      const licensee = store.resolveLicensee(number);
+      const licensee = definitions.resolveLicensee(number);
       if (!licensee) {
         const result = licenseeNotFound(number, pairs.some(([k]) => k === 'productNumber'));
         return send(c, result.kind === 'error' ? result.status : 400, result.envelope);
@@ -143,7 +146,7 @@ export function createApp(deps: AppDeps): Hono {
       if (!mayValidate(authResult.principal, licensee.number)) {
         return sendError(c, 403, 'AccessDeniedException', `This API key may not validate licensee '${number}'`);
       }
-      const result = await validateLicensee(deps, licensee, request, deps.clock.nowMs());
+      const result = await validateLicensee(serviceDeps, licensee, request, deps.clock.nowMs());
       if (result.kind === 'error') return send(c, result.status, result.envelope);
       observer?.validated(result.envelope);
       const signed = formatOf(c) === 'xml' ? deps.signXml?.(result.envelope, authResult.principal) : undefined;

@@ -13,9 +13,12 @@ import { errorEnvelope, type Envelope } from '../core/envelope.ts';
 import { validate } from '../core/validate.ts';
 import type { ValidateRequest } from '../core/validate-types.ts';
 import type { AssetStore } from '../store/asset-store.ts';
+import type { DefinitionsReader } from '../store/definitions-cache.ts';
 
 export interface ValidateServiceDeps {
   store: AssetStore;
+  /** Cached definitions (see store/definitions-cache.ts); the store itself when absent. */
+  definitions?: Pick<DefinitionsReader, 'loadLicenseeAssets'>;
   ttlMs: number;
 }
 
@@ -37,7 +40,7 @@ export async function validateLicensee(
   request: ValidateRequest,
   nowMs: number,
 ): Promise<ValidateServiceResult> {
-  const assets = deps.store.loadLicenseeAssets(licensee);
+  const assets = (deps.definitions ?? deps.store).loadLicenseeAssets(licensee);
   if (!assets) {
     return {
       kind: 'error',

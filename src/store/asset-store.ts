@@ -146,6 +146,8 @@ export interface AssetStore {
   journalHead(): JournalHead;
   runtimeEntries(): Iterable<{ licenseeNumber: string; state: RuntimeState }>;
   importTransaction<T>(action: (tx: ImportTransaction) => T): T;
+  /** Goes up with every committed import transaction (definitions may have changed). */
+  definitionsVersion(): number;
   backup(path: string): Promise<void>;
   close(): Promise<void>;
 
@@ -339,6 +341,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   };
 
   const readMeta = () => metaDb.get('meta') as StoreMeta;
+  const definitionsVersion = () => (metaDb.get('definitionsVersion') as number | undefined) ?? 0;
   const journalHead = (): JournalHead =>
     (metaDb.get('journalHead') as JournalHead | undefined) ?? { seq: 0, hash: GENESIS_HASH };
 
@@ -428,10 +431,11 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     *runtimeEntries() {
       for (const { value } of runtimeDb.getRange({})) yield value;
     },
+    definitionsVersion,
     importTransaction(action) {
       try {
-        return env.commitSync(() =>
-          action({
+        return env.commitSync(() => {
+          const result = action({
             get: getEntity,
             put: putInTx,
             remove: removeInTx,
@@ -441,8 +445,11 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
             },
             meta: readMeta,
             setMeta: (meta) => metaDb.putSync('meta', meta),
-          }),
-        );
+          });
+          // Readers that cache definitions (server/asset-cache) drop their cache when this changes.
+          metaDb.putSync('definitionsVersion', definitionsVersion() + 1);
+          return result;
+        });
       } catch (cause) {
         if (cause instanceof Error && !(cause instanceof StoreError) && /ENOSPC|MAP_FULL/.test(cause.message)) {
           throw wrapWriteError(cause);

@@ -32,6 +32,21 @@ export function javaHashMapCapacity(entries: number): number {
  * were put in the given order (duplicates count once). Returns a map key → rank.
  */
 export function javaHashMapRanks(keys: readonly string[]): Map<string, number> {
+  // Memoised: the same few name lists recur on every validate (hot path). A pure
+  // cache, bounded, so it cannot change results or grow without limit.
+  const cacheKey = keys.join('\u001f');
+  const cached = RANK_CACHE.get(cacheKey);
+  if (cached) return cached;
+  const ranks = computeRanks(keys);
+  if (RANK_CACHE.size >= RANK_CACHE_MAX) RANK_CACHE.clear();
+  RANK_CACHE.set(cacheKey, ranks);
+  return ranks;
+}
+
+const RANK_CACHE_MAX = 4096;
+const RANK_CACHE = new Map<string, Map<string, number>>();
+
+function computeRanks(keys: readonly string[]): Map<string, number> {
   const distinct = [...new Set(keys)];
   const mask = javaHashMapCapacity(distinct.length) - 1;
   const ordered = distinct

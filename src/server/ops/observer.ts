@@ -7,7 +7,7 @@
 import type { Envelope } from '../../core/envelope.ts';
 
 /** Coarse route of a request; a bounded set so metric labels stay few. */
-export type RouteLabel = 'validate' | 'transfer' | 'entity' | 'health' | 'other';
+export type RouteLabel = 'validate' | 'transfer' | 'entity' | 'other';
 
 export interface RequestInfo {
   route: RouteLabel;
@@ -32,6 +32,5 @@ export function routeOf(path: string): RouteLabel {
     if (path.endsWith('/transfer')) return 'transfer';
     return 'entity';
   }
-  if (path === '/health') return 'health';
   return 'other';
 }

@@ -1,0 +1,128 @@
+// Goal: `--action=import-assets` as a user and a script see it: summary on
+// stdout, diagnostics and (TTY only) progress on stderr, the documented exit
+// codes for card binding, conflicts and --force, the bundled demo export
+// importing cleanly, transfer files left in place. Method: runCli with
+// captured io and a fixed clock in temp working directories.
+import { describe, expect, test } from 'bun:test';
+import { cpSync, existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { EXIT } from '../../src/cli/exit-codes.ts';
+import { openAssetStore } from '../../src/store/asset-store.ts';
+import { writeTransferFiles } from '../../src/transfer/writer.ts';
+import { tempDir } from '../helpers.ts';
+import { cli, entity, header, smallExport } from '../importer/helpers.ts';
+
+const DEMO = join(import.meta.dir, '..', '..', 'demo');
+
+describe('import-assets action', () => {
+  test('imports the bundled demo export into <cwd>/database and prints a summary', async () => {
+    const cwd = tempDir();
+    cpSync(DEMO, cwd, { recursive: true });
+    const result = await cli(['--action=import-assets'], cwd);
+    expect(result.code).toBe(EXIT.ok);
+    expect(result.stdout).toBe(
+      [
+        'imported export 5e1d0d5c-2026-4000-8000-000000000001 (created 2026-01-01T00:00:00.000Z from https://go.netlicensing.io)',
+        `files: 1 (${(demoFileBytes(cwd) / 1024).toFixed(1)} KiB)`,
+        'entities: 1 Product, 9 ProductModule, 13 LicenseTemplate, 9 Licensee, 9 License, 2 Token',
+        'removed: none',
+        'card: without card',
+        'time: 0.00 s',
+        'The transfer files may now be removed (they hold sensitive data): 1_netlicensing-assets.xml',
+        '',
+      ].join('\n'),
+    );
+    expect(result.stderr).toContain('importing export 5e1d0d5c-2026-4000-8000-000000000001');
+    expect(result.stderr).not.toContain('\r');
+    // The transfer file stays; the database is there.
+    expect(existsSync(join(cwd, '1_netlicensing-assets.xml'))).toBe(true);
+    const store = openAssetStore(join(cwd, 'database'));
+    const meta = store.meta();
+    expect(meta.withoutCard).toBe(true);
+    expect(meta.vendorCredentials?.user).toBe('demo');
+    expect(meta.lastImport).toMatchObject({ exportId: '5e1d0d5c-2026-4000-8000-000000000001', files: 1, entities: 43 });
+    const models = store.children('ProductModule', 'DEMO-PRODUCT').map((m) => m.props['licensingModel']);
+    expect(models).toEqual(
+      expect.arrayContaining(['TryAndBuy', 'Subscription', 'Rental', 'Floating', 'MultiFeature', 'PayPerUse', 'Quota', 'NodeLocked', 'PricingTable']),
+    );
+    expect(store.getEntity('Token', '6f1a3c52-7d0e-4b8a-9c1e-2f5b8d4a7e01')?.props['licenseeNumber']).toBe('DEMO-SUBSCRIPTION');
+    expect(store.getEntity('Token', '0b9d2e7f-3a41-4c6b-8e5d-9f2a1c7b4e10')?.props['licenseeNumber']).toBeUndefined();
+    await store.close();
+  });
+
+  test('draws progress on stderr only when it is a terminal', async () => {
+    const cwd = tempDir();
+    const licensees = Array.from({ length: 200 }, (_, i) => ({ number: `L${i}`, licenses: [`X${i}`] }));
+    await writeTransferFiles(header([]), smallExport(licensees), { directory: join(cwd, 'in') });
+    const tty = await cli(['--action=import-assets', '--input=in'], cwd, { isTTY: true });
+    expect(tty.code).toBe(EXIT.ok);
+    expect(tty.stderr).toContain('\rimporting: ');
+    expect(tty.stdout).not.toContain('importing:');
+  });
+
+  test('a card-bound export needs smart-card support unless --without-card', async () => {
+    const cwd = tempDir();
+    await writeTransferFiles(header(['L1'], { cardSerial: 'CARD-7' }), smallExport([{ number: 'L1', licenses: [] }]), { directory: join(cwd, 'in') });
+    const refused = await cli(['--action=import-assets', '--input=in'], cwd);
+    expect(refused.code).toBe(EXIT.card);
+    expect(refused.stderr).toContain('bound to smart card CARD-7');
+    expect(refused.stderr).toContain('--without-card');
+    expect(existsSync(join(cwd, 'database'))).toBe(false);
+
+    const accepted = await cli(['--action=import-assets', '--input=in', '--without-card'], cwd);
+    expect(accepted.code).toBe(EXIT.ok);
+    expect(accepted.stdout).toContain('card: without card (export bound to card CARD-7)');
+    const store = openAssetStore(join(cwd, 'database'));
+    expect(store.meta().withoutCard).toBe(true);
+    expect(store.meta().lastImport?.cardSerial).toBe('CARD-7');
+    await store.close();
+  });
+
+  test('a conflict exits with 4 and changes nothing; --force imports and reports it', async () => {
+    const cwd = tempDir();
+    const specs = [
+      { number: 'L1', licenses: ['X1', 'X2'] },
+      { number: 'L2', licenses: [] },
+    ];
+    await writeTransferFiles(header(['L1', 'L2']), smallExport(specs), { directory: join(cwd, 'a') });
+    expect((await cli(['--action=import-assets', '--input=a'], cwd)).code).toBe(EXIT.ok);
+    const moved = [
+      { number: 'L1', licenses: ['X1'] },
+      { number: 'L2', licenses: ['X2'] },
+    ];
+    await writeTransferFiles(header(['L1', 'L2'], { exportId: 'b' }), smallExport(moved, { tokens: [entity('Token', 'K', { tokenType: 'APIKEY' })] }), {
+      directory: join(cwd, 'b'),
+    });
+    const refused = await cli(['--action=import-assets', '--input=b'], cwd);
+    expect(refused.code).toBe(EXIT.conflict);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toContain('import refused: 1 conflict with the database');
+    expect(refused.stderr).toMatch(/License "X2" \(b\/1_netlicensing-assets\.xml:\d+:\d+\): its licenseeNumber changes from "L1" to "L2"/);
+
+    const forced = await cli(['--action=import-assets', '--input=b', '--force'], cwd);
+    expect(forced.code).toBe(EXIT.ok);
+    expect(forced.stderr).toContain('conflict overridden by --force: License "X2"');
+    expect(forced.stdout).toContain('conflicts overridden by --force: 1');
+    expect(forced.stdout).toContain('entities: 1 Product, 2 ProductModule, 2 LicenseTemplate, 2 Licensee, 2 License, 1 Token');
+    const store = openAssetStore(join(cwd, 'database'));
+    expect(store.children('License', 'L2').map((l) => l.number)).toEqual(['X2']);
+    expect(store.meta().lastImport?.exportId).toBe('b');
+    await store.close();
+  });
+
+  test('a re-import reports what it removed and leaves the transfer files', async () => {
+    const cwd = tempDir();
+    await writeTransferFiles(header(['L1']), smallExport([{ number: 'L1', licenses: ['X1', 'X2'] }]), { directory: join(cwd, 'a') });
+    await writeTransferFiles(header(['L1'], { exportId: 'b' }), smallExport([{ number: 'L1', licenses: ['X1'] }]), { directory: join(cwd, 'b') });
+    expect((await cli(['--action=import-assets', '--input=a'], cwd)).code).toBe(EXIT.ok);
+    const again = await cli(['--action=import-assets', '--input=b'], cwd);
+    expect(again.code).toBe(EXIT.ok);
+    expect(again.stdout).toContain('removed: 1 License\n');
+    expect(again.stdout).toContain('may now be removed (they hold sensitive data): b/1_netlicensing-assets.xml');
+    expect(readdirSync(join(cwd, 'b'))).toEqual(['1_netlicensing-assets.xml']);
+  });
+});
+
+function demoFileBytes(dir: string): number {
+  return statSync(join(dir, '1_netlicensing-assets.xml')).size;
+}

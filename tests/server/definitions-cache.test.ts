@@ -1,0 +1,38 @@
+// Goal: cached definitions never outlive an import: a re-import (here through a
+// second store handle, as a separate import process would do) is seen by the
+// next request, and a deactivated API key stops working at once.
+// Method: in-process app over LMDB; the second handle commits an import.
+import { expect, test } from 'bun:test';
+import { join } from 'node:path';
+import { ManualClock } from '../../src/platform/clock.ts';
+import { silentLogger } from '../../src/platform/log.ts';
+import { createApp } from '../../src/server/app.ts';
+import { openAssetStore } from '../../src/store/asset-store.ts';
+import { API_KEY, apiKeyAuth, demoEntities, entity, seedStore } from '../support/seed-store.ts';
+
+test('a re-import invalidates cached definitions and tokens', async () => {
+  const { store, cwd } = seedStore(demoEntities());
+  const app = createApp({ store, clock: new ManualClock(Date.parse('2026-11-15T12:00:00Z')), log: silentLogger(), ttlMs: 600_000, allowAnonymous: false });
+  const quota = async () => {
+    const res = await app.request('/rest/licensee/L-1/validate', {
+      method: 'POST',
+      headers: { authorization: apiKeyAuth(), 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'productModuleNumber0=M-QUOTA',
+    });
+    return { status: res.status, text: await res.text() };
+  };
+  expect((await quota()).text).toContain('<ns2:property name="quota">35</ns2:property>');
+
+  const importer = openAssetStore(join(cwd, 'database'));
+  importer.importTransaction((tx) => tx.put(entity('License', 'LIC-QUOTA', { licenseeNumber: 'L-1', licenseTemplateNumber: 'T-QUOTA', quantity: '50' })));
+  await Bun.sleep(1);
+  expect((await quota()).text).toContain('<ns2:property name="quota">50</ns2:property>');
+
+  importer.importTransaction((tx) => tx.put(entity('Token', API_KEY, { tokenType: 'APIKEY', active: 'false' })));
+  // lmdb-js renews a reader's snapshot on the next event turn; a server sees an import
+  // from another process by the next request in any case.
+  await Bun.sleep(1);
+  expect((await quota()).status).toBe(401);
+  await importer.close();
+  await store.close();
+});
