@@ -87,3 +87,13 @@ export function demoEntities(): Entity[] {
   licensee('L 2/ä', {});
   return out;
 }
+
+/** Entities in the order transfer files require: product, modules, templates, each licensee with its licenses, tokens. */
+export function transferOrder(entities: Entity[]): Entity[] {
+  const of = (kind: EntityKind) => entities.filter((e) => e.kind === kind);
+  const out = [...of('Product'), ...of('ProductModule'), ...of('LicenseTemplate')];
+  for (const licensee of of('Licensee')) {
+    out.push(licensee, ...of('License').filter((l) => l.props['licenseeNumber'] === licensee.number));
+  }
+  return [...out, ...of('Token')];
+}
