@@ -84,16 +84,31 @@ wrk.headers["Accept"] = "${accept}"
 wrk.headers["Authorization"] = "${auth}"
 `,
   );
+// Check-outs and check-ins in pairs: a session is checked in once 64 newer requests
+// have been sent (so its check-out has been answered), keeping about 64 seats in
+// use, as 64 clients that each hold one seat would.
 const floatingScript = luaScript(
   'floating',
   `local counter = 0
+local queue = {}
+local first, last = 1, 0
 local prefix = tostring(math.random(1, 1000000000))
+local headers = {["Content-Type"] = "application/x-www-form-urlencoded", ["Accept"] = "application/json", ["Authorization"] = "${auth}"}
 request = function()
-  counter = counter + 1
-  local id = math.floor((counter + 1) / 2)
-  local action = (counter % 2 == 1) and "checkOut" or "checkIn"
-  local body = "productModuleNumber0=M-FLOAT&sessionId0=" .. prefix .. "-" .. id .. "&action0=" .. action
-  return wrk.format("POST", nil, {["Content-Type"] = "application/x-www-form-urlencoded", ["Accept"] = "application/json", ["Authorization"] = "${auth}"}, body)
+  local body
+  if last - first + 1 > ${connections} then
+    local id = queue[first]
+    queue[first] = nil
+    first = first + 1
+    body = "productModuleNumber0=M-FLOAT&sessionId0=" .. id .. "&action0=checkIn"
+  else
+    counter = counter + 1
+    local id = prefix .. "-" .. counter
+    last = last + 1
+    queue[last] = id
+    body = "productModuleNumber0=M-FLOAT&sessionId0=" .. id .. "&action0=checkOut"
+  end
+  return wrk.format("POST", nil, headers, body)
 end
 `,
 );
