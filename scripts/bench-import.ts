@@ -12,7 +12,7 @@
  * Targets (issue): peak RSS at 1M ≤ 1.5 × at 100k; import throughput ≥ 0.5 ×
  * bare parse.
  *
- * Usage: bun scripts/bench-import.ts [--max=1000000] [--dir=<work dir>] [--keep]
+ * Usage: bun scripts/bench-import.ts [--max=1000000] [--sizes=10000,100000,1000000] [--dir=<work dir>] [--keep]
  */
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -140,7 +140,7 @@ async function runChild(extra: string[]): Promise<ChildResult> {
 
 async function main(): Promise<void> {
   const max = Number(args.get('max') ?? 1_000_000);
-  const sizes = [10_000, 100_000, 1_000_000].filter((size) => size <= max);
+  const sizes = (args.get('sizes')?.split(',').map(Number) ?? [10_000, 100_000, 1_000_000]).filter((size) => size <= max);
   const work = args.get('dir') ?? mkdtempSync(join(tmpdir(), 'nla-bench-import-'));
   mkdirSync(work, { recursive: true });
   console.log(`work directory: ${work}`);

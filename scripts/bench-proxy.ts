@@ -6,6 +6,8 @@
  * the ratio proxied / direct. The upstream is scripts/bench/agent-server.ts
  * (an offline agent on a seeded database); the proxy is this script started
  * with --serve-proxy, wired as run-agent wires it (local cache, timers on).
+ * For reference the same requests also go through a bare forwarder
+ * (--serve-bare-forwarder: Bun.serve + fetch, nothing else).
  * Note the machine's cores are shared by wrk, the proxy and the upstream.
  *
  * Usage: bun scripts/bench-proxy.ts [--seconds=10]
@@ -18,6 +20,8 @@ const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`
 
 if (process.argv.includes('--serve-proxy')) {
   await serveProxy(arg('upstream')!, arg('dir')!);
+} else if (process.argv.includes('--serve-bare-forwarder')) {
+  serveBareForwarder(arg('upstream')!);
 } else {
   await bench(Number(arg('seconds') ?? '10'));
 }
@@ -45,6 +49,29 @@ async function serveProxy(upstream: string, dir: string): Promise<void> {
     await store.close();
     process.exit(0);
   });
+}
+
+/** The least a forwarding proxy on Bun.serve + fetch can do: the reference for run-agent's own overhead. */
+function serveBareForwarder(upstream: string): void {
+  const server = Bun.serve({
+    port: 0,
+    hostname: '127.0.0.1',
+    async fetch(request) {
+      const url = new URL(request.url);
+      const headers: Record<string, string> = {};
+      for (const name of ['authorization', 'accept', 'content-type']) {
+        const value = request.headers.get(name);
+        if (value !== null) headers[name] = value;
+      }
+      const answer = await fetch(`${upstream}/core/v2/rest${url.pathname.slice('/rest'.length)}${url.search}`, {
+        method: request.method,
+        headers,
+        body: await request.arrayBuffer(),
+      });
+      return new Response(await answer.arrayBuffer(), { status: answer.status, headers: { 'content-type': answer.headers.get('content-type') ?? '' } });
+    },
+  });
+  console.log(`PORT ${server.port}`);
 }
 
 interface Figures {
@@ -113,9 +140,10 @@ wrk.headers["Authorization"] = "${auth}"
     { name: 'Subscription validate, XML', lua: script('sub-xml', 'application/xml', 'productModuleNumber0=M-SUB') },
     { name: 'Pay-per-Use usedQuantity=1 (durable upstream)', lua: script('ppu', 'application/json', 'productModuleNumber0=M-PPU&usedQuantity0=1') },
   ];
-  const rows: { name: string; direct: Figures; proxied: Figures }[] = [];
+  const rows: { name: string; direct: Figures; bare: Figures; proxied: Figures }[] = [];
   const upstream = await start([join(import.meta.dir, 'bench', 'agent-server.ts'), join(work, 'upstream')]);
   const proxy = await start([import.meta.path, '--serve-proxy', `--upstream=http://127.0.0.1:${upstream.port}`, `--dir=${join(work, 'proxy')}`]);
+  const bare = await start([import.meta.path, '--serve-bare-forwarder', `--upstream=http://127.0.0.1:${upstream.port}`]);
   try {
     const path = '/rest/licensee/L/validate';
     // Warm-up through the proxy: credentials remembered, assets refreshed.
@@ -126,14 +154,16 @@ wrk.headers["Authorization"] = "${auth}"
       const saved = seconds;
       seconds = 2;
       wrk(`http://127.0.0.1:${upstream.port}${path}`, scenario.lua);
+      wrk(`http://127.0.0.1:${bare.port}${path}`, scenario.lua);
       wrk(`http://127.0.0.1:${proxy.port}${path}`, scenario.lua);
       seconds = saved;
       const direct = wrk(`http://127.0.0.1:${upstream.port}${path}`, scenario.lua);
+      const bareFigures = wrk(`http://127.0.0.1:${bare.port}${path}`, scenario.lua);
       const proxied = wrk(`http://127.0.0.1:${proxy.port}${path}`, scenario.lua);
-      rows.push({ name: scenario.name, direct, proxied });
+      rows.push({ name: scenario.name, direct, bare: bareFigures, proxied });
     }
   } finally {
-    for (const { proc } of [proxy, upstream]) {
+    for (const { proc } of [bare, proxy, upstream]) {
       proc.kill('SIGTERM');
       await proc.exited;
     }
@@ -141,22 +171,25 @@ wrk.headers["Authorization"] = "${auth}"
   }
 
   console.log(`\nrun-agent benchmark: wrk -t1 -c${connections} -d${seconds}s, 127.0.0.1, keep-alive; upstream on loopback\n`);
-  const head = ['scenario'.padEnd(48), 'direct req/s', 'p50 ms', 'p99 ms', 'proxied req/s', 'p50 ms', 'p99 ms', 'ratio', 'errors'];
+  const head = ['scenario'.padEnd(46), 'direct req/s', 'p50 ms', 'p99 ms', 'run-agent req/s', 'p50 ms', 'p99 ms', 'ratio', 'bare fwd req/s', 'ratio', 'errors'];
   console.log(head.join('  '));
-  for (const { name, direct, proxied } of rows) {
+  for (const { name, direct, bare, proxied } of rows) {
     console.log(
       [
-        name.padEnd(48),
+        name.padEnd(46),
         direct.rps.toFixed(0).padStart(12),
         direct.p50Ms.toFixed(2).padStart(6),
         direct.p99Ms.toFixed(2).padStart(6),
-        proxied.rps.toFixed(0).padStart(13),
+        proxied.rps.toFixed(0).padStart(15),
         proxied.p50Ms.toFixed(2).padStart(6),
         proxied.p99Ms.toFixed(2).padStart(6),
         (proxied.rps / direct.rps).toFixed(2).padStart(5),
-        String(direct.errors + proxied.errors).padStart(6),
+        bare.rps.toFixed(0).padStart(14),
+        (bare.rps / direct.rps).toFixed(2).padStart(5),
+        String(direct.errors + bare.errors + proxied.errors).padStart(6),
       ].join('  '),
     );
   }
-  console.log('\nratio = proxied req/s ÷ direct req/s (1.00 = no overhead)');
+  console.log('\nratio = req/s through the proxy ÷ req/s straight to the upstream (1.00 = no overhead);');
+  console.log('"bare fwd" is a minimal Bun.serve + fetch forwarder on the same machine: the floor any proxy here pays.');
 }

@@ -452,6 +452,16 @@ export class Checkpointer {
     return this.base.clockHighWaterMs;
   }
 
+  /** The card's signature counter as of the newest checkpoint (or the startup verification). */
+  get cardCounter(): number {
+    return this.base.cardCounter;
+  }
+
+  /** Sequence number of the newest checkpoint of this database. */
+  get checkpointSeq(): number {
+    return this.base.seq;
+  }
+
   /** Seals the journal head as it is when the call starts. Calls run one after another. */
   checkpoint(): Promise<CheckpointFields> {
     const run = this.chain.then(() => this.checkpointNow());
@@ -543,7 +553,14 @@ export interface CheckpointBatcherOptions {
   clock: Clock;
   /** Called once when checkpointing can never succeed again (card used elsewhere); the agent must stop. */
   onFatal?: (error: CardError) => void;
+  /** Told about every checkpoint attempt: for metrics (latency, counter) and the card's health. */
+  onCheckpoint?: (outcome: CheckpointOutcome) => void;
 }
+
+/** One checkpoint attempt as `onCheckpoint` reports it; `durationMs` is measured with performance.now(). */
+export type CheckpointOutcome =
+  | { ok: true; fields: CheckpointFields; durationMs: number }
+  | { ok: false; error: unknown; durationMs: number };
 
 interface Waiter {
   seq: number;
@@ -617,6 +634,21 @@ export class CheckpointBatcher {
     if (this.highestRequested > this.checkpointer.sealedSeq) await this.runOnce();
   }
 
+  /**
+   * Makes a checkpoint now, even when nothing is unsealed (startup seal,
+   * re-checking a card that came back). Rejects with the card's error.
+   */
+  async sealNow(): Promise<void> {
+    if (this.fatal) throw this.fatal;
+    if (this.closed) throw new CardError('card_failure', 'the checkpoint batcher is closed');
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    await this.running?.catch(() => undefined);
+    await this.runOnce();
+  }
+
   /** Flushes, then stops timers; later `sealed` calls reject. */
   async close(): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
@@ -646,19 +678,30 @@ export class CheckpointBatcher {
     }
   }
 
+  private report(outcome: CheckpointOutcome): void {
+    try {
+      this.options.onCheckpoint?.(outcome);
+    } catch {
+      // An observer's failure must not turn a sealed checkpoint into a failed one.
+    }
+  }
+
   private runOnce(): Promise<void> {
     if (this.running) return this.running;
     this.lastStartMs = this.options.clock.nowMs();
     const run = (async () => {
+      const startedMs = performance.now();
       try {
-        await this.checkpointer.checkpoint();
+        const fields = await this.checkpointer.checkpoint();
         this.stats.checkpoints += 1;
+        this.report({ ok: true, fields, durationMs: performance.now() - startedMs });
         const sealed = this.checkpointer.sealedSeq;
         const done = this.waiters.filter((w) => w.seq <= sealed);
         this.waiters = this.waiters.filter((w) => w.seq > sealed);
         for (const w of done) w.resolve();
       } catch (error) {
         this.stats.failures += 1;
+        this.report({ ok: false, error, durationMs: performance.now() - startedMs });
         const failed = this.waiters;
         this.waiters = [];
         for (const w of failed) w.reject(error);

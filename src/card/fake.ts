@@ -96,6 +96,10 @@ export class FakeCard implements Card {
     return new Uint8Array(signature);
   }
 
+  async probe(): Promise<void> {
+    await this.enter();
+  }
+
   async close(): Promise<void> {}
 
   private async enter(): Promise<void> {

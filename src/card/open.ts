@@ -15,6 +15,11 @@ export async function openCard(options: OpenCardOptions): Promise<Card> {
   return PcscCard.open(options);
 }
 
+/** Connects to the card a database is bound to, found by manufacturer and serial. */
+export function openBoundCard(binding: Pick<CardBinding, 'manufacturer' | 'serial'>, options: Omit<OpenCardOptions, 'serial'>): Promise<Card> {
+  return openCard({ ...options, serial: `${binding.manufacturer}:${binding.serial}` });
+}
+
 /** What the store keeps about the card a database is bound to (meta `cardBinding`). */
 export interface CardBinding {
   serial: string;

@@ -13,6 +13,8 @@
  * among all readers, SELECT, check the serial is the bound one (`wrong_card`
  * otherwise, naming both), re-read the counter, verify the PIN again.
  * A wrong PIN is never retried (the card would block it after 3 tries).
+ * When pcscd itself went away (`no_service`: stopped, restarted), the
+ * PC/SC context is established anew on the next call.
  */
 import { createHash } from 'node:crypto';
 import { findTlv, SW, swHex } from './apdu.ts';
@@ -69,8 +71,11 @@ export class PcscCard implements Card {
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
 
+  /** pcscd went away: the context is dead and is established anew before the next call. */
+  private contextLost = false;
+
   private constructor(
-    private readonly pcsc: Pcsc,
+    private pcsc: Pcsc,
     private readonly ownsPcsc: boolean,
     private readonly options: PcscCardOptions,
   ) {}
@@ -116,6 +121,11 @@ export class PcscCard implements Card {
       c.counter = parseSignatureCounter(await c.session.getData(0x007a));
       return c.counter;
     });
+  }
+
+  /** Presence check for readiness: one GET DATA 7A (the counter read refreshes the tally, which cannot differ while held exclusively). */
+  async probe(): Promise<void> {
+    await this.readSignatureCounter();
   }
 
   sign(message: Uint8Array): Promise<Uint8Array> {
@@ -178,13 +188,15 @@ export class PcscCard implements Card {
   private run<T>(action: (c: Connected) => Promise<T>): Promise<T> {
     const attempt = async (): Promise<T> => {
       if (this.closed) throw new CardError('card_failure', 'the card connection is closed');
-      const c = this.current ?? (await this.connect());
+      if (this.contextLost) await this.renewContext();
       try {
+        const c = this.current ?? (await this.connect());
         return await action(c);
       } catch (error) {
-        if (error instanceof CardError && ['card_removed', 'timeout', 'card_failure', 'no_card'].includes(error.code)) {
+        if (error instanceof CardError && ['card_removed', 'timeout', 'card_failure', 'no_card', 'no_service'].includes(error.code)) {
           await this.drop('leave');
         }
+        if (error instanceof CardError && error.code === 'no_service' && this.ownsPcsc) this.contextLost = true;
         throw error;
       }
     };
@@ -199,6 +211,16 @@ export class PcscCard implements Card {
     });
     this.queue = next.catch(() => undefined);
     return next;
+  }
+
+  /** A new PC/SC client (worker and context) after pcscd went away; throws no_service while it is still down. */
+  private async renewContext(): Promise<void> {
+    await this.pcsc.close().catch(() => undefined);
+    this.pcsc = await openPcsc({
+      ...(this.options.callTimeoutMs === undefined ? {} : { callTimeoutMs: this.options.callTimeoutMs }),
+      ...(this.options.socketPath === undefined ? {} : { socketPath: this.options.socketPath }),
+    });
+    this.contextLost = false;
   }
 
   private async drop(disposition: 'leave' | 'reset'): Promise<void> {
@@ -272,7 +294,7 @@ export class PcscCard implements Card {
     if (others.length > 0) {
       throw new CardError(
         'wrong_card',
-        `wrong smart card: this database is bound to card ${wanted}, but the inserted card is ${others.join(', ')}; insert card ${wanted}`,
+        `wrong smart card: expected card ${wanted}, but the inserted card is ${others.join(', ')}; insert card ${wanted}`,
         { details: { expected: wanted, found: others } },
       );
     }

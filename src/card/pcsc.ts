@@ -87,7 +87,7 @@ export function pcscError(fn: string, rv: number, reader?: string): CardError {
     case RV.SERVICE_STOPPED:
       return make(
         'no_service',
-        'the PC/SC daemon pcscd is not running: start it (`systemctl start pcscd.socket`, or run `pcscd`), or use --without-card',
+        'the PC/SC daemon pcscd is not running: start it (`systemctl start pcscd.socket`, or run `pcscd`)',
       );
     case RV.NO_READERS_AVAILABLE:
       return make('no_reader', 'no smart card reader is connected: plug in the reader or token');

@@ -42,6 +42,17 @@ export type CardErrorCode =
   | 'card_used_elsewhere'
   /** A card call did not complete in time (the card or pcscd hangs). */
   | 'timeout'
+  /** No PIN was configured (NLA_CARD_PIN or --card.pin-file) for a card that needs one. */
+  | 'pin_missing'
+  /**
+   * Startup verification: the database is older than what the card has
+   * sealed (restored backup/snapshot, or a clone used the card).
+   */
+  | 'rollback_detected'
+  /** Startup verification: the inserted card (or its key) is not the one that sealed this database. */
+  | 'foreign_card'
+  /** Startup verification: the system clock is behind the newest time the card sealed. */
+  | 'clock_rollback_detected'
   /** Anything else the card or PC/SC reported (status word or PC/SC code in the message). */
   | 'card_failure';
 
@@ -103,6 +114,12 @@ export interface Card {
    * signature (RSA PKCS#1 v1.5, or ECDSA as r‖s). Increments the counter by one.
    */
   sign(message: Uint8Array): Promise<Uint8Array>;
+  /**
+   * Talks to the card once (one APDU on a real card) to find out whether it
+   * is still there; reconnects when it was pulled and put back. Optional:
+   * cards without it are assumed present until a checkpoint fails.
+   */
+  probe?(): Promise<void>;
   close(): Promise<void>;
 }
 

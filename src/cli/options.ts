@@ -28,6 +28,21 @@ export const OPTION_DEFS = {
   force: { type: 'boolean', alias: 'f', description: 'Ignore conflicts on export-assets or import-assets.' },
   'serial-number': { type: 'string', description: 'Smart card serial number the export is bound to.' },
   'without-card': { type: 'boolean', description: "Don't use the smart card." },
+  'card.pin-file': {
+    type: 'string',
+    description: "File whose first line is the smart card's user PIN (else the NLA_CARD_PIN environment variable).",
+    valueHint: 'file',
+  },
+  'card.seal': {
+    type: 'string',
+    default: 'strict',
+    description: 'Smart card: strict (a write is answered once a card checkpoint covers it) or relaxed (checkpoint every --card.seal-interval-ms).',
+  },
+  'card.seal-interval-ms': {
+    type: 'string',
+    description: 'Smart card: least ms between two checkpoints (strict, default 1000) or the checkpoint period (relaxed, default 60000).',
+    valueHint: 'ms',
+  },
   verbose: { type: 'boolean', description: 'Enable detailed log output.' },
   'log.json': { type: 'boolean', description: 'Write logs as one JSON object per line (for log shippers).' },
   ttl: {
@@ -100,6 +115,9 @@ export interface CliOptions {
   force: boolean;
   serialNumber?: string;
   withoutCard: boolean;
+  cardPinFile?: string;
+  cardSeal: string;
+  cardSealIntervalMs?: string;
   verbose: boolean;
   logJson: boolean;
   ttl: string;

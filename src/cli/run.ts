@@ -6,6 +6,7 @@ import { parseArgs, type ArgsDef } from 'citty';
 import packageJson from '../../package.json' with { type: 'json' };
 import { systemClock, type Clock } from '../platform/clock.ts';
 import { createLogger, type Logger } from '../platform/log.ts';
+import { CardError } from '../card/types.ts';
 import { StoreError } from '../store/errors.ts';
 import { ACTIONS, type CliIo } from './actions.ts';
 import { CliError, EXIT } from './exit-codes.ts';
@@ -98,6 +99,7 @@ export function parseCliOptions(argv: string[]): CliOptions {
     input: withDefault('input'),
     force: flag('force'),
     withoutCard: flag('without-card'),
+    cardSeal: withDefault('card.seal'),
     verbose: flag('verbose'),
     logJson: flag('log.json'),
     ttl: withDefault('ttl'),
@@ -121,6 +123,8 @@ export function parseCliOptions(argv: string[]): CliOptions {
     ['apiKey', 'nlic.apikey'],
     ['licensees', 'licensees'],
     ['serialNumber', 'serial-number'],
+    ['cardPinFile', 'card.pin-file'],
+    ['cardSealIntervalMs', 'card.seal-interval-ms'],
     ['signingKey', 'signing.key'],
     ['tlsCert', 'tls.cert'],
     ['tlsKey', 'tls.key'],
@@ -207,6 +211,11 @@ function reportError(error: unknown, io: CliIo, verbose = false): number {
   if (error instanceof StoreError) {
     io.stderr(`error: ${error.message}\n`);
     return EXIT.store;
+  }
+  // No reader, no card, wrong card, PIN, rollback detected…: the message says what to do.
+  if (error instanceof CardError) {
+    io.stderr(`error: smart card: ${error.message}\n`);
+    return EXIT.card;
   }
   const err = error as Error;
   io.stderr(`internal error: ${err?.message ?? String(error)}\n`);

@@ -48,7 +48,7 @@ export class ImportConflictError extends Error {
   }
 }
 
-/** The export is bound to a smart card and the card layer is not available. */
+/** The export is bound to a smart card, and the import was given no card (or another one). */
 export class ImportCardError extends Error {
   override name = 'ImportCardError';
 }

@@ -226,24 +226,16 @@ export function createProxy(options: ProxyOptions): AgentProxy {
       const request = replayContext.getStore();
       // Only validate writes runtime state, and every local validate runs inside replayContext.
       if (!request) return store.commitRuntime(licenseeNumber, atMs, decide);
-      let recorded = false;
+      let recordedSeq: number | undefined;
       return store
-        .commitRuntimeWithReplay(
-          licenseeNumber,
-          atMs,
-          (state) => {
-            const decided = decide(state);
-            recorded = decided.events.length > 0;
-            return decided;
-          },
-          (result) => {
-            const envelope = (result as unknown as ValidateOutcome).envelope;
-            const failed = envelope.items.length === 0 && envelope.infos.some((info) => info.type === 'ERROR');
-            return { form: request.form, decision: decisionOfEnvelope(failed ? 400 : 200, envelope) };
-          },
-        )
+        .commitRuntimeWithReplay(licenseeNumber, atMs, decide, (result, seq) => {
+          recordedSeq = seq;
+          const envelope = (result as unknown as ValidateOutcome).envelope;
+          const failed = envelope.items.length === 0 && envelope.infos.some((info) => info.type === 'ERROR');
+          return { form: request.form, decision: decisionOfEnvelope(failed ? 400 : 200, envelope) };
+        })
         .then((result) => {
-          if (recorded) replayer.noteRecorded(licenseeNumber);
+          if (recordedSeq !== undefined) replayer.noteRecorded(licenseeNumber, recordedSeq);
           return result;
         });
     },
@@ -346,15 +338,24 @@ export function createProxy(options: ProxyOptions): AgentProxy {
   }
 
   const lastCachedMs = new Map<string, number>();
-  async function cacheAnswer(request: ProxiedRequest, outcome: Extract<UpstreamOutcome, { kind: 'answer' }>): Promise<void> {
-    if (!request.validate) return;
-    // Cheap throttle first (the same raw request within CACHE_REWRITE_MS): most calls end here under load.
+  /**
+   * Claims the right to (re)write the cache entry of this raw request: at most once per
+   * CACHE_REWRITE_MS, checked cheaply on the request path so that under load most answers
+   * schedule no cache work at all.
+   */
+  function claimCacheWrite(request: ProxiedRequest): boolean {
     const now = clock.nowMs();
-    const rawKey = `${request.validate.number}\u0000${request.headers.get('accept') ?? ''}\u0000${request.search}\u0000${request.body ? Buffer.from(request.body).toString('latin1') : ''}`;
+    const rawKey = `${request.validate!.number}\u0000${request.headers.get('accept') ?? ''}\u0000${request.search}\u0000${request.body ? Buffer.from(request.body).toString('latin1') : ''}`;
     const last = lastCachedMs.get(rawKey);
-    if (last !== undefined && now - last < CACHE_REWRITE_MS) return;
+    if (last !== undefined && now - last < CACHE_REWRITE_MS) return false;
     if (lastCachedMs.size >= CACHE_THROTTLE_ENTRIES_MAX) lastCachedMs.clear();
     lastCachedMs.set(rawKey, now);
+    return true;
+  }
+
+  async function cacheAnswer(request: ProxiedRequest, outcome: Extract<UpstreamOutcome, { kind: 'answer' }>): Promise<void> {
+    if (!request.validate) return;
+    const now = clock.nowMs();
     const format = negotiateFormat(request.headers.get('accept'));
     let pairs: Array<[string, string]>;
     try {
@@ -381,11 +382,15 @@ export function createProxy(options: ProxyOptions): AgentProxy {
     const header = request.headers.get('authorization');
     if (outcome.status === 401 && header) later(() => upstreamCredentials.forget(header));
     if (outcome.status !== 200) return;
+    const rememberCredentials = header !== null && !upstreamCredentials.isRemembered(header, validate.licenseeNumber);
+    const refresh = refresher.isDue(validate.licenseeNumber);
+    const writeCache = claimCacheWrite(request);
+    if (!rememberCredentials && !refresh && !writeCache) return;
     later(() =>
       Promise.all([
-        header ? upstreamCredentials.remember(header, validate.licenseeNumber) : undefined,
-        refresher.request(validate.licenseeNumber),
-        cacheAnswer(request, outcome),
+        rememberCredentials ? upstreamCredentials.remember(header, validate.licenseeNumber) : undefined,
+        refresh ? refresher.request(validate.licenseeNumber) : undefined,
+        writeCache ? cacheAnswer(request, outcome) : undefined,
       ]),
     );
   }
@@ -481,8 +486,11 @@ export function createProxy(options: ProxyOptions): AgentProxy {
   }
 
   const idle = async () => {
-    while (background.size > 0) await Promise.allSettled([...background]);
-    await refresher.idle();
+    // Settled work may start more (a replay asks for refreshes): wait until nothing is left.
+    while (background.size > 0 || refresher.busy) {
+      await Promise.allSettled([...background]);
+      await refresher.idle();
+    }
   };
 
   return {

@@ -140,6 +140,13 @@ export class AssetRefresher {
    * within the interval (`force` ignores the interval). Returns the running
    * refresh (true when it succeeded), or undefined when none was started.
    */
+  /** Would request(licenseeNumber) start a refresh now? */
+  isDue(licenseeNumber: string): boolean {
+    if (this.running.has(licenseeNumber)) return false;
+    const last = this.lastStartMs.get(licenseeNumber);
+    return last === undefined || this.deps.clock.nowMs() - last >= this.deps.intervalMs;
+  }
+
   request(licenseeNumber: string, force = false): Promise<boolean> | undefined {
     if (this.running.has(licenseeNumber)) return force ? this.running.get(licenseeNumber) : undefined;
     const now = this.deps.clock.nowMs();
@@ -182,6 +189,10 @@ export class AssetRefresher {
       log.warn(`refresh of licensee "${licenseeNumber}" from the upstream failed: ${message}`);
       return false;
     }
+  }
+
+  get busy(): boolean {
+    return this.running.size > 0;
   }
 
   /** Resolves when no refresh is running. */

@@ -70,18 +70,22 @@ export interface DrainResult {
 }
 
 export class Replayer {
-  private readonly backlog = new Map<string, number>();
+  /** Entries not yet acknowledged, by licensee (sequence numbers: notes and acks may arrive in either order). */
+  private readonly backlog = new Map<string, Set<number>>();
   private draining: Promise<DrainResult> | undefined;
   private cancelRetry: (() => void) | undefined;
   private closed = false;
 
   constructor(private readonly deps: ReplayerDeps) {
-    let pending = 0;
-    for (const entry of deps.store.replayBacklog()) {
-      this.backlog.set(entry.licenseeNumber, (this.backlog.get(entry.licenseeNumber) ?? 0) + 1);
-      pending++;
-    }
-    deps.stats.replayPending = pending;
+    for (const entry of deps.store.replayBacklog()) this.add(entry.licenseeNumber, entry.seq);
+  }
+
+  private add(licenseeNumber: string, seq: number): void {
+    let seqs = this.backlog.get(licenseeNumber);
+    if (!seqs) this.backlog.set(licenseeNumber, (seqs = new Set()));
+    if (seqs.has(seq)) return;
+    seqs.add(seq);
+    this.deps.stats.replayPending++;
   }
 
   /** Does the licensee have requests waiting for replay? (Then it is answered locally, to keep its order.) */
@@ -93,10 +97,10 @@ export class Replayer {
     return this.deps.stats.replayPending;
   }
 
-  /** A local answer stored a replay entry for the licensee. */
-  noteRecorded(licenseeNumber: string): void {
-    this.backlog.set(licenseeNumber, (this.backlog.get(licenseeNumber) ?? 0) + 1);
-    this.deps.stats.replayPending++;
+  /** A local answer stored replay entry `seq` for the licensee (a drain may have acknowledged it already). */
+  noteRecorded(licenseeNumber: string, seq: number): void {
+    if (seq <= this.deps.store.replayCursor()) return;
+    this.add(licenseeNumber, seq);
   }
 
   /** Starts a drain when there is something to replay and none is running. */
@@ -191,16 +195,17 @@ export class Replayer {
           this.retryLater(REPLAY_RETRY_MS);
           break;
         }
-        this.acknowledgedOne(entry.licenseeNumber);
+        this.acknowledgedOne(entry.licenseeNumber, entry.seq);
         acknowledged.add(entry.licenseeNumber);
         result.replayed++;
         stats.replayed++;
         if (conflict) {
           result.conflicts++;
           stats.replayConflicts++;
+          // The parameters stay in the stored record: they may carry node secrets.
           log.warn(
             `replay conflict for licensee "${entry.licenseeNumber}" (request ${entry.seq}, answered offline at ` +
-              `${new Date(entry.atMs).toISOString()}: ${entry.form}): ${conflict.message}`,
+              `${new Date(entry.atMs).toISOString()}): ${conflict.message}`,
           );
         }
       }
@@ -217,11 +222,11 @@ export class Replayer {
     return result;
   }
 
-  private acknowledgedOne(licenseeNumber: string): void {
-    const left = (this.backlog.get(licenseeNumber) ?? 1) - 1;
-    if (left > 0) this.backlog.set(licenseeNumber, left);
-    else this.backlog.delete(licenseeNumber);
-    this.deps.stats.replayPending = Math.max(0, this.deps.stats.replayPending - 1);
+  private acknowledgedOne(licenseeNumber: string, seq: number): void {
+    const seqs = this.backlog.get(licenseeNumber);
+    if (!seqs?.delete(seq)) return;
+    if (seqs.size === 0) this.backlog.delete(licenseeNumber);
+    this.deps.stats.replayPending--;
   }
 
   private send(entry: ReplayEntry) {

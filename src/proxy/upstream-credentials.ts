@@ -46,6 +46,9 @@ function recordId(user: string, password: string): string {
 
 export class UpstreamCredentials {
   private readonly memory = new Map<string, Remembered>();
+  /** Work in flight per header: concurrent requests with one header share one scrypt, not one each. */
+  private readonly storing = new Map<string, Promise<void>>();
+  private readonly loading = new Map<string, Promise<CredentialRecord | undefined>>();
 
   constructor(
     private readonly cache: ProxyCache,
@@ -57,12 +60,29 @@ export class UpstreamCredentials {
     this.memory.set(header, remembered);
   }
 
-  /** The upstream answered 200 to `header` for `licenseeNumber`. */
-  async remember(header: string, licenseeNumber: string): Promise<void> {
-    // Hot path under load: the header was seen and stored recently.
+  /** True when remember(header, licenseeNumber) has nothing to do (cheap; the hot path asks first). */
+  isRemembered(header: string, licenseeNumber: string): boolean {
     const known = this.memory.get(header);
     const fresh = known !== undefined && this.clock.nowMs() - known.storedAtMs < CREDENTIAL_TTL_MS / 2;
-    if (fresh && (known.record.user !== 'apiKey' || known.record.licensees?.includes(licenseeNumber))) return;
+    return fresh && (known.record.user !== 'apiKey' || (known.record.licensees?.includes(licenseeNumber) ?? false));
+  }
+
+  /** The upstream answered 200 to `header` for `licenseeNumber`. */
+  async remember(header: string, licenseeNumber: string): Promise<void> {
+    const covered = () => this.isRemembered(header, licenseeNumber);
+    if (covered()) return;
+    // One run per header at a time (each one may cost a scrypt, and API-key runs extend one licensee list).
+    for (let inFlight = this.storing.get(header); inFlight; inFlight = this.storing.get(header)) {
+      await inFlight;
+      if (covered()) return;
+    }
+    const run = this.store(header, licenseeNumber).finally(() => this.storing.delete(header));
+    this.storing.set(header, run);
+    await run;
+  }
+
+  private async store(header: string, licenseeNumber: string): Promise<void> {
+    const known = this.memory.get(header);
     const credentials = decodeBasic(header);
     if (!credentials) return;
     const isApiKey = credentials.user === 'apiKey';
@@ -105,12 +125,22 @@ export class UpstreamCredentials {
     if (!credentials) return false;
     let record = this.memory.get(header)?.record;
     if (record === undefined) {
-      const stored = await this.cache.getCredential(recordId(credentials.user, credentials.password));
-      if (!stored || !verifyCredential(stored, credentials.user, credentials.password)) return false;
-      record = stored;
-      this.memorise(header, { record, storedAtMs: 0 });
+      let load = this.loading.get(header);
+      if (!load) {
+        load = this.load(header, credentials.user, credentials.password).finally(() => this.loading.delete(header));
+        this.loading.set(header, load);
+      }
+      record = await load;
+      if (record === undefined) return false;
     }
     if (credentials.user !== 'apiKey') return true;
     return licenseeNumber !== undefined && (record.licensees?.includes(licenseeNumber) ?? false);
+  }
+
+  private async load(header: string, user: string, password: string): Promise<CredentialRecord | undefined> {
+    const stored = await this.cache.getCredential(recordId(user, password));
+    if (!stored || !verifyCredential(stored, user, password)) return undefined;
+    this.memorise(header, { record: stored, storedAtMs: 0 });
+    return stored;
   }
 }

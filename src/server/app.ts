@@ -15,7 +15,7 @@ import { parseValidateParameters } from '../core/params.ts';
 import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/log.ts';
 import { getEntity, kindOfResource, listEntities, CLOUD_ONLY_RESOURCES } from '../service/entity-service.ts';
-import { licenseeNotFound, validateLicensee } from '../service/validate-service.ts';
+import { licenseeNotFound, validateLicensee, type WriteSealing } from '../service/validate-service.ts';
 import type { AssetStore } from '../store/asset-store.ts';
 import { createDefinitionsCache } from '../store/definitions-cache.ts';
 import { StoreError } from '../store/errors.ts';
@@ -36,6 +36,8 @@ export interface AppDeps {
   signXml?: (envelope: Envelope, principal: Principal) => string | undefined;
   /** Operator metrics (src/server/ops): told about every request and validate answer. */
   observer?: RequestObserver;
+  /** Smart-card sealing of validate writes (503 while the card is unavailable); absent without a card. */
+  sealing?: WriteSealing;
 }
 
 export const API_PREFIXES = ['/rest', '/core/v2/rest'] as const;

@@ -3,7 +3,7 @@
  * journal of runtime changes, in one LMDB environment under `database/`.
  *
  * Layout (one LMDB sub-database each):
- *   meta             schema version, database id, card binding, last import, journal head
+ *   meta             schema version, database id, card binding and checkpoint, last import, journal head
  *   def:<Kind>       entity number → Entity (definitions exactly as exported by the cloud)
  *   rel:<Kind>       `<parent>\x1f<number>` → number (children of a parent, e.g. licenses of a licensee)
  *   alias            licensee alias → licensee number
@@ -21,6 +21,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import { ENTITY_KINDS, PARENT_PROPERTY, type Entity, type EntityKind } from '../core/entities.ts';
 import { applyEvents, emptyRuntimeState, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
 import type { LicenseeAssets } from '../core/validate-types.ts';
+import type { StoredCheckpoint } from '../card/checkpoint.ts';
+import type { CardBinding } from '../card/open.ts';
 import { StoreError } from './errors.ts';
 import { openKvEnvironment, type KvDatabase, type KvEnvironment, type OpenOptions } from './lmdb.ts';
 
@@ -45,6 +47,8 @@ export interface StoreMeta {
   /** Set by the first import: true when the database runs without a smart card. */
   withoutCard?: boolean;
   cardSerial?: string;
+  /** The smart card this database is bound to (docs/smart-card.md); set by the import that binds. */
+  cardBinding?: CardBinding;
   lastImport?: ImportRecord;
   /** Hex SHA-256 of the salted vendor credentials carried by the export, if any. */
   vendorCredentials?: { user: string; salt: string; hash: string };
@@ -71,6 +75,7 @@ interface JournalHead {
 }
 
 const GENESIS_HASH = '0'.repeat(64);
+const CARD_CHECKPOINT_KEY = 'cardCheckpoint';
 /** LMDB keys are limited to 1978 bytes; longer numbers are keyed by their SHA-256. */
 const KEY_PART_BYTES_MAX = 480;
 // U+001F cannot occur in XML text, so it cannot occur in a number; lower control
@@ -110,6 +115,8 @@ export interface ImportTransaction {
   entities(kind: EntityKind): Iterable<Entity>;
   meta(): StoreMeta;
   setMeta(meta: StoreMeta): void;
+  /** Replaces (or with undefined removes) the card checkpoint, in this transaction (binding import). */
+  setCardCheckpoint(record: StoredCheckpoint | undefined): void;
 }
 
 export interface ListOptions {
@@ -144,6 +151,15 @@ export interface AssetStore {
   ): Promise<R>;
   journal(fromSeq?: number): Iterable<JournalEntry>;
   journalHead(): JournalHead;
+  /** Hash of journal entry `seq` (seq 0: the empty journal's hash); undefined when there is none. */
+  journalHashAt(seq: number): string | undefined;
+  /** The newest card checkpoint record (docs/smart-card.md, "Checkpoints"), if the database is bound. */
+  cardCheckpoint(): StoredCheckpoint | undefined;
+  /**
+   * Durably replaces the card checkpoint record. A separate meta value, so
+   * that frequent checkpoints do not rewrite `meta`; resolves once synced.
+   */
+  saveCardCheckpoint(record: StoredCheckpoint): Promise<void>;
   runtimeEntries(): Iterable<{ licenseeNumber: string; state: RuntimeState }>;
   importTransaction<T>(action: (tx: ImportTransaction) => T): T;
   /** Goes up with every committed import transaction (definitions may have changed). */
@@ -160,7 +176,7 @@ export interface AssetStore {
     licenseeNumber: string,
     atMs: number,
     decide: (state: RuntimeState) => { events: RuntimeEvent[]; result: R },
-    describe: (result: R) => ReplayRequest,
+    describe: (result: R, seq: number) => ReplayRequest,
   ): Promise<R>;
   /** Sequence number of the last replay entry acknowledged upstream (0: none). */
   replayCursor(): number;
@@ -428,6 +444,15 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       for (const { value } of journalDb.getRange({ start: fromSeq })) yield value;
     },
     journalHead,
+    journalHashAt: (seq) => (seq === 0 ? GENESIS_HASH : journalDb.get(seq)?.hash),
+    cardCheckpoint: () => metaDb.get(CARD_CHECKPOINT_KEY) as StoredCheckpoint | undefined,
+    async saveCardCheckpoint(record) {
+      try {
+        await env.commitDurable(() => metaDb.putSync(CARD_CHECKPOINT_KEY, record));
+      } catch (cause) {
+        throw wrapWriteError(cause);
+      }
+    },
     *runtimeEntries() {
       for (const { value } of runtimeDb.getRange({})) yield value;
     },
@@ -445,6 +470,10 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
             },
             meta: readMeta,
             setMeta: (meta) => metaDb.putSync('meta', meta),
+            setCardCheckpoint: (record) => {
+              if (record === undefined) metaDb.removeSync(CARD_CHECKPOINT_KEY);
+              else metaDb.putSync(CARD_CHECKPOINT_KEY, record);
+            },
           });
           // Readers that cache definitions (server/asset-cache) drop their cache when this changes.
           metaDb.putSync('definitionsVersion', definitionsVersion() + 1);
@@ -465,7 +494,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
           if (events.length === 0) return result;
           appendRuntimeEvents(licenseeNumber, atMs, state, events);
           const seq = ((metaDb.get(REPLAY_HEAD_KEY) as number | undefined) ?? 0) + 1;
-          const { form, decision } = describe(result);
+          const { form, decision } = describe(result, seq);
           const entry: ReplayEntry = { seq, atMs, licenseeNumber, form, decision, events };
           metaDb.putSync(REPLAY_HEAD_KEY, seq);
           metaDb.putSync(replayKey(seq), entry);
@@ -504,6 +533,8 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       try {
         return await env.commitDurable(() => {
           let state = runtimeDb.get(keyPart(licenseeNumber))?.state ?? emptyRuntimeState();
+          // Definitions change: readers that cache them (store/definitions-cache.ts) must drop their cache.
+          metaDb.putSync('definitionsVersion', definitionsVersion() + 1);
           return action({
             get: getEntity,
             put: putInTx,
@@ -514,6 +545,10 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
             },
             meta: readMeta,
             setMeta: (meta) => metaDb.putSync('meta', meta),
+            setCardCheckpoint: (record) => {
+              if (record === undefined) metaDb.removeSync(CARD_CHECKPOINT_KEY);
+              else metaDb.putSync(CARD_CHECKPOINT_KEY, record);
+            },
             runtime: () => state,
             replayEntries: () => {
               const entries: ReplayEntry[] = [];

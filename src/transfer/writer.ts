@@ -163,32 +163,38 @@ function validateHeader(header: TransferHeader): void {
   }
 }
 
-function listText(list: EntityList, indent: string, owner: string): string {
-  assertWritable(list.name, `${owner}: list name`);
+/** Refuses a string XML 1.0 cannot carry; `what` names it (built only on failure). */
+function checkWritable(value: string, entity: Entity, what: () => string): void {
+  if (XML_UNREPRESENTABLE.test(value)) {
+    throw new TransferWriteError(`${entity.kind} "${entity.number}": ${what()} contains a character XML 1.0 cannot represent`);
+  }
+}
+
+function listText(list: EntityList, indent: string, entity: Entity): string {
+  checkWritable(list.name, entity, () => 'a list name');
   let out = `${indent}<list name="${escapeAttribute(list.name)}">\n`;
   const inner = `${indent}  `;
   for (const name in list.props) {
     const value = list.props[name]!;
-    assertWritable(name, `${owner}: property name`);
-    assertWritable(value, `${owner}: property ${name}`);
+    checkWritable(name, entity, () => `a property name in list ${list.name}`);
+    checkWritable(value, entity, () => `property ${name} of list ${list.name}`);
     out += propertyLine(inner, name, value);
   }
-  for (const child of list.lists ?? []) out += listText(child, inner, owner);
+  for (const child of list.lists ?? []) out += listText(child, inner, entity);
   return `${out}${indent}</list>\n`;
 }
 
 /** One entity as an item (`number` first when the properties lack it). */
 function entityText(entity: Entity): string {
-  const owner = `${entity.kind} "${entity.number}"`;
   let out = `  <item type="${entity.kind}">\n`;
   if (entity.props['number'] === undefined) out += propertyLine('    ', 'number', entity.number);
   for (const name in entity.props) {
     const value = entity.props[name]!;
-    assertWritable(name, `${owner}: property name`);
-    assertWritable(value, `${owner}: property ${name}`);
+    checkWritable(name, entity, () => 'a property name');
+    checkWritable(value, entity, () => `property ${name}`);
     out += propertyLine('    ', name, value);
   }
-  for (const list of entity.lists ?? []) out += listText(list, '    ', owner);
+  for (const list of entity.lists ?? []) out += listText(list, '    ', entity);
   return `${out}  </item>\n`;
 }
 
@@ -218,12 +224,16 @@ class OrderCheck {
   private readonly blockModules = new Set<string>();
   private readonly products = new Set<string>();
   private licensee: string | undefined;
+  private licenseeIndex = 0;
+
+  /** `licensees`: the header's list, which must name the Licensee items in their order. */
+  constructor(private readonly licensees: readonly string[]) {}
 
   check(entity: Entity): void {
     const { kind, number } = entity;
-    const owner = `${kind} "${number}"`;
     if (typeof number !== 'string' || number === '') throw new TransferWriteError(`a ${kind} has no number`);
-    assertWritable(number, `${owner}: number`);
+    const owner = `${kind} "${number}"`;
+    if (XML_UNREPRESENTABLE.test(number)) throw new TransferWriteError(`${owner}: the number contains a character XML 1.0 cannot represent`);
     if (entity.props['number'] !== undefined && entity.props['number'] !== number) {
       throw new TransferWriteError(`${owner}: property number is "${entity.props['number']}"`);
     }
@@ -252,6 +262,10 @@ class OrderCheck {
         if (parent === undefined || !this.products.has(parent)) {
           throw new TransferWriteError(`${owner}: its product "${parent}" is not in the export`);
         }
+        if (this.licensees[this.licenseeIndex] !== number) {
+          throw new TransferWriteError(`${owner} is not the next licensee of the header's list ("${this.licensees[this.licenseeIndex] ?? '(end)'}")`);
+        }
+        this.licenseeIndex++;
         this.licensee = number;
         break;
       case 'License':
@@ -261,6 +275,12 @@ class OrderCheck {
         break;
     }
     this.previous = kind;
+  }
+
+  finish(): void {
+    if (this.licenseeIndex < this.licensees.length) {
+      throw new TransferWriteError(`the header lists licensee "${this.licensees[this.licenseeIndex]}", which the entities do not contain`);
+    }
   }
 }
 
@@ -289,7 +309,7 @@ export async function writeTransferFiles(
   const tag = `${process.pid}.${randomBytes(6).toString('hex')}`;
   const done: OpenFile[] = [];
   let current: OpenFile | undefined;
-  const order = new OrderCheck();
+  const order = new OrderCheck(header.licensees);
   let entityCount = 0;
 
   const flush = (file: OpenFile) => {
@@ -351,6 +371,7 @@ export async function writeTransferFiles(
       current.entities++;
       entityCount++;
     }
+    order.finish();
     current ??= openNext();
     closeBody(current);
     current = undefined;

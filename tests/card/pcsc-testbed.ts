@@ -12,6 +12,12 @@
  * used. Without unshare it runs pcscd plainly, but only when no other pcscd
  * owns /run/pcscd.
  *
+ * One socket path per test process: libpcsclite reads PCSCLITE_CSOCK_NAME
+ * once per process and keeps it, and all test files run in one process. So
+ * every testbed of a process serves the same path (a directory named after
+ * the process id), one after the other; the second file's testbed would
+ * otherwise be unreachable.
+ *
  * Nothing is installed here: missing pcscd / vsmartcard-vpcd / libpcsclite1
  * make `startPcscTestbed` throw with the apt-get line (CI installs them in
  * .ci/run), so card tests fail loudly rather than skip.
@@ -58,6 +64,10 @@ export interface PcscTestbed {
   log(): string;
   stop(): Promise<void>;
 }
+
+/** The run directory (socket, pid file) every testbed of this process uses; see the header. */
+const PROCESS_RUN_DIR = join(tmpdir(), `nla-pcsc-run-${process.pid}`);
+process.on('exit', () => rmSync(PROCESS_RUN_DIR, { recursive: true, force: true }));
 
 function firstExisting(paths: string[]): string | undefined {
   return paths.find((p) => existsSync(p));
@@ -115,9 +125,11 @@ export async function startPcscTestbed(): Promise<PcscTestbed> {
 
   const dir = mkdtempSync(join(tmpdir(), 'nla-pcsc-'));
   const confDir = join(dir, 'reader.conf.d');
-  const runDir = join(dir, 'run');
+  const runDir = PROCESS_RUN_DIR;
   mkdirSync(confDir);
-  mkdirSync(runDir);
+  mkdirSync(runDir, { recursive: true });
+  // Left behind only by a pcscd that did not exit cleanly; a new pcscd refuses to start over them.
+  for (const name of ['pcscd.comm', 'pcscd.pid']) rmSync(join(runDir, name), { force: true });
   const port = freePortPair();
   const friendly = `NLA Test vpcd ${port}`;
   writeFileSync(

@@ -10,7 +10,7 @@ import { EXIT } from '../../src/cli/exit-codes.ts';
 import { openAssetStore } from '../../src/store/asset-store.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
 import { tempDir } from '../helpers.ts';
-import { cli, entity, header, smallExport } from '../importer/helpers.ts';
+import { cli, entity, header, headerFor, smallExport } from '../importer/helpers.ts';
 
 const DEMO = join(import.meta.dir, '..', '..', 'demo');
 
@@ -53,7 +53,8 @@ describe('import-assets action', () => {
   test('draws progress on stderr only when it is a terminal', async () => {
     const cwd = tempDir();
     const licensees = Array.from({ length: 200 }, (_, i) => ({ number: `L${i}`, licenses: [`X${i}`] }));
-    await writeTransferFiles(header([]), smallExport(licensees), { directory: join(cwd, 'in') });
+    const entities = smallExport(licensees);
+    await writeTransferFiles(headerFor(entities), entities, { directory: join(cwd, 'in') });
     const tty = await cli(['--action=import-assets', '--input=in'], cwd, { isTTY: true });
     expect(tty.code).toBe(EXIT.ok);
     expect(tty.stderr).toContain('\rimporting: ');

@@ -12,7 +12,7 @@ import { importTransferFiles } from '../../src/importer/import-transfer.ts';
 import { openAssetStore } from '../../src/store/asset-store.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
 import { tempDir } from '../helpers.ts';
-import { counts, header, smallExport, storeChecksum } from './helpers.ts';
+import { counts, header, headerFor, smallExport, storeChecksum } from './helpers.ts';
 
 const CHILD = join(import.meta.dir, 'fixtures', 'import-child.ts');
 
@@ -44,7 +44,8 @@ describe('atomicity', () => {
     // The large export drops X0..X49 and adds 20k licensees with 3 licenses each (several files).
     const large = Array.from({ length: 20_000 }, (_, i) => ({ number: `L${i}`, licenses: [`N${i}a`, `N${i}b`, `N${i}c`] }));
     const largeDir = join(root, 'large');
-    const written = await writeTransferFiles(header([], { exportId: 'large' }), smallExport(large), {
+    const largeExport = smallExport(large);
+    const written = await writeTransferFiles(headerFor(largeExport, { exportId: 'large' }), largeExport, {
       directory: largeDir,
       maxFileBytes: 8 * 1024 * 1024,
     });

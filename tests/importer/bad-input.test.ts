@@ -15,6 +15,7 @@ import {
   cli,
   entity,
   header,
+  headerFor,
   rawHeader,
   rawItem,
   rawTransferFile,
@@ -212,7 +213,7 @@ describe('bad input is refused with file:line:column and the database unchanged'
 
     const second = inputDir();
     const licensees = toRaw(smallExport([{ number: 'L1', licenses: [] }]));
-    writeRaw(second.dir, 1, rawTransferFile([rawHeader({ licensees: '["L1"]', exportId: 'dup', files: '2' }), ...licensees]));
+    writeRaw(second.dir, 1, rawTransferFile([rawHeader({ licensees: '["L1","L1"]', exportId: 'dup', files: '2' }), ...licensees]));
     writeRaw(
       second.dir,
       2,
@@ -237,7 +238,8 @@ describe('bad input is refused with file:line:column and the database unchanged'
   test('a missing file of a multi-file export, and a file beyond N', async () => {
     const { dir, name } = inputDir();
     const licensees = Array.from({ length: 20 }, (_, i) => ({ number: `L${i}`, licenses: [`X${i}`] }));
-    const result = await writeTransferFiles(header([]), smallExport(licensees), { directory: dir, maxFileBytes: 3000 });
+    const entities = smallExport(licensees);
+    const result = await writeTransferFiles(headerFor(entities), entities, { directory: dir, maxFileBytes: 3000 });
     expect(result.files.length).toBeGreaterThan(2);
     const second = readFileSync(result.files[1]!);
     rmSync(result.files[1]!);
@@ -257,8 +259,9 @@ describe('bad input is refused with file:line:column and the database unchanged'
     const { dir, name } = inputDir();
     const other = tempDir();
     const licensees = Array.from({ length: 20 }, (_, i) => ({ number: `L${i}`, licenses: [`X${i}`] }));
-    const a = await writeTransferFiles(header([], { exportId: 'export-A' }), smallExport(licensees), { directory: dir, maxFileBytes: 3000 });
-    const b = await writeTransferFiles(header([], { exportId: 'export-B' }), smallExport(licensees), { directory: other, maxFileBytes: 3000 });
+    const entities = smallExport(licensees);
+    const a = await writeTransferFiles(headerFor(entities, { exportId: 'export-A' }), entities, { directory: dir, maxFileBytes: 3000 });
+    const b = await writeTransferFiles(headerFor(entities, { exportId: 'export-B' }), entities, { directory: other, maxFileBytes: 3000 });
     expect(a.files.length).toBe(b.files.length);
     copyFileSync(b.files[1]!, a.files[1]!);
     await expectRefused(name, dir, {
@@ -292,24 +295,27 @@ describe('bad input is refused with file:line:column and the database unchanged'
     ];
     for (const [items, reason, lineHas] of cases) {
       const { dir, name } = inputDir();
-      writeRaw(dir, 1, rawTransferFile([rawHeader(), ...items]));
+      const listed = items.filter((i) => i.type === 'Licensee').map((i) => i.props.find(([n]) => n === 'number')![1]);
+      writeRaw(dir, 1, rawTransferFile([rawHeader({ licensees: JSON.stringify(listed) }), ...items]));
       await expectRefused(name, dir, { reason, lineHas });
     }
   });
 
   test('header problems', async () => {
-    const cases: [Record<string, string>, RegExp][] = [
+    const cases: [Record<string, string>, RegExp, string?][] = [
       [{ formatVersion: '2' }, /transfer format version 2 is not supported/],
       [{ file: '3', files: '3' }, /header says this is file 3, but the file is named 1_netlicensing-assets\.xml/],
       [{ licensees: '{"a":1}' }, /licensees must be a JSON array/],
       [{ cardSerial: 'C1' }, /both cardSerial and withoutCard/],
       [{ createdAt: 'yesterday' }, /createdAt is not a date/],
       [{ licensees: '["L1","NOT-THERE"]' }, /requests licensee "NOT-THERE", which is not in the export/],
+      [{ licensees: '[]' }, /Licensee "L1" is not in the header's licensees list/, 'type="Licensee"'],
+      [{ licensees: '["L0","L1"]' }, /Licensee "L1" comes where the header's licensees list has "L0"/, 'type="Licensee"'],
     ];
-    for (const [fields, reason] of cases) {
+    for (const [fields, reason, lineHas] of cases) {
       const { dir, name } = inputDir();
       writeRaw(dir, 1, rawTransferFile([rawHeader(fields), ...goodItems()]));
-      await expectRefused(name, dir, { reason, lineHas: 'type="TransferHeader"' });
+      await expectRefused(name, dir, { reason, lineHas: lineHas ?? 'type="TransferHeader"' });
     }
   });
 

@@ -68,6 +68,11 @@ export function header(licensees: string[], overrides: Partial<TransferHeader> =
   };
 }
 
+/** A header listing the export's licensees in item order (as export-assets writes it). */
+export function headerFor(entities: Entity[], overrides: Partial<TransferHeader> = {}): TransferHeader {
+  return header(entities.filter((e) => e.kind === 'Licensee').map((e) => e.number), overrides);
+}
+
 export interface RawItem {
   type: string;
   props: [string, string][];
@@ -92,7 +97,7 @@ export function rawHeader(fields: Record<string, string> = {}): RawItem {
     createdAt: '2026-03-01T12:00:00.000Z',
     sourceHost: 'https://go.netlicensing.io',
     withoutCard: 'true',
-    licensees: '[]',
+    licensees: '["L1"]',
     file: '1',
     files: '1',
     ...fields,

@@ -10,7 +10,7 @@ import { readTransferFile, type TransferItem } from '../../src/importer/transfer
 import { CONTEXT_NAMESPACE, FILES_DIGITS_RESERVED } from '../../src/transfer/format.ts';
 import { TransferFilesExistError, TransferWriteError, writeTransferFiles } from '../../src/transfer/writer.ts';
 import { tempDir } from '../helpers.ts';
-import { entity, header, smallExport } from './helpers.ts';
+import { entity, header, headerFor, smallExport } from './helpers.ts';
 
 function readBack(path: string): { header: TransferItem; entities: TransferItem[]; items: number } {
   let head: TransferItem | undefined;
@@ -96,7 +96,8 @@ describe('transfer writer', () => {
   test('refuses to overwrite transfer files unless asked; overwriting removes files of the old export', async () => {
     const dir = tempDir();
     const licensees = Array.from({ length: 30 }, (_, i) => ({ number: `L${i}`, licenses: [`X${i}`] }));
-    const first = await writeTransferFiles(header([]), smallExport(licensees), { directory: dir, maxFileBytes: 3000 });
+    const entities = smallExport(licensees);
+    const first = await writeTransferFiles(headerFor(entities), entities, { directory: dir, maxFileBytes: 3000 });
     expect(first.files.length).toBeGreaterThan(2);
     const before = readFileSync(first.files[0]!, 'utf8');
     const error = await writeTransferFiles(header([]), smallExport([]), { directory: dir }).catch((e: unknown) => e);
@@ -130,7 +131,13 @@ describe('transfer writer', () => {
       entity('Licensee', 'L1', { productNumber: 'P' }),
       entity('License', 'X', { licenseeNumber: 'L2', licenseTemplateNumber: 'T' }),
     ];
-    await expect(writeTransferFiles(header([]), orphan, { directory: dir })).rejects.toThrow('does not follow its licensee');
+    await expect(writeTransferFiles(header(['L1']), orphan, { directory: dir })).rejects.toThrow('does not follow its licensee');
+    await expect(writeTransferFiles(header(['L2']), orphan.slice(0, 2), { directory: dir })).rejects.toThrow(
+      `is not the next licensee of the header's list ("L2")`,
+    );
+    await expect(writeTransferFiles(header(['L1', 'L2']), orphan.slice(0, 2), { directory: dir })).rejects.toThrow(
+      'the header lists licensee "L2", which the entities do not contain',
+    );
     await expect(writeTransferFiles(header([]), [entity('ProductModule', 'M', { productNumber: 'P' })], { directory: dir })).rejects.toThrow(
       'may not follow',
     );

@@ -83,6 +83,7 @@ describe('run-agent serving', () => {
     const res = await fetch(`http://127.0.0.1:${port}/rest/licensee/L-1/validate`, init);
     expect(res.status).toBe(200);
     expect(await res.text()).toBe(direct);
+    expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
     controller.abort();
     expect(await running).toBe(EXIT.ok);
   });

@@ -4,12 +4,23 @@
  * `<cwd>/database` (created when missing), all or nothing. Format, merge
  * rules and what --force overrides: docs/transfer-format.md.
  *
+ * Smart card (docs/smart-card.md, "Integration"): a card-bound export is
+ * imported with its card (PIN from NLA_CARD_PIN or --card.pin-file) and
+ * binds the database to it with a first card checkpoint; an import into a
+ * bound database first verifies it with the bound card (a rolled-back
+ * database must not be re-imported into). Card I/O happens before the
+ * import transaction.
+ *
  * stdout gets the summary (for scripts); progress goes to stderr, and only
  * when stderr is a terminal.
  */
 import { existsSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ENTITY_KINDS } from '../../core/entities.ts';
+import { bindDatabase, verifyDatabase } from '../../card/database.ts';
+import { openBoundCard, openCard } from '../../card/open.ts';
+import { readCardPin } from '../../card/pin.ts';
+import { CardError, serialMatches, type Card } from '../../card/types.ts';
 import { ImportCardError, ImportConflictError, TransferInputError } from '../../importer/errors.ts';
 import {
   importTransferFiles,
@@ -20,7 +31,8 @@ import {
   type KindCounts,
 } from '../../importer/import-transfer.ts';
 import { openAssetStore } from '../../store/asset-store.ts';
-import type { ActionDef, CliIo } from '../actions.ts';
+import type { Logger } from '../../platform/log.ts';
+import type { ActionContext, ActionDef, CliIo } from '../actions.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 
 const PROGRESS_INTERVAL_MS = 250;
@@ -36,8 +48,13 @@ function sizeText(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
 
-export function summaryText(summary: ImportSummary, seconds: number): string {
-  const binding = summary.cardSerial === undefined ? 'without card' : `without card (export bound to card ${summary.cardSerial})`;
+export function summaryText(summary: ImportSummary, seconds: number, boundSerial?: string): string {
+  const binding =
+    boundSerial !== undefined
+      ? `bound to smart card ${boundSerial}`
+      : summary.cardSerial === undefined
+        ? 'without card'
+        : `without card (export bound to card ${summary.cardSerial})`;
   const lines = [
     `imported export ${summary.exportId} (created ${summary.createdAt} from ${summary.sourceHost})`,
     `files: ${summary.files.length} (${sizeText(summary.bytes)})`,
@@ -97,24 +114,69 @@ export const importAssetsAction: ActionDef = {
     const databasePath = join(cwd, 'database');
     const databaseExisted = existsSync(databasePath);
     let created = false;
+    let card: Card | undefined;
     try {
-      // Files, headers and the card binding are checked before the database is created.
+      // Files and headers are checked before the database is created.
       const plan = planImport(importOptions);
-      log.info(
-        `importing export ${plan.headers[0]!.exportId}: ${plan.files.length} file(s), ${sizeText(plan.totalBytes)} from ${options.input}`,
-      );
+      const header = plan.headers[0]!;
+      log.info(`importing export ${header.exportId}: ${plan.files.length} file(s), ${sizeText(plan.totalBytes)} from ${options.input}`);
+      const bindTo = header.cardSerial !== undefined && !options.withoutCard ? header.cardSerial : undefined;
+      const exportContext = `export ${header.exportId} is bound to smart card ${bindTo ?? ''}`;
+      const withoutCardHint = ' (or import with --without-card to run this database without a card)';
+      // The PIN is asked for before anything is created (and before libpcsclite is loaded).
+      let pin = bindTo === undefined ? undefined : withCardContext(() => cardPin(options, io, log, exportContext), exportContext, withoutCardHint);
       const store = openAssetStore(databasePath, { create: true, nowMs: startMs });
       created = !databaseExisted;
       let summary: ImportSummary;
+      let boundSerial: string | undefined;
       try {
-        summary = importTransferFiles(store, { ...importOptions, nowMs: clock.nowMs() }, plan);
+        const meta = store.meta();
+        const bound = meta.cardBinding;
+        let cardOption: ImportOptions['card'];
+        if (bound && bindTo !== undefined && !serialMatches(bindTo, { ...bound, reader: '' })) {
+          throw new CliError(
+            `this database is bound to smart card ${bound.serial}, but export ${header.exportId} is bound to card ${bindTo}: ` +
+              `import it into an empty working directory (or re-export it for card ${bound.serial})`,
+            EXIT.card,
+          );
+        }
+        if (bound && (bindTo !== undefined || options.force)) {
+          // A re-import (or, with --force, unbinding) must not accept a rolled-back database.
+          const context = `this database is bound to smart card ${bound.serial}`;
+          pin ??= await withCardContextAsync(async () => cardPin(options, io, log, context), context);
+          card = await withCardContextAsync(() => openBoundCard(bound, { pin: pin! }), context);
+          const verdict = await withCardContextAsync(() => verifyDatabase(card!, store, bound, clock.nowMs()), context);
+          log.info(verdict.message);
+          if (bindTo !== undefined) cardOption = { binding: bound };
+        } else if (bindTo !== undefined && !bound) {
+          if (meta.lastImport !== undefined && !options.force) {
+            // A database made without card stays so, unless the operator says otherwise.
+            throw new ImportConflictError(
+              [
+                {
+                  kind: 'Database',
+                  number: '',
+                  reason: `the database runs without a smart card, export ${header.exportId} binds it to card ${bindTo} (--force binds it; --without-card keeps it without)`,
+                  where: '',
+                },
+              ],
+              1,
+            );
+          }
+          card = await withCardContextAsync(() => openCard({ serial: bindTo, pin: pin! }), exportContext, withoutCardHint);
+          const { binding, checkpoint } = await withCardContextAsync(() => bindDatabase(card!, store, clock.nowMs()), exportContext);
+          cardOption = { binding, checkpoint };
+        }
+        summary = importTransferFiles(store, { ...importOptions, nowMs: clock.nowMs(), ...(cardOption ? { card: cardOption } : {}) }, plan);
+        boundSerial = cardOption?.binding.serial;
       } finally {
         progress.finish();
+        await card?.close().catch(() => undefined);
         await store.close();
       }
       const seconds = (clock.nowMs() - startMs) / 1000;
       log.debug(`import ${summary.exportId} committed`);
-      io.stdout(summaryText(summary, seconds));
+      io.stdout(summaryText(summary, seconds, boundSerial));
       return EXIT.ok;
     } catch (error) {
       // A first import that fails leaves no half-made database behind.
@@ -126,3 +188,35 @@ export const importAssetsAction: ActionDef = {
     }
   },
 };
+
+/** The PIN (never logged); a warning when its file is readable by others. */
+function cardPin(options: ActionContext['options'], io: CliIo, log: Logger, purpose: string): string {
+  const { pin, warning } = readCardPin({ ...(options.cardPinFile === undefined ? {} : { pinFile: options.cardPinFile }), env: io.env }, purpose);
+  if (warning) log.warn(warning);
+  return pin;
+}
+
+/** Card errors get what was being done in front (and a hint behind); the code stays. */
+function rethrowWithContext(error: unknown, context: string, hint = ''): never {
+  if (error instanceof CardError) {
+    const message = error.message.startsWith(context) ? error.message : `${context}: ${error.message}`;
+    throw new CardError(error.code, `${message}${hint}`, { cause: error, details: error.details });
+  }
+  throw error;
+}
+
+function withCardContext<T>(action: () => T, context: string, hint?: string): T {
+  try {
+    return action();
+  } catch (error) {
+    return rethrowWithContext(error, context, hint);
+  }
+}
+
+async function withCardContextAsync<T>(action: () => Promise<T>, context: string, hint?: string): Promise<T> {
+  try {
+    return await action();
+  } catch (error) {
+    return rethrowWithContext(error, context, hint);
+  }
+}

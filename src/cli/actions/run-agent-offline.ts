@@ -1,11 +1,25 @@
 /**
  * `--action=run-agent-offline`: serve validate and the read calls from the
  * local database until SIGINT/SIGTERM, then drain and close the store.
+ *
+ * A database bound to a smart card runs only with that card
+ * (docs/smart-card.md): the startup verification refuses a wrong card, a
+ * rolled-back or cloned database and a clock set back (exit 6 with the
+ * reason and how to recover), a startup checkpoint is sealed before the
+ * first request, and validate writes are sealed (`--card.seal`). A
+ * database imported without card runs without one.
  */
 import { join } from 'node:path';
+import type { BatcherMode } from '../../card/checkpoint.ts';
+import { openBoundCard } from '../../card/open.ts';
+import { readCardPin } from '../../card/pin.ts';
+import { DEFAULT_SEAL_INTERVAL_MS, startCardSession, type CardSession } from '../../card/session.ts';
+import { CardError } from '../../card/types.ts';
 import { createApp } from '../../server/app.ts';
+import type { OpsMetrics } from '../../server/ops/metrics.ts';
+import { gauge, renderFamilies } from '../../server/ops/prometheus.ts';
 import { createSigner } from '../../server/signing.ts';
-import { trustedClockForStore } from '../../service/trusted-clock.ts';
+import { createTrustedClock, trustedClockForStore, type ClockRollback } from '../../service/trusted-clock.ts';
 import { loadSigningKeyFile, parseSigningAlgorithm } from '../../wire/xmldsig.ts';
 import { serveApp } from '../../server/serve.ts';
 import { withHealth } from '../../server/ops/admin-app.ts';
@@ -30,6 +44,46 @@ export function parseTtlMs(text: string): number {
     throw new CliError(`--ttl must be whole seconds from 1 to 2592000, got "${text}"`, EXIT.usage);
   }
   return seconds * 1000;
+}
+
+/** `--card.seal` and `--card.seal-interval-ms`. */
+export function parseCardSeal(options: ActionContext['options']): { mode: BatcherMode; intervalMs: number } {
+  const mode = options.cardSeal;
+  if (mode !== 'strict' && mode !== 'relaxed') {
+    throw new CliError(`--card.seal must be strict or relaxed, got "${mode}"`, EXIT.usage);
+  }
+  const text = options.cardSealIntervalMs;
+  if (text === undefined) return { mode, intervalMs: DEFAULT_SEAL_INTERVAL_MS[mode] };
+  const intervalMs = Number(text);
+  if (text.trim() === '' || !Number.isInteger(intervalMs) || intervalMs < 0 || intervalMs > 86_400_000) {
+    throw new CliError(`--card.seal-interval-ms must be whole milliseconds from 0 to 86400000, got "${text}"`, EXIT.usage);
+  }
+  return { mode, intervalMs };
+}
+
+/**
+ * The card's counter and availability next to the ops metrics. OpsMetrics
+ * has a hook for checkpoint latency (`cardCheckpoint`) but none for gauges
+ * of the card layer, so its rendering is extended here.
+ */
+function addCardGauges(metrics: OpsMetrics, session: CardSession): void {
+  const render = metrics.render.bind(metrics);
+  metrics.render = (snapshot, extras) =>
+    render(snapshot, extras) +
+    renderFamilies([
+      gauge('nla_card_signature_counter', "The smart card's signature counter as of the newest checkpoint (at most 16777215).", [
+        { value: session.cardCounter() },
+      ]),
+      gauge('nla_card_available', '1 while the smart card seals writes, 0 while validate writes are refused.', [
+        { value: session.available() ? 1 : 0 },
+      ]),
+    ]);
+}
+
+/** Card errors at startup say which card the database needs; the code (exit 6) stays. */
+function inCardContext(error: unknown, serial: string): unknown {
+  if (!(error instanceof CardError)) return error;
+  return new CardError(error.code, `this database is bound to smart card ${serial}: ${error.message}`, { cause: error, details: error.details });
 }
 
 function loadOperatorKey(path: string) {
@@ -66,30 +120,100 @@ export const runAgentOfflineAction: ActionDef = {
     if (adminPort === undefined) {
       throw new CliError(`--admin.port must be a number from 0 to 65535 or "off", got "${options.adminPort}"`, EXIT.usage);
     }
+    const seal = parseCardSeal(options);
     const tls = loadTls(options, clock.nowMs());
     const store = openAssetStore(join(cwd, 'database'));
+    let cardSession: CardSession | undefined;
     try {
       const meta = store.meta();
       if (!meta.lastImport) {
         throw new CliError('the database holds no imported assets yet: run --action=import-assets first', EXIT.store);
       }
-      if (!meta.withoutCard && !options.withoutCard) {
+      const binding = meta.cardBinding;
+      if (binding && options.withoutCard) {
         throw new CliError(
-          `this database is bound to smart card ${meta.cardSerial ?? '(unknown serial)'}, but smart-card support is not available in this build`,
+          `this database is bound to smart card ${binding.serial} and cannot run with --without-card (the card protects its counters against rollback): ` +
+            'insert the card and start without --without-card; to run without a card, import a --without-card export into an empty working directory',
           EXIT.card,
         );
       }
-      // Time never runs backwards for the licensing models (see service/trusted-clock.ts).
-      const trustedClock = trustedClockForStore(store, clock, ({ systemMs, highWaterMs }) =>
-          log.warn(
-            `system clock is ${Math.round((highWaterMs - systemMs) / 1000)} s behind the newest time this database has seen ` +
-              `(${new Date(highWaterMs).toISOString()}): licensing uses that time until the clock catches up`,
-          ),
-      );
+      if (!binding && !meta.withoutCard) {
+        throw new CliError(
+          `this database is bound to smart card ${meta.cardSerial ?? '(unknown serial)'} but holds no card binding: its import did not finish; import the export again`,
+          EXIT.card,
+        );
+      }
+      // The server stops on SIGINT/SIGTERM, or when the card was used by someone else (fatal).
+      let fatal: CardError | undefined;
+      const stopRequested = new AbortController();
+      if (signal.aborted) stopRequested.abort();
+      else signal.addEventListener('abort', () => stopRequested.abort(), { once: true });
+      // Checkpoint latencies measured before the ops metrics exist (the startup seal) are reported once they do.
+      let metrics: OpsMetrics | undefined;
+      const earlyCheckpointsMs: number[] = [];
+      if (binding) {
+        const serial = binding.serial;
+        try {
+          const { pin, warning } = readCardPin(
+            { ...(options.cardPinFile === undefined ? {} : { pinFile: options.cardPinFile }), env: io.env },
+            'starting the agent',
+          );
+          if (warning) log.warn(warning);
+          const card = await openBoundCard(binding, { pin });
+          try {
+            cardSession = await startCardSession({
+              card,
+              binding,
+              db: store,
+              clock,
+              mode: seal.mode,
+              intervalMs: seal.intervalMs,
+              onSealed: ({ durationMs }) => (metrics ? metrics.cardCheckpoint(durationMs) : earlyCheckpointsMs.push(durationMs)),
+              onAvailability: (available, problem) => {
+                if (available) log.info(`smart card ${serial} answers again: validate writes are accepted`);
+                else log.error(`smart card ${serial} is not available (${problem?.message ?? 'unknown'}): validate writes get 503 until it is back; reads continue`);
+              },
+              onFatal: (error) => {
+                fatal = error;
+                log.error(`smart card ${serial}: ${error.message}`);
+                stopRequested.abort();
+              },
+            });
+          } catch (error) {
+            await card.close().catch(() => undefined);
+            throw error;
+          }
+        } catch (error) {
+          throw inCardContext(error, serial);
+        }
+        log.info(cardSession.startupMessage);
+        log.info(
+          `smart card ${serial}: ${seal.mode} sealing, ${seal.mode === 'strict' ? 'at most one checkpoint per' : 'a checkpoint every'} ${seal.intervalMs} ms`,
+        );
+      }
       const ops = createOps({ store, clock, log, build: buildInfo(), versionText: versionText(), cardDisabled: options.withoutCard });
+      metrics = ops.metrics;
+      for (const durationMs of earlyCheckpointsMs.splice(0)) metrics.cardCheckpoint(durationMs);
+      if (cardSession) {
+        const session = cardSession;
+        ops.readiness.replace({ name: 'card', run: () => session.readiness() });
+        addCardGauges(ops.metrics, session);
+      }
+      // Time never runs backwards for the licensing models (see service/trusted-clock.ts);
+      // with a card, it starts no earlier than the newest time the card sealed.
+      const onRollback = ({ systemMs, highWaterMs }: ClockRollback) =>
+        log.warn(
+          `system clock is ${Math.round((highWaterMs - systemMs) / 1000)} s behind the newest time this database has seen ` +
+            `(${new Date(highWaterMs).toISOString()}): licensing uses that time until the clock catches up`,
+        );
+      const storeClock = trustedClockForStore(store, clock, onRollback);
+      const trustedClock = cardSession
+        ? createTrustedClock(clock, Math.max(storeClock.highWaterMs(), cardSession.clockHighWaterMs()), { onRollback })
+        : storeClock;
       const app = createApp({
         observer: ops.metrics,
         store,
+        ...(cardSession ? { sealing: cardSession } : {}),
         clock: trustedClock,
         log,
         ttlMs,
@@ -126,15 +250,23 @@ export const runAgentOfflineAction: ActionDef = {
         io.stdout(`admin listening on ${options.adminHost}:${admin.port}\n`);
       }
       await new Promise<void>((resolve) => {
-        if (signal.aborted) resolve();
-        else signal.addEventListener('abort', () => resolve(), { once: true });
+        if (stopRequested.signal.aborted) resolve();
+        else stopRequested.signal.addEventListener('abort', () => resolve(), { once: true });
       });
       log.info('stopping: draining in-flight requests');
       ops.draining();
       await server.stop();
+      if (cardSession) {
+        // Final checkpoint: what was written since the last one is sealed too.
+        const warning = await cardSession.close();
+        cardSession = undefined;
+        if (warning) log.warn(`smart card: ${warning}`);
+      }
       await ops.stop();
+      if (fatal) throw fatal;
       return EXIT.ok;
     } finally {
+      await cardSession?.close();
       await store.close();
     }
   },

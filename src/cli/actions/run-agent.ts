@@ -14,6 +14,7 @@ import { createProxy } from '../../proxy/proxy-app.ts';
 import { RedisProxyCache } from '../../proxy/redis-cache.ts';
 import { DEFAULT_REFRESH_INTERVAL_MS } from '../../proxy/refresh.ts';
 import { DEFAULT_REPLAY_TIMEOUT_MS } from '../../proxy/replay.ts';
+import { withHealth } from '../../server/ops/admin-app.ts';
 import { serveApp } from '../../server/serve.ts';
 import { createSigner } from '../../server/signing.ts';
 import { loadTlsConfig, TlsConfigError } from '../../server/tls.ts';
@@ -185,7 +186,7 @@ export const runAgentAction: ActionDef = {
       });
       let server;
       try {
-        server = serveApp(proxy.app, { port, hostname: options.host, ...(tls ? { tls } : {}) });
+        server = serveApp(withHealth(proxy.app), { port, hostname: options.host, ...(tls ? { tls } : {}) });
       } catch (error) {
         await proxy.close();
         throw new CliError(`cannot listen on ${options.host}:${port}: ${(error as Error).message}`, EXIT.server, { cause: error });

@@ -1,0 +1,75 @@
+// Goal: the store methods run-agent added keep their promises: a replay entry
+// is written only with runtime events and in the same transaction; the
+// cursor advances one entry at a time and only forward; a refresh bumps the
+// definitions version (caches drop stale definitions) and journals its
+// runtime corrections; small values round-trip. Method: a real LMDB store in
+// a temp directory (tests/support/seed-store.ts).
+import { afterAll, describe, expect, test } from 'bun:test';
+import type { RuntimeEvent } from '../../src/core/runtime.ts';
+import { verifyDatabase } from '../../src/service/verify-database.ts';
+import { entity, seedStore } from '../support/seed-store.ts';
+
+const { store } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);
+afterAll(async () => {
+  await store.close();
+});
+
+const used = (quantity: number): RuntimeEvent => ({ type: 'quantityUsed', licenseNumber: 'X', quantity });
+const decision = { status: 200, valid: { M: 'true' } };
+
+describe('run-agent store records', () => {
+  test('replay entries: only for decisions with events, with their events and request', async () => {
+    await store.commitRuntimeWithReplay('L', 1, () => ({ events: [], result: 'none' }), () => ({ form: 'a=0', decision }));
+    await store.commitRuntimeWithReplay('L', 2, () => ({ events: [used(2)], result: 'one' }), () => ({ form: 'a=1', decision }));
+    await store.commitRuntimeWithReplay('L', 3, () => ({ events: [used(3)], result: 'two' }), () => ({ form: 'a=2', decision }));
+    const backlog = [...store.replayBacklog()];
+    expect(backlog.map((e) => [e.seq, e.form, e.events])).toEqual([
+      [1, 'a=1', [used(2)]],
+      [2, 'a=2', [used(3)]],
+    ]);
+    expect(store.getRuntime('L').usedQuantity['X']).toBe(5);
+    expect(verifyDatabase(store).ok).toBe(true);
+  });
+
+  test('the cursor moves one entry at a time, forward only', async () => {
+    const ack = { atMs: 10, status: 200, decision, conflict: false };
+    await expect(store.acknowledgeReplay(2, ack)).rejects.toThrow('out of order');
+    await store.acknowledgeReplay(1, ack);
+    await expect(store.acknowledgeReplay(1, ack)).rejects.toThrow('out of order');
+    expect(store.replayCursor()).toBe(1);
+    expect([...store.replayBacklog()].map((e) => e.seq)).toEqual([2]);
+    await store.acknowledgeReplay(2, { ...ack, conflict: true }, { seq: 2, licenseeNumber: 'L', offlineAtMs: 3, detectedAtMs: 10, form: 'a=2', local: decision, upstream: { status: 200, valid: { M: 'false' } }, message: 'm' });
+    expect([...store.replayConflicts()].map((c) => c.seq)).toEqual([2]);
+    expect([...store.replayBacklog()]).toEqual([]);
+  });
+
+  test('a refresh bumps the definitions version, journals corrections and drops acknowledged entries', async () => {
+    const version = store.definitionsVersion();
+    const dropped = await store.refreshLicensee('L', 20, (tx) => {
+      tx.put(entity('Licensee', 'L', { productNumber: 'P', name: 'renamed' }));
+      const entries = tx.replayEntries();
+      for (const entry of entries) tx.dropReplayEntry(entry.seq);
+      tx.appendRuntimeEvents([used(-5)]);
+      return entries.length;
+    });
+    expect(dropped).toBe(2);
+    expect(store.definitionsVersion()).toBe(version + 1);
+    expect(store.getEntity('Licensee', 'L')?.props['name']).toBe('renamed');
+    expect(store.getRuntime('L').usedQuantity['X']).toBe(0);
+    expect(verifyDatabase(store).ok).toBe(true);
+    // An entry that is not acknowledged cannot be dropped.
+    await store.commitRuntimeWithReplay('L', 30, () => ({ events: [used(1)], result: null }), () => ({ form: 'a=3', decision }));
+    await expect(store.refreshLicensee('L', 31, (tx) => tx.dropReplayEntry(3))).rejects.toThrow('not acknowledged');
+    expect([...store.replayBacklog()].map((e) => e.seq)).toEqual([3]);
+  });
+
+  test('small values: write, list by prefix, remove', async () => {
+    await store.putProxyValue('answer:1', { expiresAtMs: 5, value: 'x' });
+    await store.putProxyValue('answer:2', { expiresAtMs: 6, value: 'y' });
+    await store.putProxyValue('credential:1', { expiresAtMs: 7, value: 'z' });
+    expect([...store.proxyValueKeys('answer:')]).toEqual(['answer:1', 'answer:2']);
+    expect(store.proxyValue('credential:1')).toEqual({ expiresAtMs: 7, value: 'z' });
+    await store.putProxyValue('answer:1', undefined);
+    expect([...store.proxyValueKeys('answer:')]).toEqual(['answer:2']);
+  });
+});
