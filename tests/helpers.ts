@@ -20,3 +20,29 @@ export function tempDir(prefix = 'nla-test-'): string {
  * kept in the repository so tests do not depend on where shared/ lies.
  */
 export const SHARED_FIXTURES = join(import.meta.dir, 'fixtures', 'shared', 'fixtures');
+
+/** A CliIo that records what runCli writes, for assertions on stdout/stderr. */
+export interface CapturedIo {
+  out: string;
+  err: string;
+  stdout(text: string): void;
+  stderr(text: string): void;
+  isTTY: boolean;
+  env: Record<string, string | undefined>;
+}
+
+export function captureIo(options: { isTTY?: boolean; env?: Record<string, string> } = {}): CapturedIo {
+  const io: CapturedIo = {
+    out: '',
+    err: '',
+    stdout(text) {
+      io.out += text;
+    },
+    stderr(text) {
+      io.err += text;
+    },
+    isTTY: options.isTTY ?? false,
+    env: options.env ?? {},
+  };
+  return io;
+}

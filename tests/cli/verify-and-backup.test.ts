@@ -5,28 +5,12 @@
 import { describe, expect, test } from 'bun:test';
 import { join } from 'node:path';
 import { runCli } from '../../src/cli/run.ts';
-import type { CliIo } from '../../src/cli/actions.ts';
 import { silentLogger } from '../../src/platform/log.ts';
 import { openKvEnvironment } from '../../src/store/lmdb.ts';
 import { openAssetStore } from '../../src/store/asset-store.ts';
-import { tempDir } from '../helpers.ts';
+import { captureIo, tempDir } from '../helpers.ts';
 import { entity, seedStore } from '../support/seed-store.ts';
 
-function captureIo(): CliIo & { out: string; err: string } {
-  const io = {
-    out: '',
-    err: '',
-    stdout(text: string) {
-      io.out += text;
-    },
-    stderr(text: string) {
-      io.err += text;
-    },
-    isTTY: false,
-    env: {},
-  };
-  return io;
-}
 
 async function seedWithJournal(): Promise<string> {
   const { store, cwd } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);

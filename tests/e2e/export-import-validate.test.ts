@@ -6,7 +6,6 @@
 // straight from the stand-in data set (same request, same clock, empty runtime).
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { join } from 'node:path';
-import type { CliIo } from '../../src/cli/actions.ts';
 import { runCli } from '../../src/cli/run.ts';
 import type { Entity } from '../../src/core/entities.ts';
 import { parseValidateParameters } from '../../src/core/params.ts';
@@ -18,7 +17,7 @@ import { createApp } from '../../src/server/app.ts';
 import { serveApp, type RunningServer } from '../../src/server/serve.ts';
 import { openAssetStore, type AssetStore } from '../../src/store/asset-store.ts';
 import { renderJson } from '../../src/wire/json.ts';
-import { tempDir } from '../helpers.ts';
+import { captureIo, tempDir } from '../helpers.ts';
 import {
   LICENSING_MODELS,
   STANDIN_API_KEY,
@@ -47,10 +46,6 @@ const PARAMS: Record<LicensingModel, Record<string, string>> = {
   PricingTable: {},
 };
 
-function captureIo(): CliIo & { out: string; err: string } {
-  const io = { out: '', err: '', stdout: (t: string) => void (io.out += t), stderr: (t: string) => void (io.err += t), isTTY: false, env: {} };
-  return io;
-}
 
 async function cli(cwd: string, argv: string[]): Promise<void> {
   const io = captureIo();

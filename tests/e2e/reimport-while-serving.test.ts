@@ -37,7 +37,12 @@ function data(quotas: [string, string], extraLicensees: number): Entity[] {
 
 async function write(dir: string, entities: Entity[]): Promise<void> {
   await writeTransferFiles(
-    { exportId: crypto.randomUUID(), createdAt: '2026-11-15T00:00:00.000Z', sourceHost: 'test', licensees: ['L'] },
+    {
+      exportId: crypto.randomUUID(),
+      createdAt: '2026-11-15T00:00:00.000Z',
+      sourceHost: 'test',
+      licensees: entities.filter((e) => e.kind === 'Licensee').map((e) => e.number),
+    },
     entities,
     { directory: dir },
   );

@@ -9,11 +9,10 @@
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CliIo } from '../../src/cli/actions.ts';
 import { EXIT } from '../../src/cli/exit-codes.ts';
 import { runCli } from '../../src/cli/run.ts';
 import { ManualClock } from '../../src/platform/clock.ts';
-import { tempDir } from '../helpers.ts';
+import { captureIo, tempDir } from '../helpers.ts';
 import {
   LICENSING_MODELS,
   PLAN_REFUSAL,
@@ -25,23 +24,7 @@ import {
   type StandinCloud,
 } from '../support/standin-cloud.ts';
 
-type CapturedIo = CliIo & { out: string; err: string };
 
-function captureIo(options: { isTTY?: boolean; env?: Record<string, string> } = {}): CapturedIo {
-  const io: CapturedIo = {
-    out: '',
-    err: '',
-    stdout(text) {
-      io.out += text;
-    },
-    stderr(text) {
-      io.err += text;
-    },
-    isTTY: options.isTTY ?? false,
-    env: options.env ?? {},
-  };
-  return io;
-}
 
 let cloud: StandinCloud;
 let cwd: string;

@@ -11,7 +11,6 @@
  */
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test';
 import { join } from 'node:path';
-import type { CliIo } from '../../src/cli/actions.ts';
 import { EXIT } from '../../src/cli/exit-codes.ts';
 import { runCli } from '../../src/cli/run.ts';
 import { ENTITY_KINDS, type Entity } from '../../src/core/entities.ts';
@@ -20,7 +19,7 @@ import { NetLicensingRestClient } from '../../src/export/netlicensing-rest.ts';
 import { verifyCredential } from '../../src/platform/credentials.ts';
 import { openAssetStore, type AssetStore } from '../../src/store/asset-store.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
-import { tempDir } from '../helpers.ts';
+import { captureIo, tempDir } from '../helpers.ts';
 import {
   LICENSING_MODELS,
   STANDIN_LICENSEES,
@@ -34,17 +33,6 @@ import {
 
 const ALL = LICENSING_MODELS.map((model) => STANDIN_LICENSEES[model]);
 
-function captureIo(): CliIo & { out: string; err: string } {
-  const io = {
-    out: '',
-    err: '',
-    stdout: (text: string) => void (io.out += text),
-    stderr: (text: string) => void (io.err += text),
-    isTTY: false,
-    env: {},
-  };
-  return io;
-}
 
 let cloud: StandinCloud;
 beforeEach(async () => {
