@@ -11,6 +11,7 @@
  * per minute.
  */
 import { RedisClient } from 'bun';
+import { systemClock, type Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/log.ts';
 import type { CachedAnswer, CredentialRecord, ProxyCache } from './cache.ts';
 
@@ -24,6 +25,8 @@ export interface RedisCacheOptions {
   /** Deadline per command and for connecting. */
   timeoutMs?: number;
   log: Logger;
+  /** For spacing failure log lines; default the system clock. */
+  clock?: Clock;
 }
 
 export const DEFAULT_REDIS_TIMEOUT_MS = 1_000;
@@ -39,7 +42,7 @@ export class RedisProxyCache implements ProxyCache {
   readonly description: string;
   private readonly client: RedisClient;
   private readonly timeoutMs: number;
-  private lastFailureLogMs = 0;
+  private lastFailureLogMs = Number.NEGATIVE_INFINITY;
 
   private constructor(private readonly options: RedisCacheOptions) {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_REDIS_TIMEOUT_MS;
@@ -75,7 +78,7 @@ export class RedisProxyCache implements ProxyCache {
   }
 
   private failed(what: string, error: unknown): void {
-    const now = Date.now();
+    const now = (this.options.clock ?? systemClock).nowMs();
     if (now - this.lastFailureLogMs < FAILURE_LOG_INTERVAL_MS) return;
     this.lastFailureLogMs = now;
     this.options.log.warn(`validation cache (Redis): ${what} failed: ${(error as Error)?.message ?? String(error)}`);

@@ -166,6 +166,8 @@ export class AssetRefresher {
     try {
       const { entities } = exportAssets(source, {
         licensees: [licenseeNumber],
+        // No transfer files here: numbers with "," or ";" are no problem for the local copy.
+        force: true,
         onWarning: (message) => log.debug(`refresh of licensee "${licenseeNumber}": ${message}`),
       });
       const fetched: Entity[] = [];

@@ -154,6 +154,7 @@ export const runAgentAction: ActionDef = {
             keyPrefix: cacheChoice.keyPrefix,
             ssl: options.cacheSsl,
             log,
+            clock,
             ...(options.cachePassword !== undefined ? { password: options.cachePassword } : {}),
           });
         } catch (error) {
