@@ -29,7 +29,7 @@
  */
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import type { Clock } from '../platform/clock.ts';
-import { CardError, type Card, type CardIdentity, type CardPublicKey } from './types.ts';
+import { CardError, type Card, type CardErrorCode, type CardIdentity, type CardPublicKey } from './types.ts';
 
 export const CHECKPOINT_FORMAT = 'nla-checkpoint/1';
 /** Journal hash of an empty journal (the store's GENESIS_HASH). */
@@ -534,6 +534,14 @@ export class Checkpointer {
 
 export type BatcherMode = 'strict' | 'relaxed';
 
+/**
+ * Failures after which no checkpoint may be attempted again while running:
+ * the card was used elsewhere; the PIN that worked at start is rejected now
+ * (another attempt would use up the card's tries: the PIN was changed
+ * elsewhere, or the card swapped); the counter is full.
+ */
+export const FATAL_CODES: ReadonlySet<CardErrorCode> = new Set(['card_used_elsewhere', 'wrong_pin', 'pin_blocked', 'counter_exhausted']);
+
 export interface CheckpointBatcherOptions {
   /**
    * strict: `sealed(seq)` resolves only after a checkpoint covering `seq` is
@@ -551,7 +559,7 @@ export interface CheckpointBatcherOptions {
   /** Seal even without writes this often, to keep the clock high-water mark fresh (0 = never). */
   heartbeatMs?: number;
   clock: Clock;
-  /** Called once when checkpointing can never succeed again (card used elsewhere); the agent must stop. */
+  /** Called once when checkpointing can never succeed again (FATAL_CODES); the agent must stop. */
   onFatal?: (error: CardError) => void;
   /** Told about every checkpoint attempt: for metrics (latency, counter) and the card's health. */
   onCheckpoint?: (outcome: CheckpointOutcome) => void;
@@ -705,7 +713,7 @@ export class CheckpointBatcher {
         const failed = this.waiters;
         this.waiters = [];
         for (const w of failed) w.reject(error);
-        if (error instanceof CardError && error.code === 'card_used_elsewhere') {
+        if (error instanceof CardError && FATAL_CODES.has(error.code)) {
           this.fatal = error;
           this.options.onFatal?.(error);
         }

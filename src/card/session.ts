@@ -10,10 +10,11 @@
  * makes it available again. The readiness check also talks to the card
  * (at most once per `probeCacheMs`), so a card pulled while the agent is
  * idle shows on /ready and stops writes before the next one is made.
- * `card_used_elsewhere` is fatal: `onFatal`, and the server must stop.
+ * `card_used_elsewhere`, a PIN rejected after it worked at start, and a
+ * full counter are fatal (FATAL_CODES): `onFatal`, and the server must stop.
  */
 import type { Clock } from '../platform/clock.ts';
-import { CheckpointBatcher, Checkpointer, type BatcherMode, type CheckpointOutcome } from './checkpoint.ts';
+import { CheckpointBatcher, Checkpointer, FATAL_CODES, type BatcherMode, type CheckpointOutcome } from './checkpoint.ts';
 import { verifyDatabase, type CardDatabase, type VerifyOptions } from './database.ts';
 import type { CardBinding } from './open.ts';
 import { CardError, type Card } from './types.ts';
@@ -136,7 +137,7 @@ export async function startCardSession(options: CardSessionOptions): Promise<Car
     problem = asError(error);
     if (first) options.onAvailability?.(false, problem);
     if (closed || fatal || retryTimer) return;
-    if (error instanceof CardError && error.code === 'card_used_elsewhere') return;
+    if (error instanceof CardError && FATAL_CODES.has(error.code)) return;
     retryTimer = setInterval(() => {
       if (retrying || closed || fatal) return;
       retrying = true;

@@ -209,6 +209,20 @@ describe('strict sealing', () => {
   });
 });
 
+describe('PIN rejected while running', () => {
+  test('fatal at once: no second attempt that would use up the card\'s tries', async () => {
+    const { app, card, fatal, session } = await setup({ retryMs: 1 });
+    card.failNext('wrong_pin');
+    expect((await book(app, 1)).status).toBe(503);
+    expect(fatal.map((e) => e.code)).toEqual(['wrong_pin']);
+    const signatures = card.signatures;
+    await Bun.sleep(20);
+    expect((await book(app, 1)).status).toBe(503);
+    expect(card.signatures).toBe(signatures);
+    expect((await session.readiness()).ok).toBe(false);
+  });
+});
+
 describe('relaxed sealing', () => {
   test('a write is answered before the checkpoint; the checkpoint follows within the interval', async () => {
     const { app, card, store } = await setup({ mode: 'relaxed', intervalMs: 20 });

@@ -174,8 +174,10 @@ export const runAgentOfflineAction: ActionDef = {
                 else log.error(`smart card ${serial} is not available (${problem?.message ?? 'unknown'}): validate writes get 503 until it is back; reads continue`);
               },
               onFatal: (error) => {
+                // During the startup seal the error is thrown (and reported) by startCardSession itself.
+                if (!cardSession) return;
                 fatal = error;
-                log.error(`smart card ${serial}: ${error.message}`);
+                log.error(`smart card ${serial}: ${error.message}; the agent stops`);
                 stopRequested.abort();
               },
             });
