@@ -277,13 +277,17 @@ export function readHeaders(files: TransferFileRef[], displayDirectory: string):
   return headers;
 }
 
-/** A card-bound export needs its card (options.card) or --without-card; the card must be the export's. */
+/**
+ * A card-bound export needs its card; the card must be the export's. The binding is the
+ * vendor's choice made at export time, so --without-card cannot lift it: a host that shall
+ * run without a card needs an export made --without-card.
+ */
 function checkCardBinding(header: TransferHeaderInfo, options: Pick<ImportOptions, 'withoutCard' | 'card'>): void {
   const card = options.card;
-  if (header.cardSerial !== undefined && !options.withoutCard && !card) {
+  if (header.cardSerial !== undefined && (options.withoutCard || !card)) {
     throw new ImportCardError(
       `export ${header.exportId} is bound to smart card ${header.cardSerial}; importing it needs that card ` +
-        '(import-assets opens it), or import with --without-card to run this database without a card',
+        '(import-assets opens it). To run this host without a card, ask for an export made with --without-card',
     );
   }
   if (card && header.cardSerial === undefined) {

@@ -191,7 +191,7 @@ describe('running with the card (run-agent-offline)', () => {
 
   test('a database imported without card runs without one and stays so', async () => {
     const cwd = tempDir('nla-card-');
-    await writeExport(cwd, 'in', SERIAL);
+    await writeExport(cwd, 'in', undefined);
     expect((await cli(['--action=import-assets', '--input=in', '--without-card'], cwd, { env: {} })).code).toBe(EXIT.ok);
     // No card anywhere, no PIN: runs, with and without --without-card.
     for (const args of [['--without-card'], []]) {

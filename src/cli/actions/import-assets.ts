@@ -122,7 +122,7 @@ export const importAssetsAction: ActionDef = {
       log.info(`importing export ${header.exportId}: ${plan.files.length} file(s), ${sizeText(plan.totalBytes)} from ${options.input}`);
       const bindTo = header.cardSerial !== undefined && !options.withoutCard ? header.cardSerial : undefined;
       const exportContext = `export ${header.exportId} is bound to smart card ${bindTo ?? ''}`;
-      const withoutCardHint = ' (or import with --without-card to run this database without a card)';
+      const withoutCardHint = ' (to run this host without a card, ask for an export made with --without-card)';
       // The PIN is asked for before anything is created (and before libpcsclite is loaded).
       let pin = bindTo === undefined ? undefined : withCardContext(() => cardPin(options, io, log, exportContext), exportContext, withoutCardHint);
       const store = openAssetStore(databasePath, { create: true, nowMs: startMs });
