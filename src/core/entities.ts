@@ -42,6 +42,17 @@ export interface Entity {
   lists?: EntityList[];
 }
 
+/** The cloud's REST resource name of each kind (`/core/v2/rest/<resource>`). */
+export const RESOURCE_KIND = {
+  product: 'Product',
+  productmodule: 'ProductModule',
+  licensetemplate: 'LicenseTemplate',
+  licensee: 'Licensee',
+  license: 'License',
+  token: 'Token',
+} as const satisfies Record<string, EntityKind>;
+export type RestResource = keyof typeof RESOURCE_KIND;
+
 /** The property each kind uses to point at its parent (undefined for Product). */
 export const PARENT_PROPERTY: Record<EntityKind, string | undefined> = {
   Product: undefined,

@@ -14,7 +14,7 @@
  * checks type and number; `list` callers check every entity against what
  * they asked for (servers may ignore `filter`).
  */
-import type { Entity, EntityKind } from '../core/entities.ts';
+import { RESOURCE_KIND, type Entity, type EntityKind, type RestResource } from '../core/entities.ts';
 import {
   EnvelopeFormatError,
   itemToEntity,
@@ -36,16 +36,7 @@ export const DEFAULT_PAGE_SIZE = 100;
 /** A list that claims more pages than this is treated as a broken server. */
 const MAX_PAGES = 100_000;
 
-export type RestResource = 'product' | 'productmodule' | 'licensetemplate' | 'licensee' | 'license' | 'token';
-
-export const RESOURCE_KIND: Record<RestResource, EntityKind> = {
-  product: 'Product',
-  productmodule: 'ProductModule',
-  licensetemplate: 'LicenseTemplate',
-  licensee: 'Licensee',
-  license: 'License',
-  token: 'Token',
-};
+export { RESOURCE_KIND, type RestResource } from '../core/entities.ts';
 
 export type Credentials =
   | { kind: 'basic'; username: string; password: string }

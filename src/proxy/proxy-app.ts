@@ -30,7 +30,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { cors } from 'hono/cors';
 import type { Entity } from '../core/entities.ts';
 import { errorEnvelope } from '../core/envelope.ts';
 import type { ValidateOutcome } from '../core/validate-types.ts';
@@ -52,6 +51,7 @@ import { DEFAULT_REPLAY_TIMEOUT_MS, Replayer, type DrainResult } from './replay.
 import { createProxyStats, type ProxyStats } from './stats.ts';
 import { UpstreamCredentials } from './upstream-credentials.ts';
 import { callUpstream, DEFAULT_UPSTREAM_TIMEOUT_MS, upstreamUrl, type UpstreamOutcome } from './upstream.ts';
+import { apiCors } from '../server/cors.ts';
 
 export interface ProxyOptions {
   store: AssetStore;
@@ -433,15 +433,7 @@ export function createProxy(options: ProxyOptions): AgentProxy {
   }
 
   const app = new Hono();
-  app.use(
-    '*',
-    cors({
-      origin: '*',
-      allowMethods: ['GET', 'POST', 'PUT', 'DELETE', 'OPTIONS'],
-      allowHeaders: ['Authorization', 'Content-Type', 'Accept', 'X-Requested-With', 'NetLicensing-Origin'],
-      maxAge: 600,
-    }),
-  );
+  app.use('*', apiCors());
   app.use(
     '*',
     bodyLimit({

@@ -9,12 +9,12 @@
  */
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { cors } from 'hono/cors';
 import { errorEnvelope, type Envelope } from '../core/envelope.ts';
 import { parseValidateParameters } from '../core/params.ts';
 import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/log.ts';
-import { getEntity, kindOfResource, listEntities, CLOUD_ONLY_RESOURCES } from '../service/entity-service.ts';
+import { getEntity, kindOfResource, listEntities, CLOUD_ONLY_RESOURCES, type EntityResult } from '../service/entity-service.ts';
+import type { EntityKind } from '../core/entities.ts';
 import { licenseeNotFound, validateLicensee, type WriteSealing } from '../service/validate-service.ts';
 import type { AssetStore } from '../store/asset-store.ts';
 import { createDefinitionsCache } from '../store/definitions-cache.ts';
@@ -24,6 +24,7 @@ import { MalformedRequestError, parseForm, queryOf } from './form.ts';
 import { routeOf, type RequestObserver } from './ops/observer.ts';
 import { HTTP_LIMITS } from './limits.ts';
 import { CONTENT_TYPE, negotiateFormat, renderEnvelope, type WireFormat } from './negotiate.ts';
+import { apiCors } from './cors.ts';
 
 export interface AppDeps {
   store: AssetStore;
@@ -94,15 +95,7 @@ export function createApp(deps: AppDeps): Hono {
       if (log.level >= 4) log.debug(`${c.req.method} ${c.req.path} ${status} ${durationMs.toFixed(1)}ms`);
     });
   }
-  app.use(
-    '*',
-    cors({
-      origin: '*',
-      allowMethods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
-      allowHeaders: ['Authorization', 'Content-Type', 'Accept', 'X-Requested-With', 'NetLicensing-Origin'],
-      maxAge: 600,
-    }),
-  );
+  app.use('*', apiCors());
   app.use(
     '*',
     bodyLimit({
@@ -157,27 +150,18 @@ export function createApp(deps: AppDeps): Hono {
 
     app.post(`${prefix}/licensee/:number{.+}/transfer`, (c) => notOffline(c));
 
-    app.get(`${prefix}/:resource/:number{.+}`, (c) => {
+    const readEntities = (c: Context, read: (kind: EntityKind) => EntityResult): Response => {
       const authResult = auth.authenticate(c.req.header('authorization'));
       if (!authResult.ok) return unauthorized(c, authResult.message);
-      const resource = c.req.param('resource');
+      const resource = c.req.param('resource') ?? '';
       const kind = kindOfResource(resource);
       if (!kind) return unknownResource(c, resource);
       if (!mayRead(authResult.principal)) return readDenied(c);
-      const result = getEntity(store, kind, c.req.param('number'));
+      const result = read(kind);
       return send(c, result.status, result.envelope);
-    });
-
-    app.get(`${prefix}/:resource`, (c) => {
-      const authResult = auth.authenticate(c.req.header('authorization'));
-      if (!authResult.ok) return unauthorized(c, authResult.message);
-      const resource = c.req.param('resource');
-      const kind = kindOfResource(resource);
-      if (!kind) return unknownResource(c, resource);
-      if (!mayRead(authResult.principal)) return readDenied(c);
-      const result = listEntities(store, kind, c.req.query('filter'));
-      return send(c, result.status, result.envelope);
-    });
+    };
+    app.get(`${prefix}/:resource/:number{.+}`, (c) => readEntities(c, (kind) => getEntity(store, kind, c.req.param('number'))));
+    app.get(`${prefix}/:resource`, (c) => readEntities(c, (kind) => listEntities(store, kind, c.req.query('filter'))));
 
     app.on(['POST', 'PUT', 'DELETE', 'PATCH'], [`${prefix}/:resource`, `${prefix}/:resource/*`], (c) => notOffline(c));
   }

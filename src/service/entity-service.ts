@@ -5,19 +5,10 @@
  * source of another ("hub").
  */
 import { errorEnvelope, type Envelope } from '../core/envelope.ts';
-import { isEntityKind, PARENT_PROPERTY, type Entity, type EntityKind } from '../core/entities.ts';
+import { PARENT_PROPERTY, RESOURCE_KIND, type Entity, type EntityKind } from '../core/entities.ts';
 import { applyRuntimeToLicense, effectiveLicenses, entityItem } from '../core/present.ts';
 import type { AssetStore } from '../store/asset-store.ts';
 
-/** REST resource name → entity kind (lower-case, as in the cloud's URLs). */
-export const RESOURCE_KINDS: Record<string, EntityKind> = {
-  product: 'Product',
-  productmodule: 'ProductModule',
-  licensetemplate: 'LicenseTemplate',
-  licensee: 'Licensee',
-  license: 'License',
-  token: 'Token',
-};
 
 /** Cloud resources that exist but have no offline equivalent. */
 export const CLOUD_ONLY_RESOURCES = new Set(['transaction', 'paymentmethod', 'bundle', 'notification', 'utility']);
@@ -114,6 +105,6 @@ export function listEntities(store: AssetStore, kind: EntityKind, filterText: st
 }
 
 export function kindOfResource(resource: string): EntityKind | undefined {
-  const kind = RESOURCE_KINDS[resource.toLowerCase()];
-  return kind !== undefined && isEntityKind(kind) ? kind : undefined;
+  const name = resource.toLowerCase();
+  return Object.hasOwn(RESOURCE_KIND, name) ? RESOURCE_KIND[name as keyof typeof RESOURCE_KIND] : undefined;
 }

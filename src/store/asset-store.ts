@@ -382,6 +382,23 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   };
   const replayCursor = () => (metaDb.get(REPLAY_CURSOR_KEY) as number | undefined) ?? 0;
 
+  /** The write access of an import (or of a proxy refresh); valid inside a write transaction only. */
+  const importTransaction = (): ImportTransaction => ({
+    get: getEntity,
+    put: putInTx,
+    remove: removeInTx,
+    childNumbers,
+    *entities(kind) {
+      for (const { value } of defOf(kind).getRange({})) yield value;
+    },
+    meta: readMeta,
+    setMeta: (meta) => metaDb.putSync('meta', meta),
+    setCardCheckpoint: (record) => {
+      if (record === undefined) metaDb.removeSync(CARD_CHECKPOINT_KEY);
+      else metaDb.putSync(CARD_CHECKPOINT_KEY, record);
+    },
+  });
+
   return {
     path,
     meta: readMeta,
@@ -460,21 +477,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     importTransaction(action) {
       try {
         return env.commitSync(() => {
-          const result = action({
-            get: getEntity,
-            put: putInTx,
-            remove: removeInTx,
-            childNumbers,
-            *entities(kind) {
-              for (const { value } of defOf(kind).getRange({})) yield value;
-            },
-            meta: readMeta,
-            setMeta: (meta) => metaDb.putSync('meta', meta),
-            setCardCheckpoint: (record) => {
-              if (record === undefined) metaDb.removeSync(CARD_CHECKPOINT_KEY);
-              else metaDb.putSync(CARD_CHECKPOINT_KEY, record);
-            },
-          });
+          const result = action(importTransaction());
           // Readers that cache definitions (server/asset-cache) drop their cache when this changes.
           metaDb.putSync('definitionsVersion', definitionsVersion() + 1);
           return result;
@@ -536,19 +539,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
           // Definitions change: readers that cache them (store/definitions-cache.ts) must drop their cache.
           metaDb.putSync('definitionsVersion', definitionsVersion() + 1);
           return action({
-            get: getEntity,
-            put: putInTx,
-            remove: removeInTx,
-            childNumbers,
-            *entities(kind) {
-              for (const { value } of defOf(kind).getRange({})) yield value;
-            },
-            meta: readMeta,
-            setMeta: (meta) => metaDb.putSync('meta', meta),
-            setCardCheckpoint: (record) => {
-              if (record === undefined) metaDb.removeSync(CARD_CHECKPOINT_KEY);
-              else metaDb.putSync(CARD_CHECKPOINT_KEY, record);
-            },
+            ...importTransaction(),
             runtime: () => state,
             replayEntries: () => {
               const entries: ReplayEntry[] = [];

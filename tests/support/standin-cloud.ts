@@ -18,7 +18,7 @@
  * standinDataSet().
  */
 import { Hono, type Context } from 'hono';
-import type { Entity, EntityKind, EntityList } from '../../src/core/entities.ts';
+import { RESOURCE_KIND, type Entity, type EntityKind, type EntityList } from '../../src/core/entities.ts';
 
 // ---------------------------------------------------------------- data set
 
@@ -336,14 +336,7 @@ export function expectedExport(entities: Entity[] = standinDataSet()): Entity[] 
 
 // ---------------------------------------------------------------- server
 
-const RESOURCES: Record<string, EntityKind> = {
-  product: 'Product',
-  productmodule: 'ProductModule',
-  licensetemplate: 'LicenseTemplate',
-  licensee: 'Licensee',
-  license: 'License',
-  token: 'Token',
-};
+const RESOURCES: Record<string, EntityKind> = RESOURCE_KIND;
 
 export const PLAN_REFUSAL = 'Payment required. Feature "NetLicensing Agent" is not allowed. Please upgrade your plan.';
 
