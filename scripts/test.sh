@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Runs the whole test suite with bun:test and ends with the plain summary line
+# Type-checks (tsc, strict) and runs the whole test suite with bun:test and ends with the plain summary line
 # "N passed, N failed" that CI reads. Extra arguments go to `bun test`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# Type check first (fast): a type error fails the run like a failing test.
+if [ $# -eq 0 ]; then
+  if ! ./node_modules/.bin/tsc --noEmit -p .; then
+    echo "0 passed, 1 failed"
+    exit 1
+  fi
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 ./node_modules/.bin/bun test "$@" 2>&1 | tee "$log"
