@@ -139,9 +139,13 @@ export const runAgentAction: ActionDef = {
     let cache: ProxyCache | undefined;
     try {
       const meta = store.meta();
-      if (meta.cardSerial !== undefined && !options.withoutCard) {
+      // The proxy keeps its own cache database and seals nothing with a card; it must never
+      // write unsealed counter changes into a database bound to a card (not even --without-card).
+      const boundSerial = meta.cardBinding?.serial ?? meta.cardSerial;
+      if (boundSerial !== undefined) {
         throw new CliError(
-          `this database is bound to smart card ${meta.cardSerial}, but smart-card support is not available in this build`,
+          `this working directory holds a database bound to smart card ${boundSerial} (for run-agent-offline); ` +
+            'run-agent does not use a smart card: start it in a working directory of its own',
           EXIT.card,
         );
       }
