@@ -4,7 +4,9 @@
  * module. Uses fetch only, so the demo needs no curl.
  * Usage: bun scripts/demo-client.ts <port>
  */
-const port = Number(process.argv[2] ?? '8080');
+export {};
+
+const port = Number(process.argv[2] ?? "8080");
 const base = `http://127.0.0.1:${port}/rest`;
 const apiKey = '0b9d2e7f-3a41-4c6b-8e5d-9f2a1c7b4e10'; // vendor-wide demo API key (validate only)
 const authorization = `Basic ${Buffer.from(`apiKey:${apiKey}`).toString('base64')}`;
