@@ -20,13 +20,10 @@
  * dropped. Code-point order equals UTF-16 order for the ASCII names used here.
  */
 import type { Envelope, Info, WireList } from '../core/envelope.ts';
-import { CONTEXT_NS, XMLDSIG_NS } from './xml.ts';
+import { CONTEXT_NS, escapeText, XMLDSIG_NS } from './xml.ts';
 
-export function c14nText(text: string): string {
-  return text.replace(/[&<>\r]/g, (c) =>
-    c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : '&#xD;',
-  );
-}
+/** renderXml's text escaping already is C14N's (& < > and CR); attributes differ (C14N keeps `>`). */
+export const c14nText = escapeText;
 
 export function c14nAttribute(value: string): string {
   return value.replace(/[&<"\t\n\r]/g, (c) => {

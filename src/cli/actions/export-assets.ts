@@ -24,39 +24,13 @@ import type { TransferHeader } from '../../transfer/types.ts';
 import type { ActionDef, CliIo } from '../actions.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 import type { CliOptions } from '../options.ts';
+import { envInteger, nlicCredentials } from '../option-values.ts';
 
 /** Environment overrides (documented in docs/export.md); the CLI has no options for them. */
 export const ENV_TIMEOUT_MS = 'NLA_EXPORT_TIMEOUT_MS';
 export const ENV_RETRIES = 'NLA_EXPORT_RETRIES';
 
-function envInteger(env: Record<string, string | undefined>, name: string, fallback: number, min: number): number {
-  const text = env[name];
-  if (text === undefined || text === '') return fallback;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < min) {
-    throw new CliError(`environment variable ${name} must be a whole number ≥ ${min}, got "${text}"`, EXIT.usage);
-  }
-  return value;
-}
 
-function credentialsFrom(options: CliOptions): Credentials {
-  const hasBasic = options.username !== undefined || options.password !== undefined;
-  if (options.apiKey !== undefined) {
-    if (hasBasic) {
-      throw new CliError('give either --nlic.apikey or --nlic.username with --nlic.password, not both', EXIT.usage);
-    }
-    if (options.apiKey === '') throw new CliError('--nlic.apikey is empty', EXIT.usage);
-    return { kind: 'apiKey', apiKey: options.apiKey };
-  }
-  if (options.username === undefined || options.password === undefined) {
-    throw new CliError(
-      'export-assets needs NetLicensing credentials: --nlic.username=<user> --nlic.password=<password> (or --nlic.apikey=<key>)',
-      EXIT.usage,
-    );
-  }
-  if (options.username === '') throw new CliError('--nlic.username is empty', EXIT.usage);
-  return { kind: 'basic', username: options.username, password: options.password };
-}
 
 function cardSerialFrom(options: CliOptions): string | undefined {
   if (options.serialNumber !== undefined && options.withoutCard) {
@@ -134,7 +108,7 @@ export const exportAssetsAction: ActionDef = {
     } catch (error) {
       throw new CliError(`--core.base.host: ${(error as Error).message}`, EXIT.usage);
     }
-    const credentials = credentialsFrom(options);
+    const credentials = nlicCredentials(options, 'export-assets needs NetLicensing credentials');
     if (options.licensees === undefined) {
       throw new CliError('export-assets needs --licensees=<number>[,<number>…]', EXIT.usage);
     }

@@ -29,22 +29,9 @@ import { buildInfo, versionText } from '../run.ts';
 import { openAssetStore } from '../../store/asset-store.ts';
 import type { ActionContext, ActionDef } from '../actions.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
+import { parsePort, parseTtlMs } from '../option-values.ts';
 
-export function parsePort(text: string): number {
-  const port = Number(text);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new CliError(`--port must be a number from 0 to 65535, got "${text}"`, EXIT.usage);
-  }
-  return port;
-}
 
-export function parseTtlMs(text: string): number {
-  const seconds = Number(text);
-  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 30 * 86_400) {
-    throw new CliError(`--ttl must be whole seconds from 1 to 2592000, got "${text}"`, EXIT.usage);
-  }
-  return seconds * 1000;
-}
 
 /** `--card.seal` and `--card.seal-interval-ms`. */
 export function parseCardSeal(options: ActionContext['options']): { mode: BatcherMode; intervalMs: number } {

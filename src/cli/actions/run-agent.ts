@@ -24,7 +24,7 @@ import { loadSigningKeyFile, parseSigningAlgorithm } from '../../wire/xmldsig.ts
 import type { ActionContext, ActionDef } from '../actions.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 import type { CliOptions } from '../options.ts';
-import { parsePort, parseTtlMs } from './run-agent-offline.ts';
+import { envInteger, nlicCredentials, parsePort, parseTtlMs } from '../option-values.ts';
 
 /** Tuning without options of the original agent (documented in docs/proxy.md). */
 export const ENV_BREAKER_FAILURES = 'NLA_PROXY_BREAKER_FAILURES';
@@ -32,15 +32,6 @@ export const ENV_BREAKER_COOL_DOWN_MS = 'NLA_PROXY_BREAKER_COOLDOWN_MS';
 export const ENV_REFRESH_INTERVAL_MS = 'NLA_PROXY_REFRESH_INTERVAL_MS';
 export const ENV_BACKGROUND_TIMEOUT_MS = 'NLA_PROXY_BACKGROUND_TIMEOUT_MS';
 
-function envInteger(env: Record<string, string | undefined>, name: string, fallback: number, min: number): number {
-  const text = env[name];
-  if (text === undefined || text === '') return fallback;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < min) {
-    throw new CliError(`environment variable ${name} must be a whole number ≥ ${min}, got "${text}"`, EXIT.usage);
-  }
-  return value;
-}
 
 export function parseUpstreamTimeoutMs(text: string): number {
   const seconds = Number(text);
@@ -50,22 +41,6 @@ export function parseUpstreamTimeoutMs(text: string): number {
   return Math.round(seconds * 1000);
 }
 
-function upstreamCredentials(options: CliOptions): Credentials {
-  const hasBasic = options.username !== undefined || options.password !== undefined;
-  if (options.apiKey !== undefined) {
-    if (hasBasic) throw new CliError('give either --nlic.apikey or --nlic.username with --nlic.password, not both', EXIT.usage);
-    if (options.apiKey === '') throw new CliError('--nlic.apikey is empty', EXIT.usage);
-    return { kind: 'apiKey', apiKey: options.apiKey };
-  }
-  if (options.username === undefined || options.password === undefined || options.username === '') {
-    throw new CliError(
-      'run-agent needs NetLicensing credentials to keep its local copy fresh and to replay offline changes: ' +
-        '--nlic.username=<user> --nlic.password=<password> (or --nlic.apikey=<key>)',
-      EXIT.usage,
-    );
-  }
-  return { kind: 'basic', username: options.username, password: options.password };
-}
 
 interface CacheChoice {
   type: 'local' | 'redis';
@@ -113,7 +88,10 @@ export const runAgentAction: ActionDef = {
     } catch (error) {
       throw new CliError(`--core.base.host: ${(error as Error).message}`, EXIT.usage);
     }
-    const credentials = upstreamCredentials(options);
+    const credentials = nlicCredentials(
+      options,
+      'run-agent needs NetLicensing credentials to keep its local copy fresh and to replay offline changes',
+    );
     const cacheChoice = parseCacheOptions(options);
     const env = (name: string, fallback: number, min: number) => envInteger(io.env, name, fallback, min);
     const failureThreshold = env(ENV_BREAKER_FAILURES, DEFAULT_FAILURE_THRESHOLD, 1);
