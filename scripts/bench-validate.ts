@@ -6,7 +6,8 @@
  * Prints requests/s and p50/p99 latency for: a bare Bun.serve constant
  * response (the ceiling, measured in the same run), Subscription validate
  * (JSON and XML), Floating check-out/check-in pairs and Pay-per-Use
- * usedQuantity=1 (durable writes), each also as a ratio to the ceiling.
+ * usedQuantity=1 (durable writes), each also as a ratio to the ceiling; and,
+ * for information, Subscription JSON with answer reuse off.
  * Targets: read-only validate ≥ 0.5 × ceiling; durable writes ≥ 0.25 × ceiling
  * with p99 < 10 ms. Usage: bun scripts/bench-validate.ts [--seconds=10]
  */
@@ -131,6 +132,16 @@ try {
 } finally {
   agent.proc.kill('SIGTERM');
   await agent.proc.exited;
+}
+// The same read with answer reuse off: what a request costs when the agent decides it in full
+// (first request of a client, or after any change). Reported, no target.
+const computing = await startServer('agent-server.ts', [join(work, 'agent-computing'), '--compute-every-answer']);
+try {
+  const url = `http://127.0.0.1:${computing.port}/rest/licensee/L/validate`;
+  rows.push({ name: 'Subscription JSON, every answer computed', figures: wrk(url, postScript('sub-json-computed', 'application/json', 'productModuleNumber0=M-SUB')) });
+} finally {
+  computing.proc.kill('SIGTERM');
+  await computing.proc.exited;
   rmSync(work, { recursive: true, force: true });
 }
 

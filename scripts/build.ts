@@ -53,9 +53,10 @@ const orderedBinaryFix: import('bun').BunPlugin = {
 };
 
 const result = await Bun.build({
-  // The PC/SC worker is a second entry so a compiled executable can start it
-  // without re-running the whole program (src/card/pcsc.ts).
-  entrypoints: [join(root, 'src/main.ts'), join(root, 'src/card/pcsc-worker.ts')],
+  // Workers are extra entries so a compiled executable can start them without
+  // re-running the whole program: PC/SC (src/card/pcsc.ts) and the import's
+  // parser thread (src/importer/read-batches.ts).
+  entrypoints: [join(root, 'src/main.ts'), join(root, 'src/card/pcsc-worker.ts'), join(root, 'src/importer/read-worker.ts')],
   compile: { outfile },
   target: 'bun',
   minify: { syntax: true },

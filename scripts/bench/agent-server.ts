@@ -21,6 +21,8 @@ const e = (kind: EntityKind, number: string, props: Record<string, string>): Ent
 });
 
 const dir = process.argv[2] ?? mkdtempSync(join(tmpdir(), 'nla-bench-'));
+// --compute-every-answer: answer reuse off (src/server/answer-cache.ts), to show the cost of a full decision.
+const reuseAnswers = !process.argv.includes('--compute-every-answer');
 const store = openAssetStore(join(dir, 'database'), { create: true });
 store.importTransaction((tx) => {
   for (const entity of [
@@ -46,7 +48,7 @@ store.importTransaction((tx) => {
     lastImport: { exportId: 'bench', createdAt: '', sourceHost: 'bench', importedAt: '', files: 1, entities: 12 },
   });
 });
-const app = createApp({ store, clock: systemClock, log: createLogger(), ttlMs: 600_000, allowAnonymous: false });
+const app = createApp({ store, clock: systemClock, log: createLogger(), ttlMs: 600_000, allowAnonymous: false, reuseAnswers });
 const server = serveApp(app, { port: 0, hostname: '127.0.0.1' });
 console.log(`PORT ${server.port}`);
 process.on('SIGTERM', async () => {

@@ -64,6 +64,15 @@ export function applyEvents(state: RuntimeState, events: readonly RuntimeEvent[]
   return next;
 }
 
+/**
+ * Changes `state` itself: for the one owner of a state that no one else holds
+ * (the store's runtime writer keeps the latest state of each licensee in
+ * memory; copying a big floating pool on every check-out would cost O(pool)).
+ */
+export function applyEventsInPlace(state: RuntimeState, events: readonly RuntimeEvent[]): void {
+  for (const event of events) applyEventInPlace(state, event);
+}
+
 function applyEventInPlace(state: RuntimeState, event: RuntimeEvent): void {
   switch (event.type) {
     case 'licenseCreated':

@@ -43,4 +43,10 @@ export interface ValidateOutcome {
   envelope: Envelope;
   /** State changes to persist before answering. Empty for dryRun and read-only calls. */
   events: RuntimeEvent[];
+  /**
+   * The same inputs give the same answer, except its ttl, at any time from
+   * now until (excluding) this instant; +Infinity when time plays no part.
+   * At or before now: the answer depends on the exact time.
+   */
+  stableUntilMs: number;
 }

@@ -16,7 +16,7 @@ import {
   type ModelResult,
 } from './models/common.ts';
 import { modelHandler, resolveLicensingModel } from './models/index.ts';
-import { javaHashMapRanks, sortByJavaHashMap } from './models/property-order.ts';
+import { javaHashMapOrder } from './models/property-order.ts';
 import type { RuntimeEvent, RuntimeState } from './runtime.ts';
 import { parseIso, toIso } from './time.ts';
 import type { LicenseeAssets, ValidateOptions, ValidateOutcome, ValidateRequest } from './validate-types.ts';
@@ -59,7 +59,7 @@ export function validate(
       type: 'ERROR',
       value: `Product '${assets.product.number}' has no active product modules`,
     });
-    return { envelope: { infos, items: [] }, events: [] };
+    return { envelope: { infos, items: [] }, events: [], stableUntilMs: Number.POSITIVE_INFINITY };
   }
 
   const licensee = assets.licensee;
@@ -71,6 +71,10 @@ export function validate(
   const items: WireItem[] = [];
   if (request.forOfflineUse) items.push(offlineLicenseeItem(licensee));
   const events: RuntimeEvent[] = [];
+  let stableUntilMs = Number.POSITIVE_INFINITY;
+  const changesAt = (ms: number): void => {
+    if (ms < stableUntilMs) stableUntilMs = ms;
+  };
   for (const module of activeModules) {
     const stored = module.props['licensingModel'] ?? '';
     const model = resolveLicensingModel(stored);
@@ -78,13 +82,13 @@ export function validate(
     if (model === undefined) {
       result = { properties: [['valid', 'false']], lists: [], warningLevel: 'RED', events: [], infos: [] };
     } else {
-      const ctx = moduleContext(assets, runtime, module, request, nowMs, licenseeActive, mayCreateLicenses);
+      const ctx = moduleContext(assets, runtime, module, request, nowMs, changesAt, licenseeActive, mayCreateLicenses);
       try {
         result = modelHandler(model)(ctx);
       } catch (error) {
         if (!(error instanceof MalformedParameterError)) throw error;
         infos.push({ id: 'MalformedRequestException', type: 'ERROR', value: error.message });
-        return { envelope: { infos, items: [] }, events: [] };
+        return { envelope: { infos, items: [] }, events: [], stableUntilMs: Number.POSITIVE_INFINITY };
       }
     }
     if (!licenseeActive) {
@@ -101,13 +105,16 @@ export function validate(
     items.push(moduleItem(module, model ?? stored, result));
   }
 
-  const envelope: Envelope = { infos, items, ttl: toIso(ttlMs(items, nowMs + options.ttlMs)) };
-  return { envelope, events };
+  const envelope: Envelope = { infos, items, ttl: toIso(Math.min(nowMs + options.ttlMs, ttlCapMs(items))) };
+  return { envelope, events, stableUntilMs };
 }
 
-/** ttl = now + ttlMs, but never later than a floating seat in the answer expires. */
-function ttlMs(items: readonly WireItem[], latestMs: number): number {
-  let ttl = latestMs;
+/**
+ * The latest ttl an answer with these items may carry: ttl = now + ttlMs, but
+ * never later than a floating seat in the answer expires (+Infinity: no cap).
+ */
+export function ttlCapMs(items: readonly WireItem[]): number {
+  let ttl = Number.POSITIVE_INFINITY;
   const visit = (properties: readonly Property[], lists: readonly WireList[]): void => {
     for (const [name, value] of properties) {
       if (name !== 'expirationTimestamp') continue;
@@ -126,27 +133,26 @@ function moduleContext(
   module: Entity,
   request: ValidateRequest,
   nowMs: number,
+  changesAt: (ms: number) => void,
   licenseeActive: boolean,
   mayCreateLicenses: boolean,
 ): ModelContext {
-  const templates = assets.templates.filter((t) => t.props['productModuleNumber'] === module.number);
-  const templatesByNumber = new Map(templates.map((t) => [t.number, t]));
-  const imported = assets.licenses.filter((l) => templatesByNumber.has(l.props['licenseTemplateNumber'] ?? ''));
-  const templatesWithLicenses = new Set(imported.map((l) => l.props['licenseTemplateNumber'] ?? ''));
+  const { templates, imported, importedTemplateNumbers } = moduleDefinitions(assets, module);
+  const templatesWithLicenses = new Set(importedTemplateNumbers);
 
   const licenses: LicenseView[] = [];
-  for (const license of imported) {
-    const template = templatesByNumber.get(license.props['licenseTemplateNumber'] ?? '');
-    if (template === undefined || !isActive(license)) continue;
-    const defined = license.props['startDate'];
-    const hasDefinedStart = defined !== undefined && defined.trim() !== '';
-    const runtimeStart = hasDefinedStart ? undefined : runtime.startDates[license.number];
+  for (const { license, template, hasDefinedStart, definedStartMs } of imported) {
+    if (hasDefinedStart) {
+      licenses.push({ number: license.number, props: license.props, template, startMs: definedStartMs, startDateMissing: false, agentCreated: false });
+      continue;
+    }
+    const runtimeStart = runtime.startDates[license.number];
     licenses.push({
       number: license.number,
       props: license.props,
       template,
-      startMs: parseIso(hasDefinedStart ? defined : runtimeStart),
-      startDateMissing: !hasDefinedStart && runtimeStart === undefined,
+      startMs: parseIso(runtimeStart),
+      startDateMissing: runtimeStart === undefined,
       agentCreated: false,
     });
   }
@@ -179,9 +185,50 @@ function moduleContext(
     params: request.modules.get(module.number) ?? {},
     runtime,
     nowMs,
+    changesAt,
     mayCreateLicenses,
     licenseeNumber: assets.licensee.number,
   };
+}
+
+/** What moduleContext derives from the definitions alone. */
+interface ModuleDefinitions {
+  /** The module's templates, in definition order. */
+  templates: Entity[];
+  /** Its ACTIVE imported licenses, with their template and their own startDate, parsed (undefined: unparsable). */
+  imported: { license: Entity; template: Entity; hasDefinedStart: boolean; definedStartMs: number | undefined }[];
+  /** Templates with an imported license in any state (LMB-689). */
+  importedTemplateNumbers: ReadonlySet<string>;
+}
+
+// Definitions change only with an import, which yields new LicenseeAssets objects (the
+// server's definitions cache keeps one per licensee): what depends on them alone is
+// derived once per assets object. Pure memoisation; weakly held, so never stale or leaking.
+const MODULE_DEFINITIONS = new WeakMap<LicenseeAssets, Map<string, ModuleDefinitions>>();
+
+function moduleDefinitions(assets: LicenseeAssets, module: Entity): ModuleDefinitions {
+  let perModule = MODULE_DEFINITIONS.get(assets);
+  if (perModule === undefined) MODULE_DEFINITIONS.set(assets, (perModule = new Map()));
+  const known = perModule.get(module.number);
+  if (known) return known;
+  const templates = assets.templates.filter((t) => t.props['productModuleNumber'] === module.number);
+  const templatesByNumber = new Map(templates.map((t) => [t.number, t]));
+  const ofModule = assets.licenses.filter((l) => templatesByNumber.has(l.props['licenseTemplateNumber'] ?? ''));
+  const imported: ModuleDefinitions['imported'] = [];
+  for (const license of ofModule) {
+    const template = templatesByNumber.get(license.props['licenseTemplateNumber'] ?? '');
+    if (template === undefined || !isActive(license)) continue;
+    const defined = license.props['startDate'];
+    const hasDefinedStart = defined !== undefined && defined.trim() !== '';
+    imported.push({ license, template, hasDefinedStart, definedStartMs: hasDefinedStart ? parseIso(defined) : undefined });
+  }
+  const derived: ModuleDefinitions = {
+    templates,
+    imported,
+    importedTemplateNumbers: new Set(ofModule.map((l) => l.props['licenseTemplateNumber'] ?? '')),
+  };
+  perModule.set(module.number, derived);
+  return derived;
 }
 
 /**
@@ -195,17 +242,22 @@ function moduleItem(module: Entity, licensingModel: string, result: ModelResult)
   const name = module.props['name'];
   if (name !== undefined) properties.push(['productModuleName', name]);
   properties.push(['licensingModel', licensingModel]);
-  const ranks = javaHashMapRanks([...properties.map(([key]) => key), ...result.lists.map((list) => list.name)]);
-  return {
-    type: 'ProductModuleValidation',
-    properties: [['productModuleNumber', module.number], ...sortByJavaHashMap(properties, ranks, ([key]) => key)],
-    lists: sortByJavaHashMap(result.lists.map(orderList), ranks, (list) => list.name),
-  };
+  // One HashMap holds the properties and the lists: order both by the ranks of all their names.
+  const names: string[] = [];
+  for (const [key] of properties) names.push(key);
+  for (const list of result.lists) names.push(list.name);
+  const ordered: Property[] = [['productModuleNumber', module.number]];
+  const lists: WireList[] = [];
+  for (const index of javaHashMapOrder(names)) {
+    if (index < properties.length) ordered.push(properties[index]!);
+    else lists.push(orderList(result.lists[index - properties.length]!));
+  }
+  return { type: 'ProductModuleValidation', properties: ordered, lists };
 }
 
 function orderList(list: WireList): WireList {
-  const ranks = javaHashMapRanks(list.properties.map(([key]) => key));
-  return { ...list, properties: sortByJavaHashMap(list.properties, ranks, ([key]) => key) };
+  const order = javaHashMapOrder(list.properties.map(([key]) => key));
+  return { ...list, properties: order.map((index) => list.properties[index]!) };
 }
 
 /** forOfflineUse: the licensee number under both names clients look for, plus its custom properties. */

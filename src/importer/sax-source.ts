@@ -11,9 +11,16 @@
  *   - an encoding declaration other than UTF-8 is refused;
  *   - a file that ends before the root element is closed is "truncated".
  *
- * Synchronous on purpose: the importer runs inside one synchronous LMDB
- * write transaction (src/store/asset-store.ts, importTransaction).
+ * It also hashes a range of the file's raw bytes between two parse
+ * positions (the transfer digest, docs/transfer-format.md): the handlers
+ * mark the range, the reader maps the positions to byte offsets once per
+ * chunk and feeds the bytes to SHA-256 as they stream past.
+ *
+ * Synchronous and stepwise on purpose: the importer reads a chunk at a time
+ * and writes what it read in small synchronous LMDB transactions
+ * (src/importer/import-transfer.ts).
  */
+import { createHash, type Hash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { SaxesParser } from 'saxes';
 import { TransferInputError } from './errors.ts';
@@ -39,6 +46,16 @@ export interface XmlPosition {
   readonly column: number;
 }
 
+/** The parse position, and the raw-byte hash a handler can steer from its events. */
+export interface XmlSource extends XmlPosition {
+  /** The hashed range starts just after the markup of the current event. */
+  startHash(): void;
+  /** The hashed range extends to just after the markup of the current event. */
+  extendHash(): void;
+  /** SHA-256 of the file's bytes in the range (empty when never extended); ends hashing. */
+  hashDigest(): Buffer;
+}
+
 /** Thrown by a handler to stop reading early; readXmlFile then returns normally. */
 export class StopReading extends Error {
   override name = 'StopReading';
@@ -53,6 +70,16 @@ export interface ReadXmlOptions {
 
 export const DEFAULT_CHUNK_BYTES = 256 * 1024;
 
+/** A file being parsed chunk by chunk: `step` until it returns false, `close` in any case. */
+export interface XmlFileReader {
+  /** Reads and parses the next chunk (handlers run meanwhile); false once the document is complete. */
+  step(): boolean;
+  /** Closes the file; idempotent. */
+  close(): void;
+  /** Bytes read from the file so far. */
+  bytesRead(): number;
+}
+
 /**
  * Parses `path`, calling the handlers `makeEvents` returns. `displayName` is
  * how the file is named in error messages.
@@ -60,18 +87,25 @@ export const DEFAULT_CHUNK_BYTES = 256 * 1024;
 export function readXmlFile(
   path: string,
   displayName: string,
-  makeEvents: (position: XmlPosition) => XmlEvents,
+  makeEvents: (source: XmlSource) => XmlEvents,
   options: ReadXmlOptions = {},
 ): void {
+  const reader = openXmlFile(path, displayName, makeEvents, options);
+  try {
+    while (reader.step());
+  } finally {
+    reader.close();
+  }
+}
+
+/** Opens `path` for stepwise parsing (see readXmlFile). */
+export function openXmlFile(
+  path: string,
+  displayName: string,
+  makeEvents: (source: XmlSource) => XmlEvents,
+  options: ReadXmlOptions = {},
+): XmlFileReader {
   const parser = new SaxesParser({ xmlns: true, position: true });
-  const position: XmlPosition = {
-    get line() {
-      return parser.line;
-    },
-    get column() {
-      return parser.column + 1;
-    },
-  };
   const fail = (reason: string): never => {
     throw new TransferInputError(displayName, parser.line, parser.column + 1, reason);
   };
@@ -86,11 +120,76 @@ export function readXmlFile(
       fail(`encoding "${decl.encoding}" is not supported: transfer files are UTF-8`);
     }
   });
-  const events = makeEvents(position);
+
+  // ---- Raw-byte hashing (XmlSource). Char positions are saxes's stream
+  // positions (UTF-16 units of all text written so far); a position is mapped
+  // to a byte offset with the text of the chunk it lies in.
+  let text = '';
+  /** Chars written to the parser before `text`. */
+  let textStartChar = 0;
+  /** File offset of the byte after `text`'s last character. */
+  let textEndByte = 0;
+  /** Raw bytes from `keptFrom` up to `chunkFrom`, then the chunk being parsed. */
+  let kept: Uint8Array = new Uint8Array(0);
+  let keptFrom = 0;
+  let chunk: Uint8Array = new Uint8Array(0);
+  let chunkFrom = 0;
+  let hash: Hash | undefined;
+  /** Positions marked by the handlers and not yet mapped to bytes. */
+  let startAt: number | undefined;
+  let endAt: number | undefined;
+  /** Bytes before this offset are hashed (or outside the range); -1: the range has not started. */
+  let hashedTo = -1;
+
+  const byteAt = (charPosition: number): number =>
+    textEndByte - Buffer.byteLength(text.slice(charPosition - textStartChar), 'utf8');
+  const hashBytes = (from: number, to: number) => {
+    if (to <= from) return;
+    if (from < chunkFrom) hash!.update(kept.subarray(from - keptFrom, Math.min(to, chunkFrom) - keptFrom));
+    if (to > chunkFrom) hash!.update(chunk.subarray(Math.max(from, chunkFrom) - chunkFrom, to - chunkFrom));
+  };
+  /** Maps the marked positions (all inside `text`) to bytes and hashes up to the end mark. */
+  const settle = () => {
+    if (startAt !== undefined) {
+      hashedTo = byteAt(startAt);
+      startAt = undefined;
+    }
+    if (endAt !== undefined && hashedTo >= 0) {
+      const to = byteAt(endAt);
+      endAt = undefined;
+      hashBytes(hashedTo, to);
+      hashedTo = to;
+    }
+  };
+  const source: XmlSource = {
+    get line() {
+      return parser.line;
+    },
+    get column() {
+      return parser.column + 1;
+    },
+    startHash() {
+      hash = createHash('sha256');
+      startAt = parser.position;
+      endAt = undefined;
+    },
+    extendHash() {
+      endAt = parser.position;
+    },
+    hashDigest() {
+      settle();
+      const digest = (hash ?? createHash('sha256')).digest();
+      hash = undefined;
+      hashedTo = -1;
+      return digest;
+    },
+  };
+
+  const events = makeEvents(source);
   parser.on('opentag', (tag) => events.open(tag.uri, tag.local, tag.attributes));
   parser.on('closetag', () => events.close());
-  parser.on('text', (text) => events.text(text));
-  parser.on('cdata', (text) => events.text(text));
+  parser.on('text', (piece) => events.text(piece));
+  parser.on('cdata', (piece) => events.text(piece));
 
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   const buffer = Buffer.allocUnsafe(chunkBytes);
@@ -101,17 +200,57 @@ export function readXmlFile(
   } catch (error) {
     throw new TransferInputError(displayName, 0, 0, `cannot open: ${(error as Error).message}`);
   }
+  let open = true;
+  let done = false;
   let bytesRead = 0;
-  /** Bytes at the end of the previous chunk that the decoder holds back (an incomplete sequence). */
+  /** Bytes at the end of the read so far that the decoder holds back (an incomplete sequence). */
   let carried = new Uint8Array(0);
-  try {
-    for (;;) {
+
+  const writeText = (next: string, endByte: number) => {
+    textStartChar += text.length;
+    text = next;
+    textEndByte = endByte;
+    parser.write(next);
+    if (hash !== undefined) settle();
+  };
+
+  /** Keeps the raw bytes a later chunk may still need (from the hashed end, or the decoder's held-back tail). */
+  const keep = () => {
+    const from = hashedTo >= 0 ? hashedTo : textEndByte;
+    const oldPart = from < chunkFrom ? kept.subarray(from - keptFrom) : new Uint8Array(0);
+    const newPart = chunk.subarray(Math.max(from, chunkFrom) - chunkFrom);
+    kept = oldPart.length === 0 ? new Uint8Array(newPart) : Buffer.concat([oldPart, newPart]); // copies: the buffer is reused
+    keptFrom = from;
+    chunk = new Uint8Array(0);
+    chunkFrom = bytesRead;
+  };
+
+  const finish = () => {
+    let rest: string;
+    try {
+      rest = decoder.decode();
+    } catch {
+      fail('the file ends inside a UTF-8 sequence (truncated?)');
+    }
+    writeText(rest!, bytesRead);
+    closing = true;
+    parser.close();
+  };
+
+  const step = (): boolean => {
+    if (done) return false;
+    try {
       const n = readSync(fd, buffer, 0, chunkBytes, null);
-      if (n === 0) break;
-      const chunk = buffer.subarray(0, n);
-      let text: string;
+      if (n === 0) {
+        done = true;
+        finish();
+        return false;
+      }
+      chunk = buffer.subarray(0, n);
+      chunkFrom = bytesRead;
+      let decoded: string;
       try {
-        text = decoder.decode(chunk, { stream: true });
+        decoded = decoder.decode(chunk, { stream: true });
       } catch {
         const joined = Buffer.concat([carried, chunk]);
         const bad = firstInvalidUtf8(joined);
@@ -119,26 +258,33 @@ export function readXmlFile(
         parser.write(new TextDecoder().decode(joined.subarray(0, bad)));
         fail(`invalid UTF-8 byte sequence (byte offset ${bytesRead - carried.length + bad})`);
       }
-      carried = new Uint8Array(chunk.subarray(n - incompleteTailLength(chunk))); // a copy: the buffer is reused
+      // A short chunk may end a sequence the previous one began: look at both.
+      const tail = n >= 4 ? chunk : Buffer.concat([carried, chunk]);
+      carried = new Uint8Array(tail.subarray(tail.length - incompleteTailLength(tail))); // a copy: the buffer is reused
       bytesRead += n;
-      parser.write(text!);
+      writeText(decoded!, bytesRead - carried.length);
+      keep();
       options.onChunk?.(bytesRead);
+      return true;
+    } catch (error) {
+      if (error instanceof StopReading) {
+        done = true;
+        return false;
+      }
+      done = true;
+      throw error;
     }
-    let rest: string;
-    try {
-      rest = decoder.decode();
-    } catch {
-      fail('the file ends inside a UTF-8 sequence (truncated?)');
-    }
-    parser.write(rest!);
-    closing = true;
-    parser.close();
-  } catch (error) {
-    if (error instanceof StopReading) return;
-    throw error;
-  } finally {
-    closeSync(fd);
-  }
+  };
+
+  return {
+    step,
+    close() {
+      if (!open) return;
+      open = false;
+      closeSync(fd);
+    },
+    bytesRead: () => bytesRead,
+  };
 }
 
 /** Length of a UTF-8 sequence from its first byte; 0 for a byte that cannot start one. */

@@ -2,11 +2,10 @@
  * The validate use case: read the licensee's assets, let the pure core
  * decide, and persist the core's runtime events before answering.
  *
- * Reads need no write transaction. Only when the core reports state changes
- * is the decision taken again inside the store's serialised write
- * transaction, against the latest runtime state: two concurrent check-outs
- * for the last seat cannot both see it free. The answer is sent only after
- * that transaction is durable (see "What durable means" in README.md).
+ * The core decides once, against the latest runtime state, inside the
+ * store's serialised `commitRuntime`: two concurrent check-outs for the last
+ * seat cannot both see it free. An answer with changes is sent only after
+ * they are durable (see "What durable means" in README.md).
  *
  * With a smart card (optional `sealing`), a write is also acknowledged only
  * once a card checkpoint covers it (strict) or is scheduled (relaxed), and
@@ -43,7 +42,14 @@ function sealingUnavailable(error: unknown): ValidateServiceResult {
 }
 
 export type ValidateServiceResult =
-  | { kind: 'ok'; envelope: Envelope; licenseeNumber: string; wrote: boolean }
+  | {
+      kind: 'ok';
+      envelope: Envelope;
+      licenseeNumber: string;
+      wrote: boolean;
+      /** The same request gives the same answer (but for its ttl) until then, if the state stays the same. */
+      stableUntilMs: number;
+    }
   | { kind: 'error'; status: number; envelope: Envelope };
 
 export function licenseeNotFound(number: string, productNumberGiven: boolean): ValidateServiceResult {
@@ -72,31 +78,31 @@ export async function validateLicensee(
     };
   }
   const options = { nowMs, ttlMs: deps.ttlMs };
-  let outcome = validate(assets, deps.store.getRuntime(licensee.number), request, options);
+  const sealing = deps.sealing;
   let wrote = false;
-  if (outcome.events.length > 0) {
-    const sealing = deps.sealing;
-    if (sealing) {
+  let sealingError: unknown;
+  // One decision per request, against the latest runtime state (store/runtime-writer.ts):
+  // read-only answers come back at once, changes once durable.
+  const outcome = await deps.store.commitRuntime(licensee.number, nowMs, (latest) => {
+    const decided = validate(assets, latest, request, options);
+    if (decided.events.length > 0 && sealing) {
       try {
         sealing.assertWritable();
       } catch (error) {
-        return sealingUnavailable(error);
+        sealingError = error;
+        return { events: [], result: decided };
       }
     }
-    let journaled = false;
-    outcome = await deps.store.commitRuntime(licensee.number, nowMs, (latest) => {
-      const decided = validate(assets, latest, request, options);
-      journaled = decided.events.length > 0;
-      return { events: decided.events, result: decided };
-    });
-    wrote = true;
-    // The head read after the commit may include later writes: waiting for those too is safe.
-    if (sealing && journaled) {
-      try {
-        await sealing.sealed(deps.store.journalHead().seq);
-      } catch (error) {
-        return sealingUnavailable(error);
-      }
+    wrote = decided.events.length > 0;
+    return { events: decided.events, result: decided };
+  });
+  if (sealingError !== undefined) return sealingUnavailable(sealingError);
+  if (sealing && wrote) {
+    // The durable head may include later writes: waiting for those too is safe.
+    try {
+      await sealing.sealed(deps.store.journalHead().seq);
+    } catch (error) {
+      return sealingUnavailable(error);
     }
   }
   const envelope = outcome.envelope;
@@ -104,5 +110,5 @@ export async function validateLicensee(
   if (envelope.items.length === 0 && envelope.infos.some((i) => i.type === 'ERROR')) {
     return { kind: 'error', status: 400, envelope };
   }
-  return { kind: 'ok', envelope, licenseeNumber: licensee.number, wrote };
+  return { kind: 'ok', envelope, licenseeNumber: licensee.number, wrote, stableUntilMs: outcome.stableUntilMs };
 }

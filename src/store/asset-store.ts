@@ -3,21 +3,33 @@
  * journal of runtime changes, in one LMDB environment under `database/`.
  *
  * Layout (one LMDB sub-database each):
- *   meta             schema version, database id, card binding and checkpoint, last import, journal head
+ *   meta             schema version, database id, card binding and checkpoint, last import, journal head,
+ *                    definitions generation and version, the claim of a running import
  *   def:<Kind>       entity number → Entity (definitions exactly as exported by the cloud)
  *   rel:<Kind>       `<parent>\x1f<number>` → number (children of a parent, e.g. licenses of a licensee)
  *   alias            licensee alias → licensee number
  *   runtime          licensee number → RuntimeState (what the agent itself changed)
  *   journal          sequence → JournalEntry (append-only, hash-chained)
  *
+ * Definitions exist in two generations: def:/rel:/alias (generation 0) and
+ * def1:/rel1:/alias1 (generation 1). Meta `definitionsGeneration` says which
+ * one is served; readers look it up in the same LMDB read snapshot as the
+ * definitions (one synchronous call never spans two snapshots). An import
+ * fills the other generation in many small transactions (`beginStagedImport`)
+ * and switches to it in one small final transaction, the commit point: a
+ * crash before it leaves the served generation untouched, and a server
+ * running meanwhile keeps answering from it and is never blocked for longer
+ * than one batch (docs/transfer-format.md, "Import").
+ *
  * run-agent (caching proxy, src/proxy/) keeps its replay log, replay cursor,
- * conflict records and local cache under ['proxy', …] keys of `meta`: all 16
- * named sub-databases the environment allows (lmdb.ts maxDbs) are taken.
+ * conflict records and local cache under ['proxy', …] keys of `meta`.
  *
  * Definitions and runtime state never share a record, so an import that
  * replaces definitions cannot lose runtime state.
  */
 import { createHash, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { ENTITY_KINDS, PARENT_PROPERTY, type Entity, type EntityKind } from '../core/entities.ts';
 import { applyEvents, emptyRuntimeState, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
 import type { LicenseeAssets } from '../core/validate-types.ts';
@@ -25,6 +37,9 @@ import type { StoredCheckpoint } from '../card/checkpoint.ts';
 import type { CardBinding } from '../card/open.ts';
 import { StoreError } from './errors.ts';
 import { openKvEnvironment, type KvDatabase, type KvEnvironment, type OpenOptions } from './lmdb.ts';
+import { join } from 'node:path';
+import { acquireExclusiveLock, LockHeldError, type HeldLock } from '../platform/exclusive-lock.ts';
+import { createRuntimeWriter, type JournalEntry, type JournalHead, type RuntimeRecord, type RuntimeWriter } from './runtime-writer.ts';
 
 export const SCHEMA_VERSION = 1;
 export { StoreError } from './errors.ts';
@@ -54,28 +69,34 @@ export interface StoreMeta {
   vendorCredentials?: { user: string; salt: string; hash: string };
 }
 
-export interface JournalEntry {
-  seq: number;
-  atMs: number;
-  licenseeNumber: string;
-  events: RuntimeEvent[];
-  prevHash: string;
-  hash: string;
-}
+export type { JournalEntry } from './runtime-writer.ts';
 
-/** The licensee number is kept in the value: keys of long numbers are hashed. */
-interface RuntimeRecord {
-  licenseeNumber: string;
-  state: RuntimeState;
-}
+const RUNTIME_WRITER_LOCK = 'runtime-writer.lock';
 
-interface JournalHead {
-  seq: number;
-  hash: string;
+/** Another process serves this database (see AssetStore.claimRuntimeWriter). */
+export class RuntimeWriterTakenError extends Error {
+  constructor(
+    readonly path: string,
+    readonly holder: string,
+  ) {
+    super(`another agent already serves the database in ${path}${holder ? ` (${holder})` : ''}: one database, one serving agent`);
+    this.name = 'RuntimeWriterTakenError';
+  }
 }
 
 const GENESIS_HASH = '0'.repeat(64);
 const CARD_CHECKPOINT_KEY = 'cardCheckpoint';
+/** Meta keys of the definitions: served generation (absent: 0), version, claim of a running import. */
+const GENERATION_KEY = 'definitionsGeneration';
+const VERSION_KEY = 'definitionsVersion';
+const STAGING_KEY = 'definitionsStaging';
+
+/** The definition sub-databases of one generation. */
+interface Generation {
+  def: Record<EntityKind, KvDatabase<Entity>>;
+  rel: Record<EntityKind, KvDatabase<string>>;
+  alias: KvDatabase<string>;
+}
 /** LMDB keys are limited to 1978 bytes; longer numbers are keyed by their SHA-256. */
 const KEY_PART_BYTES_MAX = 480;
 // U+001F cannot occur in XML text, so it cannot occur in a number; lower control
@@ -90,8 +111,40 @@ const conflictKey = (seq: number) => [PROXY, 'conflict', seq];
 const proxyValueKey = (key: string) => [PROXY, 'value', keyPart(key)];
 
 export function keyPart(value: string): string {
-  if (Buffer.byteLength(value, 'utf8') <= KEY_PART_BYTES_MAX) return value;
+  // A UTF-16 code unit takes at most 3 UTF-8 bytes: short numbers need no count.
+  if (value.length * 3 <= KEY_PART_BYTES_MAX || Buffer.byteLength(value, 'utf8') <= KEY_PART_BYTES_MAX) return value;
   return `#sha256:${createHash('sha256').update(value).digest('hex')}`;
+}
+
+/**
+ * Whether the process that wrote a staging claim still runs: same host, the
+ * pid exists, and (where /proc tells) it started before the claim, i.e. is
+ * not a later process that reuses the pid. A claim of another host counts
+ * as stale (LMDB databases are not shared between hosts).
+ */
+export function claimAlive(claim: StagingClaim): boolean {
+  if (claim.host !== hostname()) return false;
+  try {
+    process.kill(claim.pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  const started = processStartMs(claim.pid);
+  return started === undefined || started <= claim.claimedAtMs + 1000;
+}
+
+/** Start time of a process from /proc (Linux), or undefined elsewhere. */
+function processStartMs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22 (starttime, in clock ticks after boot); fields after the command name start at 3.
+    const startTicks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const bootSeconds = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
+    if (!Number.isFinite(startTicks) || !Number.isFinite(bootSeconds)) return undefined;
+    return bootSeconds * 1000 + startTicks * 10; // USER_HZ is 100 on Linux
+  } catch {
+    return undefined;
+  }
 }
 
 export function journalHash(prevHash: string, entry: Omit<JournalEntry, 'hash' | 'prevHash'>): string {
@@ -101,7 +154,11 @@ export function journalHash(prevHash: string, entry: Omit<JournalEntry, 'hash' |
     .digest('hex');
 }
 
-/** Write access used by the importer; everything happens in one atomic transaction. */
+/**
+ * Write access to the served definitions in one atomic transaction: small
+ * writes (test and benchmark seeding, the proxy's refresh of one licensee).
+ * A transfer-file import uses `beginStagedImport` instead.
+ */
 export interface ImportTransaction {
   get(kind: EntityKind, number: string): Entity | undefined;
   put(entity: Entity): void;
@@ -117,6 +174,97 @@ export interface ImportTransaction {
   setMeta(meta: StoreMeta): void;
   /** Replaces (or with undefined removes) the card checkpoint, in this transaction (binding import). */
   setCardCheckpoint(record: StoredCheckpoint | undefined): void;
+}
+
+/** The meta record of a running staged import (meta `definitionsStaging`). */
+export interface StagingClaim {
+  id: string;
+  /** The generation being filled (not the served one). */
+  generation: 0 | 1;
+  pid: number;
+  host: string;
+  startedAt: string;
+  /** Wall-clock time of the claim (ms), for telling a reused pid from the claimant. */
+  claimedAtMs: number;
+  /** definitionsVersion when staging began: the switch is refused if another writer changed definitions since. */
+  baseVersion: number;
+}
+
+/** Why a staged import cannot go on; the served definitions are unchanged. */
+export class StagedImportError extends Error {
+  override name = 'StagedImportError';
+  constructor(
+    readonly reason: 'busy' | 'superseded' | 'definitions_changed',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** One staging batch: reads the served generation, writes the staging one. */
+export interface StagingTransaction {
+  /** The served definition (what the database held when the import began, unless another writer changed it). */
+  served(kind: EntityKind, number: string): Entity | undefined;
+  /** Whether the served generation holds definitions of a kind (one key read, not a count: that would read them all). */
+  servedHasAny(kind: EntityKind): boolean;
+  /**
+   * The served definitions of a kind that are not staged, among the next
+   * `limit` in key order after the key `after` (from a previous page;
+   * undefined: from the start); `last` is the key to go on from, undefined
+   * at the end. Paging lets a pass over millions of definitions run in many
+   * small transactions; staged ones are skipped by key, without decoding.
+   */
+  servedNotStaged(kind: EntityKind, after: string | undefined, limit: number): { entities: Entity[]; last: string | undefined };
+  /** Whether the staging generation holds this number. */
+  isStaged(kind: EntityKind, number: string): boolean;
+  /**
+   * Writes a definition with its index entries into the staging generation.
+   * Returns false, writing nothing, when the number is staged already. With
+   * `aliasesYield`, aliases that are staged already keep their licensee.
+   */
+  stage(entity: Entity, options?: { aliasesYield?: boolean }): boolean;
+}
+
+/** The switch transaction: what is written together with the generation switch. */
+export interface SwitchTransaction {
+  meta(): StoreMeta;
+  setMeta(meta: StoreMeta): void;
+  setCardCheckpoint(record: StoredCheckpoint | undefined): void;
+}
+
+/**
+ * An import into the spare generation. Batches are durable when `batch`
+ * returns, but invisible to readers until `commit`, the one small
+ * transaction that switches the served generation (and writes meta); then
+ * `cleanup` clears the previous generation. After a failure call `abort`.
+ * A process that dies leaves its staging (or, after the switch, the
+ * previous generation) behind; the next `beginStagedImport` clears it.
+ */
+export interface StagedImport {
+  readonly claim: StagingClaim;
+  batch<T>(action: (tx: StagingTransaction) => T): T;
+  /** The commit point: switches the served generation; durable when it returns. */
+  commit<T>(action: (tx: SwitchTransaction) => T): T;
+  /** After commit: clears the previous generation (best effort: a failure is left to the next import). */
+  cleanup(): void;
+  /** Drops the staged definitions and the claim (best effort: a failure is left to the next import). */
+  abort(): void;
+}
+
+/** What the definitions generations hold (diagnostics and tests). */
+export interface DefinitionsGenerations {
+  served: 0 | 1;
+  version: number;
+  /** The claim of a running (or interrupted) import, if any. */
+  staging?: StagingClaim;
+  /** Definitions in the generation that is not served: staging, or a leftover to be cleared. */
+  spareEntities: number;
+}
+
+export interface BeginStagingOptions {
+  nowMs: number;
+  /** Whether the process that left a claim still runs (default: same host and `kill(pid, 0)` succeeds). */
+  claimAlive?: (claim: StagingClaim) => boolean;
 }
 
 export interface ListOptions {
@@ -138,17 +286,29 @@ export interface AssetStore {
   loadLicenseeAssets(licensee: Entity): LicenseeAssets | undefined;
   getRuntime(licenseeNumber: string): RuntimeState;
   /**
-   * Serialised read-modify-write of one licensee's runtime state. `decide`
-   * runs inside the write transaction with the latest state, so concurrent
-   * requests never act on a stale view (no seat given twice). Its events are
-   * applied and journaled in the same transaction; the promise resolves once
-   * the transaction is durable.
+   * Serialised read-modify-write of one licensee's runtime state (see
+   * runtime-writer.ts). `decide` runs at once against the latest state,
+   * changes queued but not yet durable included, so concurrent requests never
+   * act on a stale view (no seat given twice). Its events are journaled and
+   * committed with the next group commit; the promise resolves once that is
+   * durable — also for a decision without events when the state it saw was
+   * not durable yet.
    */
   commitRuntime<R>(
     licenseeNumber: string,
     atMs: number,
     decide: (state: RuntimeState) => { events: RuntimeEvent[]; result: R },
   ): Promise<R>;
+  /**
+   * Makes this process the database's only runtime writer (runtime-writer.ts
+   * keeps the latest state in memory): an exclusive lock on
+   * `<database>/runtime-writer.lock`, held until close or process end. Every
+   * serving action takes it at start; a second server on the same database is
+   * refused with RuntimeWriterTakenError.
+   */
+  claimRuntimeWriter(describe: string): Promise<void>;
+  /** Changes whenever `commitRuntime` changes the licensee's state (unique per process; for answer caches). */
+  runtimeRevision(licenseeNumber: string): number;
   journal(fromSeq?: number): Iterable<JournalEntry>;
   journalHead(): JournalHead;
   /** Hash of journal entry `seq` (seq 0: the empty journal's hash); undefined when there is none. */
@@ -162,7 +322,14 @@ export interface AssetStore {
   saveCardCheckpoint(record: StoredCheckpoint): Promise<void>;
   runtimeEntries(): Iterable<{ licenseeNumber: string; state: RuntimeState }>;
   importTransaction<T>(action: (tx: ImportTransaction) => T): T;
-  /** Goes up with every committed import transaction (definitions may have changed). */
+  /**
+   * Claims the spare definitions generation for an import and clears it (a
+   * leftover of an interrupted import included). Throws StagedImportError
+   * 'busy' while another process's import holds the claim.
+   */
+  beginStagedImport(options: BeginStagingOptions): StagedImport;
+  definitionsGenerations(): DefinitionsGenerations;
+  /** Goes up with every committed change of definitions (import switch, importTransaction, proxy refresh). */
   definitionsVersion(): number;
   backup(path: string): Promise<void>;
   close(): Promise<void>;
@@ -267,18 +434,30 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     throw new StoreError('io', `cannot open the database in ${path}: ${(cause as Error).message}`, { cause });
   }
   const metaDb = env.open<unknown>('meta');
-  const defs = new Map<EntityKind, KvDatabase<Entity>>();
-  const rels = new Map<EntityKind, KvDatabase<string>>();
-  for (const kind of ENTITY_KINDS) {
-    defs.set(kind, env.open<Entity>(`def:${kind}`));
-    rels.set(kind, env.open<string>(`rel:${kind}`));
-  }
-  const aliasDb = env.open<string>('alias');
+  const openGeneration = (g: 0 | 1): Generation => {
+    const suffix = g === 0 ? '' : String(g);
+    const def = {} as Generation['def'];
+    const rel = {} as Generation['rel'];
+    for (const kind of ENTITY_KINDS) {
+      def[kind] = env.open<Entity>(`def${suffix}:${kind}`);
+      rel[kind] = env.open<string>(`rel${suffix}:${kind}`);
+    }
+    return { def, rel, alias: env.open<string>(`alias${suffix}`) };
+  };
+  /** A read-only environment cannot create sub-databases: generation 1 may not exist yet. */
+  const tryOpenGeneration = (g: 0 | 1): Generation | undefined => {
+    try {
+      return openGeneration(g);
+    } catch {
+      return undefined;
+    }
+  };
+  // Both opened up front: opening a sub-database later would renew lmdb's read snapshot
+  // in the middle of a reader's calls.
+  const generations: (Generation | undefined)[] = [openGeneration(0), options.readOnly ? tryOpenGeneration(1) : openGeneration(1)];
   const runtimeDb = env.open<RuntimeRecord>('runtime');
   const journalDb = env.open<JournalEntry>('journal');
 
-  const defOf = (kind: EntityKind) => defs.get(kind)!;
-  const relOf = (kind: EntityKind) => rels.get(kind)!;
 
   const existing = metaDb.get('meta') as StoreMeta | undefined;
   if (existing === undefined) {
@@ -325,39 +504,64 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     }
   };
 
-  const getEntity = (kind: EntityKind, number: string) => defOf(kind).get(keyPart(number));
-  const childNumbers = (kind: EntityKind, parent: string): string[] => {
+  const generationNumber = (): 0 | 1 => (metaDb.get(GENERATION_KEY) === 1 ? 1 : 0);
+  const generation = (g: 0 | 1): Generation => {
+    const found = generations[g] ?? (generations[g] = tryOpenGeneration(g));
+    if (!found) throw new StoreError('corrupt', `the database in ${path} has no definitions generation ${g}`);
+    return found;
+  };
+  /**
+   * The served generation. Looked up once per public call, so that the
+   * generation and the definitions come from one read snapshot (lmdb renews
+   * a reader's snapshot only between event-loop turns or after its own
+   * commits; inside a write transaction, everything reads that transaction).
+   */
+  const served = (): Generation => generation(generationNumber());
+
+  const getIn = (gen: Generation, kind: EntityKind, number: string) => gen.def[kind].get(keyPart(number));
+  const childNumbersIn = (gen: Generation, kind: EntityKind, parent: string): string[] => {
     const numbers: string[] = [];
-    for (const { value } of relOf(kind).getRange(relRange(parent))) numbers.push(value);
+    for (const { value } of gen.rel[kind].getRange(relRange(parent))) numbers.push(value);
     return numbers;
   };
-  const children = (kind: EntityKind, parent: string): Entity[] => {
+  const childrenIn = (gen: Generation, kind: EntityKind, parent: string): Entity[] => {
     const out: Entity[] = [];
-    for (const number of childNumbers(kind, parent)) {
-      const entity = getEntity(kind, number);
+    for (const number of childNumbersIn(gen, kind, parent)) {
+      const entity = getIn(gen, kind, number);
       if (entity) out.push(entity);
     }
     return out;
   };
+  const getEntity = (kind: EntityKind, number: string) => getIn(served(), kind, number);
+  const childNumbers = (kind: EntityKind, parent: string) => childNumbersIn(served(), kind, parent);
+  const children = (kind: EntityKind, parent: string) => childrenIn(served(), kind, parent);
 
-  const removeInTx = (kind: EntityKind, number: string) => {
-    const old = getEntity(kind, number);
+  const removeIn = (gen: Generation, kind: EntityKind, number: string) => {
+    const old = getIn(gen, kind, number);
     if (!old) return;
     const parent = parentOf(old);
-    if (parent !== undefined) relOf(kind).removeSync(relKey(parent, number));
-    for (const alias of aliasesOf(old)) aliasDb.removeSync(keyPart(alias));
-    defOf(kind).removeSync(keyPart(number));
+    if (parent !== undefined) gen.rel[kind].removeSync(relKey(parent, number));
+    for (const alias of aliasesOf(old)) gen.alias.removeSync(keyPart(alias));
+    gen.def[kind].removeSync(keyPart(number));
   };
-  const putInTx = (entity: Entity) => {
-    removeInTx(entity.kind, entity.number);
-    defOf(entity.kind).putSync(keyPart(entity.number), entity);
+  const putIn = (gen: Generation, entity: Entity) => {
+    removeIn(gen, entity.kind, entity.number);
+    gen.def[entity.kind].putSync(keyPart(entity.number), entity);
     const parent = parentOf(entity);
-    if (parent !== undefined) relOf(entity.kind).putSync(relKey(parent, entity.number), entity.number);
-    for (const alias of aliasesOf(entity)) aliasDb.putSync(keyPart(alias), entity.number);
+    if (parent !== undefined) gen.rel[entity.kind].putSync(relKey(parent, entity.number), entity.number);
+    for (const alias of aliasesOf(entity)) gen.alias.putSync(keyPart(alias), entity.number);
+  };
+  /** Inside a write transaction: empties a generation (LMDB frees whole pages; quick at any size). */
+  const clearGeneration = (gen: Generation) => {
+    for (const kind of ENTITY_KINDS) {
+      gen.def[kind].clearSync();
+      gen.rel[kind].clearSync();
+    }
+    gen.alias.clearSync();
   };
 
   const readMeta = () => metaDb.get('meta') as StoreMeta;
-  const definitionsVersion = () => (metaDb.get('definitionsVersion') as number | undefined) ?? 0;
+  const definitionsVersion = () => (metaDb.get(VERSION_KEY) as number | undefined) ?? 0;
   const journalHead = (): JournalHead =>
     (metaDb.get('journalHead') as JournalHead | undefined) ?? { seq: 0, hash: GENESIS_HASH };
 
@@ -382,157 +586,28 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   };
   const replayCursor = () => (metaDb.get(REPLAY_CURSOR_KEY) as number | undefined) ?? 0;
 
-  /** The write access of an import (or of a proxy refresh); valid inside a write transaction only. */
-  const importTransaction = (): ImportTransaction => ({
-    get: getEntity,
-    put: putInTx,
-    remove: removeInTx,
-    childNumbers,
-    *entities(kind) {
-      for (const { value } of defOf(kind).getRange({})) yield value;
-    },
-    meta: readMeta,
-    setMeta: (meta) => metaDb.putSync('meta', meta),
-    setCardCheckpoint: (record) => {
-      if (record === undefined) metaDb.removeSync(CARD_CHECKPOINT_KEY);
-      else metaDb.putSync(CARD_CHECKPOINT_KEY, record);
-    },
-  });
+  // Runtime writes of a serving process (runtime-writer.ts): created on first use, so
+  // that read-only users of the store (status, verify, backup) never hold its memory.
+  let replayHeadInMemory: number | undefined;
+  let writerLock: HeldLock | undefined;
+  let writer: RuntimeWriter | undefined;
+  const runtimeWriter = (): RuntimeWriter =>
+    (writer ??= createRuntimeWriter({
+      env,
+      runtimeDb,
+      journalDb,
+      metaDb,
+      keyOf: keyPart,
+      readJournalHead: journalHead,
+      journalHash,
+      wrapWriteError,
+      onReload: () => {
+        replayHeadInMemory = undefined;
+      },
+    }));
 
-  return {
-    path,
-    meta: readMeta,
-    getEntity,
-    listEntities(kind, listOptions = {}) {
-      const offset = listOptions.offset ?? 0;
-      const limit = listOptions.limit ?? Number.MAX_SAFE_INTEGER;
-      if (listOptions.parent !== undefined) {
-        const all = childNumbers(kind, listOptions.parent);
-        const items = all
-          .slice(offset, offset + limit)
-          .map((n) => getEntity(kind, n))
-          .filter((e): e is Entity => e !== undefined);
-        return { items, total: all.length };
-      }
-      const db = defOf(kind);
-      const items: Entity[] = [];
-      for (const { value } of db.getRange({ offset, limit })) items.push(value);
-      return { items, total: db.getCount({}) };
-    },
-    children,
-    resolveLicensee(numberOrAlias) {
-      const direct = getEntity('Licensee', numberOrAlias);
-      if (direct) return direct;
-      const number = aliasDb.get(keyPart(numberOrAlias));
-      return number === undefined ? undefined : getEntity('Licensee', number);
-    },
-    loadLicenseeAssets(licensee) {
-      const productNumber = licensee.props['productNumber'];
-      const product = productNumber === undefined ? undefined : getEntity('Product', productNumber);
-      if (!product) return undefined;
-      const modules = children('ProductModule', product.number);
-      const templates = modules.flatMap((m) => children('LicenseTemplate', m.number));
-      const licenses = children('License', licensee.number);
-      return { product, licensee, modules, templates, licenses };
-    },
-    getRuntime(licenseeNumber) {
-      return runtimeDb.get(keyPart(licenseeNumber))?.state ?? emptyRuntimeState();
-    },
-    async commitRuntime(licenseeNumber, atMs, decide) {
-      try {
-        return await env.commitDurable(() => {
-          const key = keyPart(licenseeNumber);
-          const state = runtimeDb.get(key)?.state ?? emptyRuntimeState();
-          const { events, result } = decide(state);
-          if (events.length === 0) return result;
-          runtimeDb.putSync(key, { licenseeNumber, state: applyEvents(state, events) });
-          const head = journalHead();
-          const body = { seq: head.seq + 1, atMs, licenseeNumber, events };
-          const hash = journalHash(head.hash, body);
-          journalDb.putSync(body.seq, { ...body, prevHash: head.hash, hash });
-          metaDb.putSync('journalHead', { seq: body.seq, hash });
-          return result;
-        });
-      } catch (cause) {
-        throw wrapWriteError(cause);
-      }
-    },
-    *journal(fromSeq = 1) {
-      for (const { value } of journalDb.getRange({ start: fromSeq })) yield value;
-    },
-    journalHead,
-    journalHashAt: (seq) => (seq === 0 ? GENESIS_HASH : journalDb.get(seq)?.hash),
-    cardCheckpoint: () => metaDb.get(CARD_CHECKPOINT_KEY) as StoredCheckpoint | undefined,
-    async saveCardCheckpoint(record) {
-      try {
-        await env.commitDurable(() => metaDb.putSync(CARD_CHECKPOINT_KEY, record));
-      } catch (cause) {
-        throw wrapWriteError(cause);
-      }
-    },
-    *runtimeEntries() {
-      for (const { value } of runtimeDb.getRange({})) yield value;
-    },
-    definitionsVersion,
-    importTransaction(action) {
-      try {
-        return env.commitSync(() => {
-          const result = action(importTransaction());
-          // Readers that cache definitions (server/asset-cache) drop their cache when this changes.
-          metaDb.putSync('definitionsVersion', definitionsVersion() + 1);
-          return result;
-        });
-      } catch (cause) {
-        if (cause instanceof Error && !(cause instanceof StoreError) && /ENOSPC|MAP_FULL/.test(cause.message)) {
-          throw wrapWriteError(cause);
-        }
-        throw cause;
-      }
-    },
-    async commitRuntimeWithReplay(licenseeNumber, atMs, decide, describe) {
-      try {
-        return await env.commitDurable(() => {
-          const state = runtimeDb.get(keyPart(licenseeNumber))?.state ?? emptyRuntimeState();
-          const { events, result } = decide(state);
-          if (events.length === 0) return result;
-          appendRuntimeEvents(licenseeNumber, atMs, state, events);
-          const seq = ((metaDb.get(REPLAY_HEAD_KEY) as number | undefined) ?? 0) + 1;
-          const { form, decision } = describe(result, seq);
-          const entry: ReplayEntry = { seq, atMs, licenseeNumber, form, decision, events };
-          metaDb.putSync(REPLAY_HEAD_KEY, seq);
-          metaDb.putSync(replayKey(seq), entry);
-          return result;
-        });
-      } catch (cause) {
-        throw wrapWriteError(cause);
-      }
-    },
-    replayCursor,
-    *replayBacklog() {
-      for (const { value } of metaDb.getRange({ start: replayKey(replayCursor() + 1), end: replayKey(Number.MAX_SAFE_INTEGER) })) {
-        yield value as ReplayEntry;
-      }
-    },
-    async acknowledgeReplay(seq, ack, conflict) {
-      try {
-        await env.commitDurable(() => {
-          const cursor = replayCursor();
-          if (seq !== cursor + 1) throw new Error(`replay acknowledgement out of order: entry ${seq} after cursor ${cursor}`);
-          const entry = metaDb.get(replayKey(seq)) as ReplayEntry | undefined;
-          if (entry) metaDb.putSync(replayKey(seq), { ...entry, ack });
-          if (conflict) metaDb.putSync(conflictKey(seq), conflict);
-          metaDb.putSync(REPLAY_CURSOR_KEY, seq);
-        });
-      } catch (cause) {
-        throw wrapWriteError(cause);
-      }
-    },
-    *replayConflicts() {
-      for (const { value } of metaDb.getRange({ start: conflictKey(0), end: conflictKey(Number.MAX_SAFE_INTEGER) })) {
-        yield value as ReplayConflict;
-      }
-    },
-    async refreshLicensee(licenseeNumber, atMs, action) {
+  /** The proxy's refresh of one licensee: definitions and runtime in one durable transaction (run exclusively). */
+  const refreshInTx = async <T>(licenseeNumber: string, atMs: number, action: (tx: RefreshTransaction) => T): Promise<T> => {
       try {
         return await env.commitDurable(() => {
           let state = runtimeDb.get(keyPart(licenseeNumber))?.state ?? emptyRuntimeState();
@@ -563,6 +638,284 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       } catch (cause) {
         throw wrapWriteError(cause);
       }
+  };
+
+  /** Write access to the served generation (importTransaction, proxy refresh); valid inside a write transaction only. */
+  const importTransaction = (): ImportTransaction => {
+    const gen = served();
+    return {
+      get: (kind, number) => getIn(gen, kind, number),
+      put: (entity) => putIn(gen, entity),
+      remove: (kind, number) => removeIn(gen, kind, number),
+      childNumbers: (kind, parent) => childNumbersIn(gen, kind, parent),
+      *entities(kind) {
+        for (const { value } of gen.def[kind].getRange({})) yield value;
+      },
+      ...metaAccess,
+    };
+  };
+  const metaAccess: SwitchTransaction = {
+    meta: readMeta,
+    setMeta: (meta) => metaDb.putSync('meta', meta),
+    setCardCheckpoint: (record) => {
+      if (record === undefined) metaDb.removeSync(CARD_CHECKPOINT_KEY);
+      else metaDb.putSync(CARD_CHECKPOINT_KEY, record);
+    },
+  };
+
+  /** Disk full and I/O failures of a synchronous definitions write as StoreError; other errors (bad input…) unchanged. */
+  const definitionsWrite = <T>(action: () => T): T => {
+    try {
+      return env.commitSync(action);
+    } catch (cause) {
+      if (cause instanceof Error && !(cause instanceof StoreError) && /ENOSPC|MAP_FULL|No space left|Input\/output error/.test(cause.message)) {
+        throw wrapWriteError(cause);
+      }
+      throw cause;
+    }
+  };
+
+  const beginStagedImport = (begin: BeginStagingOptions): StagedImport => {
+    const alive = begin.claimAlive ?? claimAlive;
+    const claim = definitionsWrite((): StagingClaim => {
+      const previous = metaDb.get(STAGING_KEY) as StagingClaim | undefined;
+      if (previous && previous.pid !== process.pid && alive(previous)) {
+        throw new StagedImportError(
+          'busy',
+          `another import into ${path} is running (process ${previous.pid} on ${previous.host}, started ${previous.startedAt}); wait for it to finish`,
+        );
+      }
+      const spare = generationNumber() === 0 ? 1 : 0;
+      // A leftover of an interrupted import, or the previous generation after a switch.
+      clearGeneration(generation(spare));
+      const mine: StagingClaim = {
+        id: randomUUID(),
+        generation: spare,
+        pid: process.pid,
+        host: hostname(),
+        startedAt: new Date(begin.nowMs).toISOString(),
+        claimedAtMs: Date.now(),
+        baseVersion: definitionsVersion(),
+      };
+      metaDb.putSync(STAGING_KEY, mine);
+      return mine;
+    });
+    const staging = generation(claim.generation);
+    const base = generation(claim.generation === 0 ? 1 : 0);
+    const ours = () => (metaDb.get(STAGING_KEY) as StagingClaim | undefined)?.id === claim.id;
+    const checkClaim = () => {
+      if (!ours()) {
+        throw new StagedImportError('superseded', `another import into ${path} took over (its staging replaced this one's); nothing was changed by this one`);
+      }
+    };
+    const stagingTx: StagingTransaction = {
+      served: (kind, number) => getIn(base, kind, number),
+      servedHasAny(kind) {
+        for (const _key of base.def[kind].getKeys({ limit: 1 })) return true;
+        return false;
+      },
+      servedNotStaged(kind, after, limit) {
+        const keys: string[] = [];
+        const range = after === undefined ? { limit } : { start: after, limit: limit + 1 };
+        for (const key of base.def[kind].getKeys(range)) {
+          if (key === after) continue;
+          keys.push(key as string);
+          if (keys.length === limit) break;
+        }
+        const entities: Entity[] = [];
+        for (const key of keys) {
+          if (staging.def[kind].doesExist(key)) continue;
+          const entity = base.def[kind].get(key);
+          if (entity !== undefined) entities.push(entity);
+        }
+        return { entities, last: keys.length === limit ? keys[keys.length - 1] : undefined };
+      },
+      isStaged: (kind, number) => staging.def[kind].doesExist(keyPart(number)),
+      stage(entity, stageOptions) {
+        if (!staging.def[entity.kind].putSync(keyPart(entity.number), entity, { noOverwrite: true })) return false;
+        const parent = parentOf(entity);
+        if (parent !== undefined) staging.rel[entity.kind].putSync(relKey(parent, entity.number), entity.number);
+        if (entity.kind === 'Licensee') {
+          const yieldAliases = stageOptions?.aliasesYield === true;
+          for (const alias of aliasesOf(entity)) staging.alias.putSync(keyPart(alias), entity.number, { noOverwrite: yieldAliases });
+        }
+        return true;
+      },
+    };
+    return {
+      claim,
+      batch(action) {
+        const result = definitionsWrite(() => {
+          checkClaim();
+          return action(stagingTx);
+        });
+        // Thousands of batches would otherwise leave the database's pages mapped (lmdb.ts).
+        env.releaseMappedPages();
+        return result;
+      },
+      commit(action) {
+        const result = definitionsWrite(() => {
+          checkClaim();
+          if (definitionsVersion() !== claim.baseVersion) {
+            throw new StagedImportError(
+              'definitions_changed',
+              `the served definitions were changed by another writer while this import ran (e.g. run-agent refreshing a licensee); nothing was changed, run the import again`,
+            );
+          }
+          const value = action(metaAccess);
+          // The commit point: from here on every reader sees the new generation.
+          metaDb.putSync(GENERATION_KEY, claim.generation);
+          metaDb.putSync(VERSION_KEY, definitionsVersion() + 1);
+          metaDb.removeSync(STAGING_KEY);
+          return value;
+        });
+        return result;
+      },
+      cleanup() {
+        // The previous generation is garbage now (unless another import has begun meanwhile).
+        try {
+          definitionsWrite(() => {
+            if (generationNumber() === claim.generation && metaDb.get(STAGING_KEY) === undefined) clearGeneration(base);
+          });
+        } catch {
+          // left for the next import
+        }
+      },
+      abort() {
+        try {
+          definitionsWrite(() => {
+            if (!ours()) return;
+            clearGeneration(staging);
+            metaDb.removeSync(STAGING_KEY);
+          });
+        } catch {
+          // left for the next import
+        }
+      },
+    };
+  };
+
+  return {
+    path,
+    meta: readMeta,
+    getEntity,
+    listEntities(kind, listOptions = {}) {
+      const offset = listOptions.offset ?? 0;
+      const limit = listOptions.limit ?? Number.MAX_SAFE_INTEGER;
+      const gen = served();
+      if (listOptions.parent !== undefined) {
+        const all = childNumbersIn(gen, kind, listOptions.parent);
+        const items = all
+          .slice(offset, offset + limit)
+          .map((n) => getIn(gen, kind, n))
+          .filter((e): e is Entity => e !== undefined);
+        return { items, total: all.length };
+      }
+      const db = gen.def[kind];
+      const items: Entity[] = [];
+      for (const { value } of db.getRange({ offset, limit })) items.push(value);
+      return { items, total: db.getCount({}) };
+    },
+    children,
+    resolveLicensee(numberOrAlias) {
+      const gen = served();
+      const direct = getIn(gen, 'Licensee', numberOrAlias);
+      if (direct) return direct;
+      const number = gen.alias.get(keyPart(numberOrAlias));
+      return number === undefined ? undefined : getIn(gen, 'Licensee', number);
+    },
+    loadLicenseeAssets(licensee) {
+      const gen = served();
+      const productNumber = licensee.props['productNumber'];
+      const product = productNumber === undefined ? undefined : getIn(gen, 'Product', productNumber);
+      if (!product) return undefined;
+      const modules = childrenIn(gen, 'ProductModule', product.number);
+      const templates = modules.flatMap((m) => childrenIn(gen, 'LicenseTemplate', m.number));
+      const licenses = childrenIn(gen, 'License', licensee.number);
+      return { product, licensee, modules, templates, licenses };
+    },
+    getRuntime(licenseeNumber) {
+      return runtimeDb.get(keyPart(licenseeNumber))?.state ?? emptyRuntimeState();
+    },
+    commitRuntime(licenseeNumber, atMs, decide) {
+      return runtimeWriter().commit(licenseeNumber, atMs, decide);
+    },
+    runtimeRevision: (licenseeNumber) => runtimeWriter().current(licenseeNumber).rev,
+    *journal(fromSeq = 1) {
+      for (const { value } of journalDb.getRange({ start: fromSeq })) yield value;
+    },
+    journalHead,
+    journalHashAt: (seq) => (seq === 0 ? GENESIS_HASH : journalDb.get(seq)?.hash),
+    cardCheckpoint: () => metaDb.get(CARD_CHECKPOINT_KEY) as StoredCheckpoint | undefined,
+    async saveCardCheckpoint(record) {
+      try {
+        await env.commitDurable(() => metaDb.putSync(CARD_CHECKPOINT_KEY, record));
+      } catch (cause) {
+        throw wrapWriteError(cause);
+      }
+    },
+    *runtimeEntries() {
+      for (const { value } of runtimeDb.getRange({})) yield value;
+    },
+    definitionsVersion,
+    importTransaction(action) {
+      return definitionsWrite(() => {
+        const result = action(importTransaction());
+        // Readers that cache definitions (store/definitions-cache.ts) drop their cache when this changes.
+        metaDb.putSync(VERSION_KEY, definitionsVersion() + 1);
+        return result;
+      });
+    },
+    beginStagedImport,
+    definitionsGenerations() {
+      const servedNumber = generationNumber();
+      const spare = generations[servedNumber === 0 ? 1 : 0];
+      let spareEntities = 0;
+      if (spare) for (const kind of ENTITY_KINDS) spareEntities += spare.def[kind].getCount({});
+      const staging = metaDb.get(STAGING_KEY) as StagingClaim | undefined;
+      return { served: servedNumber, version: definitionsVersion(), ...(staging ? { staging } : {}), spareEntities };
+    },
+    commitRuntimeWithReplay(licenseeNumber, atMs, decide, describe) {
+      return runtimeWriter().commit(licenseeNumber, atMs, decide, (result, _journalSeq, events) => {
+        // The replay seq is assigned with the decision, in memory (see runtime-writer.ts); reloaded on failure.
+        replayHeadInMemory ??= (metaDb.get(REPLAY_HEAD_KEY) as number | undefined) ?? 0;
+        const seq = ++replayHeadInMemory;
+        const { form, decision } = describe(result, seq);
+        const entry: ReplayEntry = { seq, atMs, licenseeNumber, form, decision, events };
+        return [
+          { key: REPLAY_HEAD_KEY, value: seq },
+          { key: replayKey(seq), value: entry },
+        ];
+      });
+    },
+    replayCursor,
+    *replayBacklog() {
+      for (const { value } of metaDb.getRange({ start: replayKey(replayCursor() + 1), end: replayKey(Number.MAX_SAFE_INTEGER) })) {
+        yield value as ReplayEntry;
+      }
+    },
+    async acknowledgeReplay(seq, ack, conflict) {
+      try {
+        await env.commitDurable(() => {
+          const cursor = replayCursor();
+          if (seq !== cursor + 1) throw new Error(`replay acknowledgement out of order: entry ${seq} after cursor ${cursor}`);
+          const entry = metaDb.get(replayKey(seq)) as ReplayEntry | undefined;
+          if (entry) metaDb.putSync(replayKey(seq), { ...entry, ack });
+          if (conflict) metaDb.putSync(conflictKey(seq), conflict);
+          metaDb.putSync(REPLAY_CURSOR_KEY, seq);
+        });
+      } catch (cause) {
+        throw wrapWriteError(cause);
+      }
+    },
+    *replayConflicts() {
+      for (const { value } of metaDb.getRange({ start: conflictKey(0), end: conflictKey(Number.MAX_SAFE_INTEGER) })) {
+        yield value as ReplayConflict;
+      }
+    },
+    refreshLicensee(licenseeNumber, atMs, action) {
+      // Bypasses the runtime writer's queue (it also changes definitions): run alone, then reload its memory.
+      return runtimeWriter().exclusive(() => refreshInTx(licenseeNumber, atMs, action));
     },
     proxyValue: (key) => metaDb.get(proxyValueKey(key)),
     async putProxyValue(key, value) {
@@ -582,7 +935,21 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       }
     },
     backup: (target) => env.backup(target),
-    close: () => env.close(),
+    async claimRuntimeWriter(describe) {
+      if (writerLock) return;
+      try {
+        writerLock = await acquireExclusiveLock(join(path, RUNTIME_WRITER_LOCK), describe);
+      } catch (error) {
+        if (error instanceof LockHeldError) throw new RuntimeWriterTakenError(path, error.holder);
+        throw error;
+      }
+    },
+    async close() {
+      await writer?.drained();
+      await env.close();
+      writerLock?.release();
+      writerLock = undefined;
+    },
   };
 }
 

@@ -4,9 +4,13 @@
  * from LMDB costs a few dozen decodes per request; the cache turns that into
  * one version check.
  *
- * Correctness: every committed import bumps `definitionsVersion` in the same
- * transaction (an import may run in another process); a changed version drops
- * the whole cache, so a request never mixes definitions of two imports.
+ * Correctness: every change of the served definitions bumps
+ * `definitionsVersion` in the same transaction — an import's switch to its
+ * staged generation, a proxy refresh, importTransaction — and an import may
+ * run in another process; a changed version drops the whole cache, so a
+ * request never mixes definitions of two imports. The version and each
+ * entry's definitions are read in one read snapshot of the store (one
+ * synchronous call; see asset-store.ts, "generations").
  * Runtime state is never cached here: it is read per request.
  */
 import type { Entity } from '../core/entities.ts';

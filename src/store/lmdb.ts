@@ -11,6 +11,9 @@
  * not resolved may or may not be there, but never half of it (LMDB
  * transactions are atomic).
  */
+import { dlopen, FFIType } from 'bun:ffi';
+import { readFileSync, realpathSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 
 export type KvKey = string | number | (string | number)[];
@@ -26,9 +29,21 @@ export interface KvRange {
 /** The subset of an LMDB database the store uses; values are msgpack-encoded. */
 export interface KvDatabase<V> {
   get(key: KvKey): V | undefined;
-  /** Inside a transaction callback: written immediately to that transaction. */
-  putSync(key: KvKey, value: V): void;
+  /**
+   * Inside a transaction callback: written immediately to that transaction.
+   * With `noOverwrite`, an existing key is left alone and false is returned
+   * (one B-tree descent instead of a read followed by a write).
+   */
+  putSync(key: KvKey, value: V, options?: { noOverwrite?: boolean }): boolean;
   removeSync(key: KvKey): boolean;
+  /** Whether the key exists, without decoding its value. */
+  doesExist(key: KvKey): boolean;
+  /**
+   * Inside a transaction callback: empties the sub-database in that
+   * transaction. LMDB frees the pages without rewriting them (mdb_drop),
+   * so this is quick even for millions of entries.
+   */
+  clearSync(): void;
   getRange(range: KvRange): Iterable<{ key: KvKey; value: V }>;
   getKeys(range: KvRange): Iterable<KvKey>;
   getCount(range: KvRange): number;
@@ -38,10 +53,24 @@ export interface KvEnvironment {
   open<V>(name: string): KvDatabase<V>;
   /** Runs `action` in one write transaction, batched with others of the same event turn; resolves once durable. */
   commitDurable<T>(action: () => T): Promise<T>;
-  /** Runs `action` in one synchronous write transaction (import); durable when it returns. */
+  /**
+   * Runs `action` in one synchronous write transaction; durable (committed and
+   * fdatasync'ed) when it returns. Blocks the calling thread while another
+   * writer (thread or process) holds LMDB's write lock; keep it small where a
+   * server may be writing (the import's staging batches).
+   */
   commitSync<T>(action: () => T): T;
   /** Consistent online copy of the whole environment (LMDB's mdb_env_copy with compaction). */
   backup(path: string): Promise<void>;
+  /**
+   * Drops this process's mapping of the database file's pages; they stay in
+   * the OS page cache and are mapped again when read. LMDB reads through a
+   * memory map, and each write transaction faults in the pages it reads
+   * (the tree paths the previous one wrote): without this, a process that
+   * commits thousands of transactions (an import) grows its resident set
+   * with the database. Safe at any time (Linux; elsewhere it does nothing).
+   */
+  releaseMappedPages(): void;
   close(): Promise<void>;
   readonly path: string;
 }
@@ -50,6 +79,34 @@ export interface OpenOptions {
   readOnly?: boolean;
   /** Test hook: makes every write fail as if the disk were full. */
   failWrites?: () => Error | undefined;
+}
+
+/** MADV_DONTNEED (Linux): the pages of a shared file mapping are dropped from the mapping, not from the file. */
+const MADV_DONTNEED = 4;
+let madvise: ((address: bigint, length: bigint, advice: number) => number) | null | undefined;
+
+function libcMadvise(): typeof madvise {
+  if (madvise !== undefined) return madvise;
+  madvise = null;
+  if (process.platform !== 'linux') return madvise;
+  try {
+    const libc = dlopen('libc.so.6', { madvise: { args: [FFIType.u64, FFIType.u64, FFIType.i32], returns: FFIType.i32 } });
+    madvise = (address, length, advice) => libc.symbols.madvise(address, length, advice) as number;
+  } catch {
+    // Not glibc: keep the mapping as it is.
+  }
+  return madvise;
+}
+
+/** Address ranges where this process maps `file` (from /proc/self/maps). */
+function mappingsOf(file: string): [bigint, bigint][] {
+  const ranges: [bigint, bigint][] = [];
+  for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
+    if (!line.endsWith(` ${file}`)) continue;
+    const [start, end] = line.slice(0, line.indexOf(' ')).split('-');
+    ranges.push([BigInt(`0x${start}`), BigInt(`0x${end}`)]);
+  }
+  return ranges;
 }
 
 export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEnvironment {
@@ -76,7 +133,9 @@ export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEn
     // still combined without it.
     eventTurnBatching: false,
     commitDelay: 0,
-    maxDbs: 16,
+    // Definitions exist in two generations (asset-store.ts): 3 + 2 × 13 sub-databases
+    // are used; the rest is room for later ones.
+    maxDbs: 48,
     maxReaders: 256,
     // 1 TiB of address space; the file only grows as data is written.
     mapSize: 2 ** 40,
@@ -84,14 +143,23 @@ export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEn
     readOnly: options.readOnly ?? false,
   });
 
+  let mapped: [bigint, bigint][] | undefined;
   const wrap = <V>(db: Database<V, KvKey>): KvDatabase<V> => ({
     get: (key) => db.get(key),
-    putSync: (key, value) => {
+    putSync: (key, value, putOptions) => {
       const failure = options.failWrites?.();
       if (failure) throw failure;
-      db.putSync(key, value);
+      // lmdb-js types putSync as void; it returns whether the write happened.
+      const written = putOptions?.noOverwrite ? db.putSync(key, value, { noOverwrite: true }) : db.putSync(key, value);
+      return (written as unknown as boolean) !== false;
     },
     removeSync: (key) => db.removeSync(key),
+    doesExist: (key) => db.doesExist(key),
+    clearSync: () => {
+      const failure = options.failWrites?.();
+      if (failure) throw failure;
+      db.clearSync();
+    },
     getRange: (range) => db.getRange(range as Parameters<typeof db.getRange>[0]),
     getKeys: (range) => db.getKeys(range as Parameters<typeof db.getKeys>[0]),
     getCount: (range) => db.getCount(range as Parameters<typeof db.getCount>[0]),
@@ -129,6 +197,19 @@ export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEn
     },
     async backup(target: string) {
       await root.backup(target, true);
+    },
+    releaseMappedPages() {
+      const advise = libcMadvise();
+      if (!advise) return;
+      try {
+        const file = realpathSync(join(path, 'data.mdb'));
+        // The map has a fixed size (mapSize) and stays where it is: look it up once.
+        if (mapped === undefined || mapped.length === 0) mapped = mappingsOf(file);
+        const size = (BigInt(statSync(file).size) + 4095n) & ~4095n;
+        for (const [start, end] of mapped) advise(start, end - start < size ? end - start : size, MADV_DONTNEED);
+      } catch {
+        // Only a memory optimisation: never fail a write because of it.
+      }
     },
     async close() {
       await root.close();

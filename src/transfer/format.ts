@@ -9,8 +9,11 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { EntityKind } from '../core/entities.ts';
 
-/** Bumped whenever a reader of the previous version would misread a file. */
-export const FORMAT_VERSION = '1';
+/**
+ * Bumped whenever a reader of the previous version would misread a file.
+ * 2: the digest covers the entity items' raw bytes (1: their parse events).
+ */
+export const FORMAT_VERSION = '2';
 
 export const CONTEXT_NAMESPACE = 'http://netlicensing.labs64.com/schema/context';
 
@@ -103,14 +106,14 @@ export function mayFollow(previous: EntityKind | undefined, next: EntityKind): b
   }
 }
 
-const DIGEST_DOMAIN = 'netlicensing-agent transfer digest v1\n';
+const DIGEST_DOMAIN = 'netlicensing-agent transfer digest v2\n';
 
 /** Pending canonical text is hashed in pieces of about this many UTF-16 code units. */
 const FLUSH_CHARS = 64 * 1024;
 
 /**
- * Streams the canonical encoding of items into a SHA-256
- * (docs/transfer-format.md, "Digest"). The encoding is a text, hashed as
+ * Streams the canonical encoding of an item into a SHA-256 (used for the
+ * header item, docs/transfer-format.md, "Digest"). The encoding is a text, hashed as
  * UTF-8: U+0001 type U+0000 starts an item, U+0002 name U+0000 value U+0000
  * is a property, U+0003 name U+0000 starts a list, U+0004 ends a list,
  * U+0005 ends an item. XML 1.0 cannot carry U+0000–U+0008 in any form, so
@@ -157,9 +160,11 @@ export class CanonicalHasher {
 }
 
 /**
- * The value of a file's TransferDigest `sha256` property: the header and the
- * entity items are hashed separately, so that the writer can fill in the
- * header's `files` count after it has written the entities.
+ * The value of a file's TransferDigest `sha256` property from the hash of
+ * the header's canonical encoding and the hash of the entity items' bytes
+ * (from just after the header's end tag to just after the last entity
+ * item's end tag). The header is hashed apart, from its content, so that
+ * the writer can fill in its `files` count after writing the entities.
  */
 export function fileDigest(headerHash: Buffer, bodyHash: Buffer): string {
   return createHash('sha256').update(DIGEST_DOMAIN).update(headerHash).update(bodyHash).digest('hex');

@@ -10,10 +10,11 @@
  *
  * The number of files N is known only at the end, but every header carries
  * it: the writer reserves a fixed-width slot for it and patches it in place
- * before the fsync. The digest hashes the header separately from the entity
- * items for the same reason (format.ts, `fileDigest`).
+ * before the fsync. The digest hashes the header (from its content)
+ * separately from the entity items (their bytes as written) for the same
+ * reason (format.ts, `fileDigest`).
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import {
   closeSync,
   fchmodSync,
@@ -81,7 +82,8 @@ interface OpenFile {
   /** Entity items written (the header and digest are not counted here). */
   entities: number;
   pending: string;
-  body: CanonicalHasher;
+  /** SHA-256 of the bytes from the header's end tag to the last entity item's end tag. */
+  body: Hash;
   /** Byte offset of the `files` property line in the file. */
   filesOffset: number;
   bodyHash?: Buffer;
@@ -198,20 +200,14 @@ function entityText(entity: Entity): string {
   return `${out}  </item>\n`;
 }
 
-function hashList(list: EntityList, hasher: CanonicalHasher): void {
-  hasher.beginList(list.name);
-  for (const name in list.props) hasher.property(name, list.props[name]!);
-  for (const child of list.lists ?? []) hashList(child, hasher);
-  hasher.endList();
-}
-
-/** Feeds the hasher exactly what `entityText` writes, in the same order. */
-function hashEntity(entity: Entity, hasher: CanonicalHasher): void {
-  hasher.beginItem(entity.kind);
-  if (entity.props['number'] === undefined) hasher.property('number', entity.number);
-  for (const name in entity.props) hasher.property(name, entity.props[name]!);
-  for (const list of entity.lists ?? []) hashList(list, hasher);
-  hasher.endItem();
+/**
+ * Feeds the digest an item's text as written: the bytes run from just after
+ * the previous end tag (the header's or the previous item's), so each item
+ * contributes the newline before it and its text up to its end tag's `>`.
+ */
+function hashEntityText(text: string, hash: Hash): void {
+  hash.update('\n', 'utf8');
+  hash.update(text.slice(0, -1), 'utf8'); // every item text ends with the newline after `</item>`
 }
 
 /**
@@ -334,7 +330,7 @@ export async function writeTransferFiles(
       bytes: 0,
       entities: 0,
       pending: '',
-      body: new CanonicalHasher(),
+      body: createHash('sha256'),
       filesOffset: 0,
     };
     append(file, PREAMBLE);
@@ -347,6 +343,7 @@ export async function writeTransferFiles(
         append(file, propertyLine('    ', name, value));
       }
     }
+    // The header item ends with `</item>` and a newline: the digest's byte range starts at that newline.
     append(file, '  </item>\n');
     return file;
   };
@@ -366,7 +363,7 @@ export async function writeTransferFiles(
         closeBody(current);
         current = openNext();
       }
-      hashEntity(entity, current.body);
+      hashEntityText(text, current.body);
       append(current, text, bytes);
       current.entities++;
       entityCount++;

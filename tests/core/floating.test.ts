@@ -177,6 +177,8 @@ describe('Floating', () => {
       'productModuleNumber0=M-F&action0=checkOut',
       `${checkOut('a')}&maxCheckoutValidity0=0`,
       `${checkOut('a')}&maxCheckoutValidity0=ten`,
+      // Would replace the prototype of the state's session map instead of adding a session.
+      checkOut('__proto__'),
     ]) {
       const { outcome } = run(floating(), fresh(), body, NOW);
       expect(outcome.envelope.items).toEqual([]);

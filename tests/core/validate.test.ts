@@ -87,6 +87,7 @@ describe('validate: product-level rules', () => {
         items: [],
       },
       events: [],
+      stableUntilMs: Number.POSITIVE_INFINITY,
     });
   });
 

@@ -60,14 +60,7 @@ test('import into a serving agent: no failed request, no lost count, atomic swit
   await write(join(cwd, 'second'), data(['20', '15'], 20_000));
 
   const agent = run(['--action=run-agent-offline', '--port=0', '--host=127.0.0.1', '--without-card', '--admin.port=off'], cwd);
-  const reader = agent.stdout.getReader();
-  let text = '';
-  while (!/listening on [^:]+:\d+/.test(text)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`agent exited: ${await new Response(agent.stderr).text()}`);
-    text += new TextDecoder().decode(value);
-  }
-  const port = Number(/listening on [^:]+:(\d+)/.exec(text)![1]);
+  const port = await listeningPort(agent);
   const url = `http://127.0.0.1:${port}/rest/licensee/L/validate`;
   const post = async (body: string) => {
     const res = await fetch(url, {
@@ -117,3 +110,43 @@ test('import into a serving agent: no failed request, no lost count, atomic swit
   expect(store.listEntities('Licensee').total).toBe(20_001);
   await store.close();
 }, 180_000);
+
+async function listeningPort(agent: Bun.Subprocess<'ignore', 'pipe', 'pipe'>): Promise<number> {
+  const reader = agent.stdout.getReader();
+  let text = '';
+  while (!/listening on [^:]+:\d+/.test(text)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`agent exited: ${await new Response(agent.stderr).text()}`);
+    text += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  return Number(/listening on [^:]+:(\d+)/.exec(text)![1]);
+}
+
+// Goal: one database, one serving agent (the runtime state lives in the serving process's
+// memory). Method: a second run-agent-offline on the same working directory while the first
+// serves must stop with exit 8 and say why; after the first stops (SIGKILL: the kernel drops
+// the lock with the process) a new one starts.
+test('a second agent on the same database is refused; the lock dies with its holder', async () => {
+  const cwd = tempDir('nla-one-agent-');
+  await write(join(cwd, 'in'), data(['1', '1'], 0));
+  expect(await run(['--action=import-assets', '--input=in', '--without-card'], cwd).exited).toBe(0);
+  const serve = ['--action=run-agent-offline', '--port=0', '--host=127.0.0.1', '--without-card', '--admin.port=off'];
+  const first = run(serve, cwd);
+  await listeningPort(first);
+  const second = run(serve, cwd);
+  expect(await second.exited).toBe(8);
+  expect(await new Response(second.stderr).text()).toContain(`another agent already serves the database in ${join(cwd, 'database')} (pid ${first.pid}`);
+  first.kill('SIGKILL');
+  await first.exited;
+  const third = run(serve, cwd);
+  const port = await listeningPort(third);
+  const res = await fetch(`http://127.0.0.1:${port}/rest/licensee/L/validate`, {
+    method: 'POST',
+    headers: { authorization: apiKeyAuth(), 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'productModuleNumber0=M-QUOTA',
+  });
+  expect(res.status).toBe(200);
+  third.kill('SIGTERM');
+  expect(await third.exited).toBe(0);
+});

@@ -1,28 +1,74 @@
 // Goal: an import is all or nothing even when the process dies: a child
 // killed with SIGKILL in the middle of a large import leaves the database
 // holding exactly the old state (or, had it finished, the new one), never a
-// mix. Method: import a small export, copy the database, start a child that
-// imports a large export into it and kill it once it reports a quarter of
-// the bytes read; import the same export fully into the copy; compare entity
-// counts and checksums of the reopened databases.
+// mix; killed while staging batches it leaves the old state, killed right
+// after the switch transaction the new one; what a killed import leaves
+// behind (staged definitions, its claim, or the previous generation) is
+// cleared by the next import. Method: import a small export, copy the
+// database, start a child that imports a large export into it and kill it
+// once it reports a quarter of the bytes read, or at a fixed stop (after
+// batch 3, after the switch); import the same export fully into the copy;
+// compare entity counts and checksums of the reopened databases.
 import { describe, expect, test } from 'bun:test';
 import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import { importTransferFiles } from '../../src/importer/import-transfer.ts';
-import { openAssetStore } from '../../src/store/asset-store.ts';
+import { openAssetStore, type DefinitionsGenerations } from '../../src/store/asset-store.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
 import { tempDir } from '../helpers.ts';
 import { counts, header, headerFor, smallExport, storeChecksum } from './helpers.ts';
+import { ImportChild, newExport, oldState } from './staged-helpers.ts';
 
 const CHILD = join(import.meta.dir, 'fixtures', 'import-child.ts');
 
 async function stateOf(database: string) {
   const store = openAssetStore(database);
   try {
-    return { checksum: storeChecksum(store), counts: counts(store), runtime: store.getRuntime('L0') };
+    return { checksum: storeChecksum(store), counts: counts(store), runtime: store.getRuntime('L0'), generations: store.definitionsGenerations() };
   } finally {
     await store.close();
   }
+}
+
+/** The state of `database` after importing `input` completely (done on a copy made now). */
+async function completedImport(database: string, input: string): Promise<Awaited<ReturnType<typeof stateOf>>> {
+  const copy = join(database, '..', 'completed', 'database');
+  cpSync(database, copy, { recursive: true });
+  const store = openAssetStore(copy);
+  importTransferFiles(store, { directory: input, force: false, withoutCard: false, nowMs: Date.UTC(2026, 5, 2) });
+  await store.close();
+  return stateOf(copy);
+}
+
+/** Kills a child import at a stop; returns the database's state and what the next import makes of it. */
+async function killAt(stop: string) {
+  const root = tempDir('nla-atomic-');
+  const database = await oldState(root);
+  const input = await newExport(root, 2000);
+  const old = await stateOf(database);
+  const fresh = await completedImport(database, input);
+  expect(fresh.checksum).not.toBe(old.checksum);
+
+  const child = new ImportChild(database, input, [stop]);
+  try {
+    await child.until(`paused ${stop}`);
+  } finally {
+    child.proc.kill('SIGKILL');
+  }
+  await child.proc.exited;
+  expect(child.proc.signalCode).toBe('SIGKILL');
+  const after = await stateOf(database);
+
+  // The next import of the same export clears what the killed one left and ends in the new state.
+  const store = openAssetStore(database);
+  importTransferFiles(store, { directory: input, force: false, withoutCard: false, nowMs: Date.UTC(2026, 5, 2) });
+  await store.close();
+  const next = await stateOf(database);
+  const clean: Partial<DefinitionsGenerations> = { spareEntities: 0 };
+  expect(next.generations).toMatchObject(clean);
+  expect(next.generations.staging).toBeUndefined();
+  expect(next.checksum).toBe(fresh.checksum);
+  return { old, fresh, after, childPid: child.proc.pid };
 }
 
 describe('atomicity', () => {
@@ -54,14 +100,18 @@ describe('atomicity', () => {
     const child = Bun.spawn([process.execPath, CHILD, database, largeDir], { stdout: 'pipe', stderr: 'pipe' });
     const reader = child.stdout.getReader();
     let said = '';
-    while (!said.includes('midway') && !said.includes('done')) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      said += new TextDecoder().decode(value);
+    try {
+      while (!said.includes('midway') && !said.includes('done')) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        said += new TextDecoder().decode(value);
+      }
+    } finally {
+      // The child waits at "midway" until killed (fixtures/import-child.ts).
+      child.kill('SIGKILL');
     }
     expect(said).toContain('midway');
     expect(said).not.toContain('done');
-    child.kill('SIGKILL');
     await child.exited;
     expect(child.signalCode).toBe('SIGKILL');
 
@@ -79,5 +129,27 @@ describe('atomicity', () => {
     expect(after.checksum).toBe(old.checksum);
     expect(after.counts).toEqual(old.counts);
     expect(after.runtime.usedQuantity['X0']).toBe(3);
+  });
+
+  test('SIGKILL while staging batches leaves the old state; the next import clears the staging', async () => {
+    const { old, after, childPid } = await killAt('batch:3');
+    expect(after.checksum).toBe(old.checksum);
+    expect(after.counts).toEqual(old.counts);
+    expect(after.runtime.usedQuantity['X0']).toBe(3);
+    // Left behind: the staged batches and the dead import's claim (readers never see them).
+    expect(after.generations.staging?.pid).toBe(childPid);
+    expect(after.generations.spareEntities).toBeGreaterThan(0);
+    expect(after.generations.served).toBe(old.generations.served);
+  });
+
+  test('SIGKILL right after the switch leaves the new state; the next import clears the previous generation', async () => {
+    const { old, fresh, after } = await killAt('switched');
+    expect(after.checksum).toBe(fresh.checksum);
+    expect(after.counts).toEqual(fresh.counts);
+    expect(after.runtime.usedQuantity['X0']).toBe(3);
+    // Left behind: the previous generation, no longer served.
+    expect(after.generations.staging).toBeUndefined();
+    expect(after.generations.spareEntities).toBe(old.counts.Licensee + old.counts.License + 1 + 2 + 2);
+    expect(after.generations.served).not.toBe(old.generations.served);
   });
 });

@@ -1,13 +1,18 @@
 // Goal: every kind of bad input is refused with exit code 3 (EXIT.input), a
 // message naming file, line and column (pointing at the offending place),
-// and the database left exactly as it was. Method: a database with a prior
+// and the database left exactly as it was, whether the files are parsed on
+// the importing thread or on a reader thread. Method: a database with a prior
 // import and runtime state; each case writes broken transfer files (by hand,
 // with a valid digest where the digest is not the point) and runs
-// `runCli --action=import-assets`; the store checksum is compared afterwards.
+// `runCli --action=import-assets` (small files: parsed inline), then the same
+// import with the reader thread, which must fail with the same message; the
+// store checksum is compared afterwards.
 import { beforeAll, describe, expect, test } from 'bun:test';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXIT } from '../../src/cli/exit-codes.ts';
+import { TransferInputError } from '../../src/importer/errors.ts';
+import { importTransferFiles } from '../../src/importer/import-transfer.ts';
 import { openAssetStore } from '../../src/store/asset-store.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
 import { tempDir } from '../helpers.ts';
@@ -97,6 +102,20 @@ async function expectRefused(name: string, dir: string, expected: Expectation): 
     else expect(text).toMatch(expected.lineHas);
   }
   if (expected.column !== undefined) expect(Number(match[2])).toBe(expected.column);
+  if ((expected.exit ?? EXIT.input) === EXIT.input) {
+    // Parsed on the reader thread: the same refusal, word for word.
+    const store = openAssetStore(join(cwd, 'database'));
+    let error: unknown;
+    try {
+      importTransferFiles(store, { directory: join(cwd, name), displayDirectory: name, force: false, withoutCard: false, nowMs: 0, readThread: 'worker' });
+    } catch (caught) {
+      error = caught;
+    } finally {
+      await store.close();
+    }
+    expect(error).toBeInstanceOf(TransferInputError);
+    expect(`error: ${(error as Error).message}`).toBe(/error: .*/.exec(result.stderr)![0]);
+  }
   expect(await databaseChecksum()).toBe(checksum);
 }
 
@@ -229,6 +248,35 @@ describe('bad input is refused with file:line:column and the database unchanged'
     await expectRefused(name, dir, { reason: /digest mismatch: the file was altered/, lineHas: 'type="TransferDigest"' });
   });
 
+  test('digest mismatch after a change between or inside entity items that XML would ignore', async () => {
+    // The digest covers the entity items' bytes: reformatting or another namespace prefix is a change too.
+    const text = rawTransferFile([rawHeader(), ...goodItems()]);
+    const bodyStart = text.indexOf('</item>') + '</item>'.length;
+    const changes: [string, (t: string) => string][] = [
+      ['indentation', (t) => t.slice(0, bodyStart) + t.slice(bodyStart).replace('\n  <item type="License">', '\n    <item type="License">')],
+      ['a prefix', (t) => t.slice(0, bodyStart) + t.slice(bodyStart).replace('<item type="License">', '<n:item xmlns:n="http://netlicensing.labs64.com/schema/context" type="License">').replace(/(<n:item[^]*?)<\/item>/, '$1</n:item>')],
+      ['a character reference', (t) => t.replace('>Product<', '>&#80;roduct<')],
+    ];
+    for (const [, change] of changes) {
+      const { dir, name } = inputDir();
+      const changed = change(text);
+      expect(changed).not.toBe(text);
+      writeRaw(dir, 1, changed);
+      await expectRefused(name, dir, { reason: /digest mismatch: the file was altered/, lineHas: 'type="TransferDigest"' });
+    }
+  });
+
+  test('white space inside the header, outside the digest, is not a change', async () => {
+    const { dir, name } = inputDir();
+    const text = rawTransferFile([rawHeader({ licensees: '["L1"]' }), ...goodItems()]);
+    writeRaw(dir, 1, text.replace('<item type="TransferHeader">\n', '<item type="TransferHeader">\n\n      '));
+    const result = await cli(['--action=import-assets', `--input=${name}`], cwd);
+    expect(result.code).toBe(EXIT.ok);
+    // Imported: put the database back for the other cases.
+    const redo = await cli(['--action=import-assets', '--input=good'], cwd);
+    expect(redo.code).toBe(EXIT.ok);
+  });
+
   test('item count mismatch', async () => {
     const { dir, name } = inputDir();
     writeRaw(dir, 1, rawTransferFile([rawHeader(), ...goodItems()], { itemsCount: '3' }));
@@ -303,7 +351,8 @@ describe('bad input is refused with file:line:column and the database unchanged'
 
   test('header problems', async () => {
     const cases: [Record<string, string>, RegExp, string?][] = [
-      [{ formatVersion: '2' }, /transfer format version 2 is not supported/],
+      [{ formatVersion: '1' }, /transfer format version 1 is not supported \(this agent reads version 2\)/],
+      [{ formatVersion: '3' }, /transfer format version 3 is not supported/],
       [{ file: '3', files: '3' }, /header says this is file 3, but the file is named 1_netlicensing-assets\.xml/],
       [{ licensees: '{"a":1}' }, /licensees must be a JSON array/],
       [{ cardSerial: 'C1' }, /both cardSerial and withoutCard/],

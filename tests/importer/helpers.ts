@@ -92,7 +92,7 @@ export function rawItem(type: string, props: Record<string, string>, lists?: Raw
 
 export function rawHeader(fields: Record<string, string> = {}): RawItem {
   return rawItem(HEADER_TYPE, {
-    formatVersion: '1',
+    formatVersion: '2',
     exportId: 'raw-export',
     createdAt: '2026-03-01T12:00:00.000Z',
     sourceHost: 'https://go.netlicensing.io',
@@ -110,33 +110,40 @@ export function rawHeader(fields: Record<string, string> = {}): RawItem {
  * content rules that the writer would refuse.
  */
 export function rawTransferFile(items: RawItem[], options: { digest?: string; itemsCount?: string; namespace?: string } = {}): string {
+  // The header is hashed from its content; the other items as the bytes from the header's end tag
+  // to the last item's end tag (docs/transfer-format.md, "Digest").
   const headerHasher = new CanonicalHasher();
-  const bodyHasher = new CanonicalHasher();
   let out = `<?xml version="1.0" encoding="UTF-8"?>\n<netlicensing xmlns="${options.namespace ?? CONTEXT_NAMESPACE}">\n<infos/>\n<items>\n`;
-  const renderList = (list: RawList, hasher: CanonicalHasher, indent: string): string => {
-    hasher.beginList(list.name);
+  let bodyStart = -1;
+  let bodyEnd = -1;
+  const renderList = (list: RawList, hasher: CanonicalHasher | undefined, indent: string): string => {
+    hasher?.beginList(list.name);
     let text = `${indent}<list name="${escapeAttribute(list.name)}">\n`;
     for (const [name, value] of list.props) {
-      hasher.property(name, value);
+      hasher?.property(name, value);
       text += `${indent}  <property name="${escapeAttribute(name)}">${escapeText(value)}</property>\n`;
     }
     for (const child of list.lists ?? []) text += renderList(child, hasher, `${indent}  `);
-    hasher.endList();
+    hasher?.endList();
     return `${text}${indent}</list>\n`;
   };
   items.forEach((item, i) => {
-    const hasher = i === 0 ? headerHasher : bodyHasher;
-    hasher.beginItem(item.type);
+    const hasher = i === 0 ? headerHasher : undefined;
+    hasher?.beginItem(item.type);
     out += `  <item type="${escapeAttribute(item.type)}">\n`;
     for (const [name, value] of item.props) {
-      hasher.property(name, value);
+      hasher?.property(name, value);
       out += `    <property name="${escapeAttribute(name)}">${escapeText(value)}</property>\n`;
     }
     for (const list of item.lists ?? []) out += renderList(list, hasher, '    ');
-    hasher.endItem();
-    out += '  </item>\n';
+    hasher?.endItem();
+    out += '  </item>';
+    if (i === 0) bodyStart = out.length;
+    bodyEnd = out.length;
+    out += '\n';
   });
-  const digest = options.digest ?? fileDigest(headerHasher.digest(), bodyHasher.digest());
+  const body = createHash('sha256').update(out.slice(bodyStart, bodyEnd), 'utf8').digest();
+  const digest = options.digest ?? fileDigest(headerHasher.digest(), body);
   out += `  <item type="TransferDigest">\n    <property name="items">${options.itemsCount ?? items.length}</property>\n`;
   out += `    <property name="sha256">${digest}</property>\n  </item>\n</items>\n</netlicensing>\n`;
   return out;

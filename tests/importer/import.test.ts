@@ -8,7 +8,7 @@ import { describe, expect, test } from 'bun:test';
 import { join } from 'node:path';
 import type { Entity } from '../../src/core/entities.ts';
 import { ImportConflictError } from '../../src/importer/errors.ts';
-import { IMPORT_MARK, importTransferFiles, type ImportOptions } from '../../src/importer/import-transfer.ts';
+import { importTransferFiles, type ImportOptions } from '../../src/importer/import-transfer.ts';
 import { openAssetStore, type AssetStore } from '../../src/store/asset-store.ts';
 import type { TransferHeader } from '../../src/transfer/types.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
@@ -34,12 +34,9 @@ function importDir(store: AssetStore, directory: string, options: Partial<Import
   return { summary, warnings };
 }
 
+/** The stored definition: exactly the exported entity (kind, number, props, lists), nothing added. */
 function stored(store: AssetStore, e: Entity): Entity | undefined {
-  const found = store.getEntity(e.kind, e.number) as (Entity & { [IMPORT_MARK]?: number }) | undefined;
-  if (!found) return undefined;
-  const { [IMPORT_MARK]: mark, ...rest } = found;
-  expect(typeof mark).toBe('number');
-  return rest;
+  return store.getEntity(e.kind, e.number);
 }
 
 function newStore(): AssetStore {

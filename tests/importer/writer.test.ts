@@ -6,7 +6,7 @@ import { describe, expect, test } from 'bun:test';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Entity } from '../../src/core/entities.ts';
-import { readTransferFile, type TransferItem } from '../../src/importer/transfer-file.ts';
+import { forEachTokenItem, openTransferFile, readTransferFile, type TransferItem } from '../../src/importer/transfer-file.ts';
 import { CONTEXT_NAMESPACE, FILES_DIGITS_RESERVED } from '../../src/transfer/format.ts';
 import { TransferFilesExistError, TransferWriteError, writeTransferFiles } from '../../src/transfer/writer.ts';
 import { tempDir } from '../helpers.ts';
@@ -37,7 +37,7 @@ describe('transfer writer', () => {
     const back = readBack(result.files[0]!);
     expect(back.items).toBe(entities.length + 1);
     expect(back.header.props).toMatchObject({
-      formatVersion: '1',
+      formatVersion: '2',
       exportId: 'export-1',
       withoutCard: 'true',
       licensees: '["L1"]',
@@ -150,5 +150,49 @@ describe('transfer writer', () => {
     const result = await writeTransferFiles(header([]), none(), { directory: dir });
     expect(result.entities).toBe(0);
     expect(readBack(result.files[0]!).items).toBe(1);
+  });
+
+  test('the byte digest verifies at any chunk size, with characters split between chunks and a BOM', async () => {
+    const dir = tempDir();
+    const entities = smallExport([{ number: 'Kunde 😀 1', licenses: ['Lizenz ✓ 1', '许可证 2'], props: { note: 'Grüße 😀\r\n' } }]);
+    // Nested lists, and a property named like an object's prototype.
+    const nested = entity('Licensee', 'nested', { productNumber: 'P' }, [
+      { name: 'outer', props: { a: '1', ['__proto__']: 'p' }, lists: [{ name: 'inner', props: { b: '2' }, lists: [{ name: 'deep', props: {} }] }] },
+      { name: 'second', props: {} },
+    ]);
+    nested.props = Object.assign(Object.create(null) as Record<string, string>, nested.props, { ['__proto__']: 'own' });
+    entities.splice(entities.findIndex((e) => e.kind === 'Licensee'), 0, nested);
+    const result = await writeTransferFiles(headerFor(entities), entities, { directory: dir });
+    const path = result.files[0]!;
+    const bytes = readFileSync(path);
+    const withBom = join(dir, 'bom.xml');
+    writeFileSync(withBom, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), bytes]));
+    const expected = readBack(path);
+    const declared = /<property name="sha256">([0-9a-f]{64})</.exec(bytes.toString('utf8'))![1];
+    for (const file of [path, withBom]) {
+      for (const chunkBytes of [1, 2, 3, 5, 7, 64, 4093]) {
+        const entitiesRead: TransferItem[] = [];
+        const read = readTransferFile(file, file, { header: () => undefined, entity: (item) => entitiesRead.push(item) }, { chunkBytes });
+        expect(read).toEqual({ items: expected.items, sha256: declared! });
+        expect(entitiesRead).toEqual(expected.entities);
+      }
+    }
+    // The importer's way: entity items as tokens, taken after each chunk (items split between chunks).
+    for (const chunkBytes of [3, 64, 4093]) {
+      const reader = openTransferFile(path, path, { header: () => undefined }, { chunkBytes });
+      const decoded: TransferItem[] = [];
+      try {
+        do forEachTokenItem(reader.takeEntityTokens(), (item) => decoded.push(item));
+        while (reader.step());
+        forEachTokenItem(reader.takeEntityTokens(), (item) => decoded.push(item));
+      } finally {
+        reader.close();
+      }
+      expect(decoded).toEqual(expected.entities);
+    }
+    // One byte more inside the entity items is a different digest.
+    const changed = join(dir, 'changed.xml');
+    writeFileSync(changed, bytes.toString('utf8').replace('<property name="note">', ' <property name="note">'));
+    expect(() => readBack(changed)).toThrow(/digest mismatch/);
   });
 });

@@ -9,7 +9,7 @@
  * binds the database to it with a first card checkpoint; an import into a
  * bound database first verifies it with the bound card (a rolled-back
  * database must not be re-imported into). Card I/O happens before the
- * import transaction.
+ * import's first transaction.
  *
  * stdout gets the summary (for scripts); progress goes to stderr, and only
  * when stderr is a terminal.
@@ -30,7 +30,7 @@ import {
   type ImportSummary,
   type KindCounts,
 } from '../../importer/import-transfer.ts';
-import { openAssetStore } from '../../store/asset-store.ts';
+import { openAssetStore, StagedImportError } from '../../store/asset-store.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { ActionContext, ActionDef, CliIo } from '../actions.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
@@ -175,7 +175,7 @@ export const importAssetsAction: ActionDef = {
         await store.close();
       }
       const seconds = (clock.nowMs() - startMs) / 1000;
-      log.debug(`import ${summary.exportId} committed`);
+      log.debug(`import ${summary.exportId} committed (files parsed ${summary.readThread === 'worker' ? 'on a reader thread' : 'inline'})`);
       io.stdout(summaryText(summary, seconds, boundSerial));
       return EXIT.ok;
     } catch (error) {
@@ -184,6 +184,8 @@ export const importAssetsAction: ActionDef = {
       if (error instanceof TransferInputError) throw new CliError(error.message, EXIT.input, { cause: error });
       if (error instanceof ImportConflictError) throw new CliError(error.message, EXIT.conflict, { cause: error });
       if (error instanceof ImportCardError) throw new CliError(error.message, EXIT.card, { cause: error });
+      // Another import runs, or took over, or definitions changed meanwhile: nothing of this one was applied.
+      if (error instanceof StagedImportError) throw new CliError(`import refused: ${error.message}`, EXIT.store, { cause: error });
       throw error;
     }
   },

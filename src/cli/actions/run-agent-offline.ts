@@ -27,6 +27,7 @@ import { createOps, isLoopback, parseAdminPort } from '../../server/ops/ops.ts';
 import { loadTlsConfig, TlsConfigError, type TlsConfig } from '../../server/tls.ts';
 import { buildInfo, versionText } from '../run.ts';
 import { openAssetStore } from '../../store/asset-store.ts';
+import { claimRuntimeWriter } from './runtime-writer-claim.ts';
 import type { ActionContext, ActionDef } from '../actions.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 import { parsePort, parseTtlMs } from '../option-values.ts';
@@ -112,6 +113,7 @@ export const runAgentOfflineAction: ActionDef = {
     const store = openAssetStore(join(cwd, 'database'));
     let cardSession: CardSession | undefined;
     try {
+      await claimRuntimeWriter(store, port, clock.nowMs());
       const meta = store.meta();
       if (!meta.lastImport) {
         throw new CliError('the database holds no imported assets yet: run --action=import-assets first', EXIT.store);

@@ -20,6 +20,7 @@ import { createSigner } from '../../server/signing.ts';
 import { loadTlsConfig, TlsConfigError } from '../../server/tls.ts';
 import { createTrustedClock } from '../../service/trusted-clock.ts';
 import { openAssetStore } from '../../store/asset-store.ts';
+import { claimRuntimeWriter } from './runtime-writer-claim.ts';
 import { loadSigningKeyFile, parseSigningAlgorithm } from '../../wire/xmldsig.ts';
 import type { ActionContext, ActionDef } from '../actions.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
@@ -116,6 +117,7 @@ export const runAgentAction: ActionDef = {
     const store = openAssetStore(join(cwd, 'database'), { create: true, nowMs: clock.nowMs() });
     let cache: ProxyCache | undefined;
     try {
+      await claimRuntimeWriter(store, port, clock.nowMs());
       const meta = store.meta();
       // The proxy keeps its own cache database and seals nothing with a card; it must never
       // write unsealed counter changes into a database bound to a card (not even --without-card).

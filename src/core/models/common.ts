@@ -47,6 +47,15 @@ export interface ModelContext {
   params: ModuleParameters;
   runtime: RuntimeState;
   nowMs: number;
+  /**
+   * Reports an instant at which this answer may change (a period starts or
+   * ends, a session expires, a warning threshold is crossed). The earliest
+   * one bounds how long an identical answer may be reused (see
+   * ValidateOutcome.stableUntilMs); reporting `nowMs` means "depends on the
+   * exact time, never reuse". Every comparison with `nowMs` must report its
+   * boundary — tests/core/stable-until.test.ts checks the models against it.
+   */
+  changesAt(ms: number): void;
   /** Automatic licenses may be created (licensee and product active, licensee not marked for transfer). */
   mayCreateLicenses: boolean;
   licenseeNumber: string;
@@ -134,6 +143,7 @@ export function chainTimeVolumes(ctx: ModelContext, views: readonly LicenseView[
     let startMs = view.startMs;
     if (startMs === undefined && view.startDateMissing) {
       startMs = ctx.nowMs;
+      ctx.changesAt(ctx.nowMs);
       events.push({ type: 'startDateSet', licenseNumber: view.number, startDate: toIso(ctx.nowMs) });
     }
     if (startMs === undefined || volume === undefined || volume <= 0) continue;
@@ -152,16 +162,27 @@ export function chainTimeVolumes(ctx: ModelContext, views: readonly LicenseView[
   return spans;
 }
 
-/** The span that covers `nowMs` (start inclusive, end exclusive). */
-export function currentSpan(spans: readonly TimeSpan[], nowMs: number): TimeSpan | undefined {
+/**
+ * The span that covers now (start inclusive, end exclusive). Reports every
+ * future start and end of `spans` (callers also look at spans that have begun).
+ */
+export function currentSpan(spans: readonly TimeSpan[], ctx: Pick<ModelContext, 'nowMs' | 'changesAt'>): TimeSpan | undefined {
+  const nowMs = ctx.nowMs;
+  for (const span of spans) {
+    if (span.startMs > nowMs) ctx.changesAt(span.startMs);
+    if (span.endMs > nowMs) ctx.changesAt(span.endMs);
+  }
   return spans.find((span) => span.startMs <= nowMs && nowMs < span.endMs);
 }
 
 /** Subscription / Pricing Table rule: time used < 80 % GREEN, ≥ 80 % YELLOW, expired (no span) RED. */
-export function timeUsedWarningLevel(span: TimeSpan | undefined, nowMs: number): WarningLevel {
+export function timeUsedWarningLevel(span: TimeSpan | undefined, ctx: Pick<ModelContext, 'nowMs' | 'changesAt'>): WarningLevel {
   if (span === undefined) return 'RED';
-  const used = (nowMs - span.startMs) / (span.endMs - span.startMs);
-  return used >= 0.8 ? 'YELLOW' : 'GREEN';
+  const used = (ctx.nowMs - span.startMs) / (span.endMs - span.startMs);
+  if (used >= 0.8) return 'YELLOW';
+  // Turns YELLOW at 80 %; reported a millisecond early, as the division above rounds.
+  ctx.changesAt(Math.floor(span.startMs + 0.8 * (span.endMs - span.startMs)) - 1);
+  return 'GREEN';
 }
 
 /** Floating / Node-Locked rule (§6.4, §6.8). No capacity at all is RED. */
@@ -182,6 +203,7 @@ export function createAutomaticLicense(ctx: ModelContext, template: Entity, even
   if (ctx.templatesWithLicenses.has(template.number)) return undefined;
   const number = agentLicenseNumber(ctx.licenseeNumber, template.number);
   const startDate = toIso(ctx.nowMs);
+  ctx.changesAt(ctx.nowMs);
   events.push({ type: 'licenseCreated', license: { number, templateNumber: template.number, startDate } });
   return {
     number,

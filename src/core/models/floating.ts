@@ -33,6 +33,24 @@ interface KnownSession {
   expiresMs: number;
 }
 
+// Imported session properties of a license, parsed once per license definition (definitions
+// are immutable; a re-import brings new objects): pure memoisation, weakly held.
+const IMPORTED_SESSIONS = new WeakMap<Record<string, string>, [id: string, checkedOutMs: number][]>();
+
+function importedSessionsOf(props: Record<string, string>): [id: string, checkedOutMs: number][] {
+  let sessions = IMPORTED_SESSIONS.get(props);
+  if (sessions === undefined) {
+    sessions = [];
+    for (const name in props) {
+      if (!name.startsWith(SESSION_PROPERTY_PREFIX) || name.length === SESSION_PROPERTY_PREFIX.length) continue;
+      const checkedOutMs = parseIso(props[name]);
+      if (checkedOutMs !== undefined) sessions.push([name.slice(SESSION_PROPERTY_PREFIX.length), checkedOutMs]);
+    }
+    IMPORTED_SESSIONS.set(props, sessions);
+  }
+  return sessions;
+}
+
 export function validateFloating(ctx: ModelContext): ModelResult {
   const moduleNumber = ctx.module.number;
   const action = ctx.params['action'];
@@ -43,6 +61,8 @@ export function validateFloating(ctx: ModelContext): ModelResult {
   if (action !== undefined && (sessionId === undefined || sessionId === '')) {
     throw new MalformedParameterError(moduleNumber, 'sessionId', `is required with action '${action}'`);
   }
+  // Session ids are keys of plain objects in the runtime state; this one would replace the object's prototype.
+  if (sessionId === '__proto__') throw new MalformedParameterError(moduleNumber, 'sessionId', "may not be '__proto__'");
   const moduleValidity = intProp(ctx.module, 'maxCheckoutValidity');
   const moduleValiditySeconds =
     moduleValidity !== undefined && moduleValidity > 0 ? moduleValidity : DEFAULT_MAX_CHECKOUT_VALIDITY_SECONDS;
@@ -61,29 +81,31 @@ export function validateFloating(ctx: ModelContext): ModelResult {
 
   const imported = new Map<string, KnownSession>();
   for (const view of licenses) {
-    for (const [name, value] of Object.entries(view.props)) {
-      if (!name.startsWith(SESSION_PROPERTY_PREFIX) || name.length === SESSION_PROPERTY_PREFIX.length) continue;
-      const checkedOutMs = parseIso(value);
-      if (checkedOutMs === undefined) continue;
-      const id = name.slice(SESSION_PROPERTY_PREFIX.length);
+    for (const [id, checkedOutMs] of importedSessionsOf(view.props)) {
       const expiresMs = checkedOutMs + moduleValiditySeconds * 1000;
       const known = imported.get(id);
       if (known === undefined || known.expiresMs < expiresMs) imported.set(id, { checkedOutMs, expiresMs });
     }
   }
   const runtimeSessions = ctx.runtime.sessions[moduleNumber] ?? {};
-  const sessions = new Map<string, KnownSession>(imported);
-  for (const [id, session] of Object.entries(runtimeSessions)) sessions.set(id, session);
-  const isLive = (session: KnownSession | undefined): session is KnownSession =>
-    session !== undefined && session.expiresMs > ctx.nowMs;
-  let used = [...sessions.values()].filter(isLive).length;
+  const isLive = (session: KnownSession | undefined): session is KnownSession => {
+    if (session === undefined || session.expiresMs <= ctx.nowMs) return false;
+    ctx.changesAt(session.expiresMs);
+    return true;
+  };
+  // A runtime entry for an id overrides the imported one (see the file comment).
+  let used = 0;
+  for (const id in runtimeSessions) if (isLive(runtimeSessions[id])) used += 1;
+  for (const [id, session] of imported) if (runtimeSessions[id] === undefined && isLive(session)) used += 1;
+  const sessionOf = (id: string): KnownSession | undefined => runtimeSessions[id] ?? imported.get(id);
 
   const events: RuntimeEvent[] = [];
   const properties: Property[] = [];
   const nowMs = ctx.nowMs;
   if (action === 'checkOut' && sessionId !== undefined) {
-    const existing = sessions.get(sessionId);
+    const existing = sessionOf(sessionId);
     const expiresMs = nowMs + validitySeconds * 1000;
+    ctx.changesAt(nowMs);
     // An open session is extended unless the pool is over-full (imported sessions beyond a pool the
     // vendor shrank): then it may run out, so the pool shrinks back to its capacity.
     if (isLive(existing) && used <= capacity) {
@@ -98,7 +120,7 @@ export function validateFloating(ctx: ModelContext): ModelResult {
     }
   } else if (action === 'checkIn' && sessionId !== undefined) {
     const importedSession = imported.get(sessionId);
-    if (isLive(sessions.get(sessionId))) used -= 1;
+    if (isLive(sessionOf(sessionId))) used -= 1;
     if (isLive(importedSession)) {
       // The imported property cannot be removed: an entry that expires now masks it.
       events.push({ type: 'sessionCheckedOut', moduleNumber, sessionId, checkedOutMs: importedSession.checkedOutMs, expiresMs: nowMs });
@@ -113,8 +135,8 @@ export function validateFloating(ctx: ModelContext): ModelResult {
 
   if (action !== undefined) {
     // Writing anyway: forget expired runtime sessions, unless one still masks a live imported session.
-    for (const [id, session] of Object.entries(runtimeSessions)) {
-      if (id === sessionId || session.expiresMs > nowMs || isLive(imported.get(id))) continue;
+    for (const id in runtimeSessions) {
+      if (id === sessionId || isLive(runtimeSessions[id]) || isLive(imported.get(id))) continue;
       events.push({ type: 'sessionExpired', moduleNumber, sessionId: id });
     }
   }

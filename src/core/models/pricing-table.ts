@@ -114,7 +114,7 @@ export function validatePricingTable(ctx: ModelContext): ModelResult {
     const licenses = ctx.licenses.filter((view) => view.template.number === template.number);
     if (licenses.length === 0) return;
     if (templateType(template) === 'TIMEVOLUME') {
-      const span = currentSpan(chainTimeVolumes(ctx, licenses, events), ctx.nowMs);
+      const span = currentSpan(chainTimeVolumes(ctx, licenses, events), ctx);
       if (span) active.push({ template, index, span });
     } else {
       active.push({ template, index, span: undefined });
@@ -138,7 +138,7 @@ export function validatePricingTable(ctx: ModelContext): ModelResult {
       ['activePricingPlans', active.map((plan) => plan.template.number).join(',')],
       ['pricingPlanType', type],
     );
-    warningLevel = type === 'TIMEVOLUME' ? timeUsedWarningLevel(winner.span, ctx.nowMs) : 'GREEN';
+    warningLevel = type === 'TIMEVOLUME' ? timeUsedWarningLevel(winner.span, ctx) : 'GREEN';
   }
   const values = winner ? parsePlanSkus(winner.template.props['skus']) : undefined;
   const lists = parseSkuDefinitions(ctx.module.props['skudef']).map((sku) => skuList(sku, values));

@@ -58,6 +58,26 @@ function computeRanks(keys: readonly string[]): Map<string, number> {
   return new Map(ordered.map((entry, rank) => [entry.key, rank]));
 }
 
+/**
+ * Indices of `keys` in HashMap iteration order (stable for equal names):
+ * `javaHashMapOrder(keys).map((i) => values[i])` equals sorting `values` by
+ * `javaHashMapRanks(keys)`. Memoised by the exact key sequence, which on the
+ * validate hot path is one of a few per module, so no per-request sort.
+ */
+export function javaHashMapOrder(keys: readonly string[]): readonly number[] {
+  let cacheKey = '';
+  for (const key of keys) cacheKey += `${key}\u001f`;
+  const cached = ORDER_CACHE.get(cacheKey);
+  if (cached) return cached;
+  const ranks = computeRanks(keys);
+  const order = keys.map((_, i) => i).sort((a, b) => (ranks.get(keys[a]!) ?? 0) - (ranks.get(keys[b]!) ?? 0) || a - b);
+  if (ORDER_CACHE.size >= RANK_CACHE_MAX) ORDER_CACHE.clear();
+  ORDER_CACHE.set(cacheKey, order);
+  return order;
+}
+
+const ORDER_CACHE = new Map<string, readonly number[]>();
+
 /** Sorts `values` (stable) by the HashMap rank of `nameOf(value)`. */
 export function sortByJavaHashMap<T>(values: readonly T[], ranks: Map<string, number>, nameOf: (value: T) => string): T[] {
   return [...values].sort((a, b) => (ranks.get(nameOf(a)) ?? 0) - (ranks.get(nameOf(b)) ?? 0));

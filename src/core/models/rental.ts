@@ -33,11 +33,13 @@ export function validateRental(ctx: ModelContext): ModelResult {
   const levels: WarningLevel[] = [];
   for (const feature of ofType(ctx.licenses, 'FEATURE')) {
     const children = timeVolumes.filter((view) => parentFeature(view) === feature.number);
-    const span = currentSpan(chainTimeVolumes(ctx, children, events), ctx.nowMs);
+    const span = currentSpan(chainTimeVolumes(ctx, children, events), ctx);
     let level: WarningLevel;
     if (span === undefined) level = 'RED';
     else {
       const remainingMs = span.endMs - ctx.nowMs;
+      // "remaining > threshold" flips when now reaches end − threshold.
+      for (const days of [yellowDays, redDays]) if (span.endMs - days * DAY_MS > ctx.nowMs) ctx.changesAt(span.endMs - days * DAY_MS);
       level = remainingMs > yellowDays * DAY_MS ? 'GREEN' : remainingMs > redDays * DAY_MS ? 'YELLOW' : 'RED';
     }
     levels.push(level);

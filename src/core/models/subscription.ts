@@ -27,8 +27,8 @@ export function validateSubscription(ctx: ModelContext): ModelResult {
     const created = createAutomaticLicense(ctx, template, events);
     if (created) licenses.push(created);
   }
-  const span = currentSpan(chainTimeVolumes(ctx, ofType(licenses, 'TIMEVOLUME'), events), ctx.nowMs);
+  const span = currentSpan(chainTimeVolumes(ctx, ofType(licenses, 'TIMEVOLUME'), events), ctx);
   const properties: Property[] = [['valid', span ? 'true' : 'false']];
   if (span) properties.push(['expires', toIso(span.endMs)]);
-  return { properties, lists: [], warningLevel: timeUsedWarningLevel(span, ctx.nowMs), events, infos: [] };
+  return { properties, lists: [], warningLevel: timeUsedWarningLevel(span, ctx), events, infos: [] };
 }

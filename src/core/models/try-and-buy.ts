@@ -32,7 +32,7 @@ export function validateTryAndBuy(ctx: ModelContext): ModelResult {
 
   const featureAcquired = ofType(licenses, 'FEATURE').length > 0;
   const spans = chainTimeVolumes(ctx, ofType(licenses, 'TIMEVOLUME'), events);
-  const trial = currentSpan(spans, ctx.nowMs);
+  const trial = currentSpan(spans, ctx);
   // When the trial is over, report the end of the most recent trial period that has begun.
   const shown = trial ?? spans.filter((s) => s.startMs <= ctx.nowMs).at(-1);
 

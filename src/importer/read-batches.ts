@@ -1,0 +1,241 @@
+/**
+ * Reads the transfer files of an import as a sequence of item batches
+ * (`batchBytes` of input each), either on the calling thread or, for large
+ * imports, on a worker thread, so that parsing (saxes, the digest, the
+ * structure checks) runs on one core while the importer checks and writes
+ * the previous batch on another. The batches are the same either way: the
+ * worker runs `readBatchesInline` and posts each batch: its entity items as
+ * one string of tokens (transfer-file.ts, ITEM_START), which is quick to
+ * copy between threads.
+ *
+ * Memory stays bounded: the worker waits while MAX_IN_FLIGHT batches are
+ * posted and not yet taken. The calling thread stays synchronous (the
+ * importer's transactions are): it waits for the next batch with
+ * Atomics.wait and takes it with receiveMessageOnPort.
+ *
+ * Errors keep their order: a batch holds the items read before a bad spot,
+ * and the TransferInputError about that spot follows it, so the importer
+ * reports an earlier item's error first (as when reading inline).
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import { TransferInputError } from './errors.ts';
+import { openTransferFile } from './transfer-file.ts';
+
+export interface ReadFile {
+  path: string;
+  /** How messages name the file. */
+  display: string;
+}
+
+export interface ReadBatch {
+  /** Index of the file in the list given. */
+  file: number;
+  /**
+   * The file's TransferHeader, in the file's first batch: where it is and the
+   * hash of its content (the item itself can be large: file 1 lists every
+   * licensee; the importer has it from planning and compares the hash).
+   */
+  header?: { line: number; column: number; contentHash: string };
+  /** The entity items as one string of tokens (decode with forEachTokenItem). */
+  tokens: string;
+  /** Bytes of this file read so far. */
+  bytesRead: number;
+}
+
+export interface ReadBatchesOptions {
+  /** Input bytes per batch (a batch ends at the chunk that reaches it, and at the end of each file). */
+  batchBytes: number;
+  chunkBytes?: number;
+  /** After each chunk: bytes of the current file read so far (inline reading only; batches carry it too). */
+  onChunk?: (file: number, bytesRead: number) => void;
+}
+
+/**
+ * Reads the files in order on this thread and hands over their items in
+ * batches. A file's last batch is handed over after its digest is verified.
+ */
+export function readBatchesInline(files: readonly ReadFile[], options: ReadBatchesOptions, consume: (batch: ReadBatch) => void): void {
+  files.forEach((file, index) => {
+    let header: ReadBatch['header'];
+    let batchFrom = 0;
+    const reader = openTransferFile(
+      file.path,
+      file.display,
+      { header: (item, contentHash) => void (header = { line: item.line, column: item.column, contentHash }) },
+      options.chunkBytes === undefined ? {} : { chunkBytes: options.chunkBytes },
+    );
+    const handOver = () => {
+      const batch: ReadBatch = { file: index, tokens: reader.takeEntityTokens(), bytesRead: reader.bytesRead() };
+      if (header !== undefined) batch.header = header;
+      header = undefined;
+      batchFrom = batch.bytesRead;
+      consume(batch);
+    };
+    try {
+      while (reader.step()) {
+        options.onChunk?.(index, reader.bytesRead());
+        if (reader.bytesRead() - batchFrom >= options.batchBytes) handOver();
+      }
+      reader.result();
+    } catch (error) {
+      // The items read before a malformed spot come first: their own errors are reported first.
+      if (error instanceof TransferInputError) handOver();
+      throw error;
+    } finally {
+      reader.close();
+    }
+    handOver();
+  });
+}
+
+/** Slots of the shared state between the importing thread and the reader thread. */
+const PRODUCED = 0;
+const CONSUMED = 1;
+const CANCELLED = 2;
+/** Batches posted and not yet taken, at most: bounds the memory the reader can run ahead with. */
+const MAX_IN_FLIGHT = 3;
+/** The worker says it runs within this time, or the files are read inline. */
+const START_TIMEOUT_MS = 10_000;
+/** The reader thread collects garbage this often (see COLLECT_EVERY_BYTES in import-transfer.ts). */
+const COLLECT_EVERY_BYTES = 32 * 1024 * 1024;
+/** No batch for this long: the reader thread is taken to be dead. */
+const STALL_TIMEOUT_MS = 300_000;
+
+interface ReadWorkerData {
+  files: ReadFile[];
+  options: Omit<ReadBatchesOptions, 'onChunk'>;
+  state: SharedArrayBuffer;
+  port: MessagePort;
+}
+
+type WorkerMessage =
+  | { ready: true }
+  | { done: true }
+  | { batch: ReadBatch }
+  | { inputError: { file: string; line: number; column: number; reason: string } }
+  | { failure: string };
+
+class Cancelled extends Error {}
+
+/** The worker side (entry: read-worker.ts). */
+export function serveReadWorker(data: ReadWorkerData): void {
+  const state = new Int32Array(data.state);
+  const post = (message: WorkerMessage) => {
+    for (;;) {
+      if (Atomics.load(state, CANCELLED) !== 0) throw new Cancelled();
+      const consumed = Atomics.load(state, CONSUMED);
+      if (Atomics.load(state, PRODUCED) - consumed < MAX_IN_FLIGHT) break;
+      Atomics.wait(state, CONSUMED, consumed, 1000);
+    }
+    data.port.postMessage(message);
+    Atomics.add(state, PRODUCED, 1);
+    Atomics.notify(state, PRODUCED);
+  };
+  // This thread's heap grows with the allocation rate unless collected now and then (as the importer's).
+  let total = 0;
+  let collectAt = COLLECT_EVERY_BYTES;
+  let lastFile = 0;
+  let lastBytes = 0;
+  const onChunk = (file: number, bytesRead: number) => {
+    if (file !== lastFile) [lastFile, lastBytes] = [file, 0];
+    total += bytesRead - lastBytes;
+    lastBytes = bytesRead;
+    if (total >= collectAt) {
+      collectAt = total + COLLECT_EVERY_BYTES;
+      Bun.gc(true);
+    }
+  };
+  try {
+    post({ ready: true });
+    readBatchesInline(data.files, { ...data.options, onChunk }, (batch) => post({ batch }));
+    post({ done: true });
+  } catch (error) {
+    if (error instanceof Cancelled) return;
+    try {
+      post(
+        error instanceof TransferInputError
+          ? { inputError: { file: error.file, line: error.line, column: error.column, reason: error.reason } }
+          : { failure: (error as Error)?.message ?? String(error) },
+      );
+    } catch {
+      // cancelled meanwhile
+    }
+  } finally {
+    data.port.close();
+  }
+}
+
+/**
+ * Where the worker entry is: next to this file, or, in a `bun build
+ * --compile` executable, at its place under the entry points' common root,
+ * src/ (embedded as .js; the build must list src/importer/read-worker.ts as
+ * an entry point). Undefined when it is not there: the caller reads inline.
+ */
+function workerPath(): string | undefined {
+  const candidates = import.meta.url.startsWith('file:///$bunfs/')
+    ? ['/$bunfs/root/importer/read-worker.js', '/$bunfs/root/importer/read-worker.ts']
+    : [fileURLToPath(new URL('./read-worker.ts', import.meta.url))];
+  return candidates.find((path) => existsSync(path));
+}
+
+/**
+ * As readBatchesInline, with the reading on a worker thread. Returns false
+ * (having read nothing) when no worker could be started; the caller then
+ * reads inline.
+ */
+export function readBatchesInWorker(files: readonly ReadFile[], options: ReadBatchesOptions, consume: (batch: ReadBatch) => void): boolean {
+  const path = workerPath();
+  if (path === undefined) return false;
+  const shared = new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT);
+  const state = new Int32Array(shared);
+  const { port1, port2 } = new MessageChannel();
+  const { onChunk: _onChunk, ...workerOptions } = options;
+  const data: ReadWorkerData = { files: [...files], options: workerOptions, state: shared, port: port2 };
+  let worker: Worker;
+  try {
+    worker = new Worker(path, { workerData: data, transferList: [port2] });
+  } catch {
+    port1.close();
+    return false;
+  }
+  worker.unref();
+  let started = false;
+  try {
+    for (;;) {
+      const produced = Atomics.load(state, PRODUCED);
+      const received = receiveMessageOnPort(port1);
+      if (received === undefined) {
+        const waited = Atomics.wait(state, PRODUCED, produced, started ? STALL_TIMEOUT_MS : START_TIMEOUT_MS);
+        if (waited === 'timed-out' && Atomics.load(state, PRODUCED) === produced) {
+          if (!started) return false;
+          throw new Error(`the transfer-file reader thread stopped (no data for ${STALL_TIMEOUT_MS / 1000} s)`);
+        }
+        continue;
+      }
+      Atomics.add(state, CONSUMED, 1);
+      Atomics.notify(state, CONSUMED);
+      const message = received.message as WorkerMessage;
+      if ('ready' in message) {
+        started = true;
+      } else if ('batch' in message) {
+        const batch = message.batch;
+        options.onChunk?.(batch.file, batch.bytesRead);
+        consume(batch);
+      } else if ('done' in message) {
+        return true;
+      } else if ('inputError' in message) {
+        const e = message.inputError;
+        throw new TransferInputError(e.file, e.line, e.column, e.reason);
+      } else {
+        throw new Error(`reading the transfer files failed: ${message.failure}`);
+      }
+    }
+  } finally {
+    Atomics.store(state, CANCELLED, 1);
+    Atomics.notify(state, CONSUMED);
+    port1.close();
+    void worker.terminate();
+  }
+}

@@ -1,0 +1,267 @@
+/**
+ * Runtime state writes of a serving agent: decide in memory, commit in groups.
+ *
+ * The serving process is the only writer of runtime state (the server lock in
+ * src/platform/server-lock.ts keeps a second server off the same database;
+ * imports write definitions only). So the latest runtime state of a licensee
+ * — the durable state plus the changes already decided and queued — can live
+ * in memory, and every change is decided exactly once, synchronously, against
+ * it: the JavaScript event loop serialises deciders, so two check-outs for the
+ * last seat cannot both see it free.
+ *
+ * Decided changes (new state snapshot, journal entry, replay entry) are queued
+ * and written by ONE LMDB write transaction at a time: everything queued while
+ * the previous transaction was committing goes into the next one (group
+ * commit), sharing its fdatasync. A change is acknowledged — its promise
+ * resolves — only when the transaction holding it is durable (see lmdb.ts).
+ *
+ * No dirty reads: a decision without changes for a licensee that has queued,
+ * not yet durable changes is answered only once those are durable; if their
+ * transaction fails, that answer fails too. A failed transaction fails every
+ * queued change (they were decided on top of it) and the memory is reloaded
+ * from the database, which still holds the last durable state.
+ */
+import { applyEventsInPlace, emptyRuntimeState, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
+import type { KvDatabase, KvEnvironment, KvKey } from './lmdb.ts';
+
+export interface RuntimeRecord {
+  licenseeNumber: string;
+  state: RuntimeState;
+}
+
+export interface JournalEntry {
+  seq: number;
+  atMs: number;
+  licenseeNumber: string;
+  events: RuntimeEvent[];
+  prevHash: string;
+  hash: string;
+}
+
+export interface JournalHead {
+  seq: number;
+  hash: string;
+}
+
+/** What a decision adds besides runtime events: the proxy's replay entry (built once its seq is known). */
+export interface ExtraRecord {
+  key: KvKey;
+  value: unknown;
+}
+
+export interface RuntimeWriterDeps {
+  env: KvEnvironment;
+  runtimeDb: KvDatabase<RuntimeRecord>;
+  journalDb: KvDatabase<JournalEntry>;
+  metaDb: KvDatabase<unknown>;
+  keyOf(licenseeNumber: string): string;
+  readJournalHead(): JournalHead;
+  journalHash(prevHash: string, entry: Omit<JournalEntry, 'hash' | 'prevHash'>): string;
+  /** Turns a commit failure into the store's error (disk full, I/O). */
+  wrapWriteError(cause: unknown): Error;
+  /** Called whenever the memory is reloaded from the database (after a failed commit or an exclusive write). */
+  onReload?(): void;
+  /** Most licensees kept in memory (those with queued changes are never dropped). */
+  licenseesInMemoryMax?: number;
+}
+
+export interface Decision<R> {
+  events: RuntimeEvent[];
+  result: R;
+}
+
+/** Proxy hook: records to write with the change, given the new journal seq; called only when there are events. */
+export type ExtraRecords<R> = (result: R, journalSeq: number, events: RuntimeEvent[]) => ExtraRecord[];
+
+export interface RuntimeWriter {
+  /** Latest state of a licensee, queued changes included, and a revision that changes with it. */
+  current(licenseeNumber: string): { state: RuntimeState; rev: number; settled: boolean };
+  /**
+   * Decides against the latest state now and queues the events; resolves
+   * with the result once they (and everything the decision saw) are durable.
+   */
+  commit<R>(licenseeNumber: string, atMs: number, decide: (state: RuntimeState) => Decision<R>, extra?: ExtraRecords<R>): Promise<R>;
+  /**
+   * Runs a write that bypasses the queue (e.g. the proxy's refresh of a
+   * licensee): waits until the queue is empty, holds new decisions back while
+   * it runs, then reloads the memory from the database.
+   */
+  exclusive<T>(write: () => Promise<T>): Promise<T>;
+  /** Resolves when nothing is queued or committing (for close and tests). */
+  drained(): Promise<void>;
+}
+
+interface Job {
+  licenseeKey: string;
+  licenseeNumber: string;
+  entry: JournalEntry;
+  extra: ExtraRecord[];
+  done: Deferred;
+}
+
+interface Slot {
+  state: RuntimeState;
+  rev: number;
+  /** Queued or committing jobs of this licensee. */
+  pending: number;
+  /** Durability of its newest queued job. */
+  lastDone?: Promise<void>;
+}
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Rejections are handed to every waiter; an unobserved one must not end the process.
+  promise.catch(() => undefined);
+  return { promise, resolve, reject };
+}
+
+export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
+  const inMemoryMax = deps.licenseesInMemoryMax ?? 100_000;
+  const slots = new Map<string, Slot>();
+  // Revisions are unique for the process lifetime (never reused after a reload), so a cache keyed by one stays valid.
+  let revCounter = 0;
+  let head = deps.readJournalHead();
+  let queue: Job[] = [];
+  let committing: Job[] | undefined;
+  let barrier: Promise<void> | undefined;
+  let idleWaiters: Array<() => void> = [];
+
+  const slotOf = (licenseeNumber: string): Slot => {
+    const key = deps.keyOf(licenseeNumber);
+    let slot = slots.get(key);
+    if (slot === undefined) {
+      if (slots.size >= inMemoryMax) {
+        for (const [k, s] of slots) if (s.pending === 0) slots.delete(k);
+      }
+      slot = { state: deps.runtimeDb.get(key)?.state ?? emptyRuntimeState(), rev: ++revCounter, pending: 0 };
+      slots.set(key, slot);
+    }
+    return slot;
+  };
+
+  const forgetMemory = () => {
+    slots.clear();
+    head = deps.readJournalHead();
+    deps.onReload?.();
+  };
+
+  const notifyIdle = () => {
+    if (committing !== undefined || queue.length > 0) return;
+    const waiters = idleWaiters;
+    idleWaiters = [];
+    for (const wake of waiters) wake();
+  };
+
+  const startCommit = () => {
+    if (committing !== undefined || queue.length === 0) return;
+    let batch: Job[] = [];
+    committing = batch;
+    // Runs when LMDB's write transaction has started, synchronously: it takes every job decided
+    // until then, and the in-memory state of a licensee is then exactly the state after its last
+    // job in the batch (states are changed in place, so no snapshot per job is needed).
+    const write = () => {
+      batch = queue;
+      committing = batch;
+      queue = [];
+      const written = new Set<string>();
+      for (const job of batch) {
+        if (written.has(job.licenseeKey)) continue;
+        written.add(job.licenseeKey);
+        const slot = slots.get(job.licenseeKey)!;
+        deps.runtimeDb.putSync(job.licenseeKey, { licenseeNumber: job.licenseeNumber, state: slot.state });
+      }
+      for (const job of batch) {
+        deps.journalDb.putSync(job.entry.seq, job.entry);
+        for (const { key, value } of job.extra) deps.metaDb.putSync(key, value);
+      }
+      const last = batch[batch.length - 1]!.entry;
+      deps.metaDb.putSync('journalHead', { seq: last.seq, hash: last.hash });
+    };
+    deps.env.commitDurable(write).then(
+      () => {
+        committing = undefined;
+        for (const job of batch) {
+          const slot = slots.get(job.licenseeKey);
+          if (slot) slot.pending -= 1;
+          job.done.resolve();
+        }
+        startCommit();
+        notifyIdle();
+      },
+      (cause: unknown) => {
+        const error = deps.wrapWriteError(cause);
+        // Everything queued was decided on top of the failed batch: fail it all, reload from the database.
+        const failed = [...batch, ...queue];
+        committing = undefined;
+        queue = [];
+        forgetMemory();
+        for (const job of failed) job.done.reject(error);
+        notifyIdle();
+      },
+    );
+  };
+
+  const commit = <R>(licenseeNumber: string, atMs: number, decide: (state: RuntimeState) => Decision<R>, extra?: ExtraRecords<R>): Promise<R> => {
+    if (barrier !== undefined) return barrier.then(() => commit(licenseeNumber, atMs, decide, extra));
+    const slot = slotOf(licenseeNumber);
+    const { events, result } = decide(slot.state);
+    if (events.length === 0) {
+      // Answer only what is durable: wait for the queued changes this decision saw.
+      return slot.pending > 0 && slot.lastDone ? slot.lastDone.then(() => result) : Promise.resolve(result);
+    }
+    const body = { seq: head.seq + 1, atMs, licenseeNumber, events };
+    const hash = deps.journalHash(head.hash, body);
+    const entry: JournalEntry = { ...body, prevHash: head.hash, hash };
+    head = { seq: body.seq, hash };
+    const job: Job = {
+      licenseeKey: deps.keyOf(licenseeNumber),
+      licenseeNumber,
+      entry,
+      extra: extra ? extra(result, body.seq, events) : [],
+      done: deferred(),
+    };
+    applyEventsInPlace(slot.state, events);
+    slot.rev = ++revCounter;
+    slot.pending += 1;
+    slot.lastDone = job.done.promise;
+    queue.push(job);
+    startCommit();
+    return job.done.promise.then(() => result);
+  };
+
+  const drained = (): Promise<void> =>
+    committing === undefined && queue.length === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve));
+
+  return {
+    current(licenseeNumber) {
+      const slot = slotOf(licenseeNumber);
+      return { state: slot.state, rev: slot.rev, settled: slot.pending === 0 };
+    },
+    commit,
+    async exclusive(write) {
+      while (barrier !== undefined) await barrier;
+      let release!: () => void;
+      barrier = new Promise<void>((resolve) => (release = resolve));
+      try {
+        await drained();
+        return await write();
+      } finally {
+        forgetMemory();
+        barrier = undefined;
+        release();
+      }
+    },
+    drained,
+  };
+}
