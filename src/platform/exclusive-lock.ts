@@ -1,37 +1,11 @@
 /**
- * An exclusive advisory lock on a file (flock(2) through Bun FFI into libc):
- * held while the file descriptor is open, released by the kernel when the
- * process ends in any way, kill -9 included — so a crashed server never
- * leaves a stale lock behind, unlike a pid file.
- *
- * Why FFI: neither Bun nor node:fs offers flock, and a native addon for one
- * call would be a new runtime dependency. libc is on every host the agent
- * runs on (glibc `libc.so.6`; musl answers to `libc.so`).
+ * An exclusive advisory lock on a file (flock(2), platform/libc.ts): held
+ * while the file descriptor is open, released by the kernel when the process
+ * ends in any way, kill -9 included — so a crashed server never leaves a
+ * stale lock behind, unlike a pid file.
  */
 import { closeSync, openSync, readFileSync, writeSync, ftruncateSync } from 'node:fs';
-
-const LOCK_EX = 2;
-const LOCK_NB = 4;
-
-type Flock = (fd: number, operation: number) => number;
-
-let flockFunction: Flock | undefined;
-
-async function loadFlock(): Promise<Flock> {
-  if (flockFunction) return flockFunction;
-  const { dlopen, FFIType } = await import('bun:ffi');
-  let lastError: unknown;
-  for (const name of ['libc.so.6', 'libc.so']) {
-    try {
-      const lib = dlopen(name, { flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 } });
-      flockFunction = (fd, operation) => lib.symbols.flock(fd, operation);
-      return flockFunction;
-    } catch (error) {
-      lastError = error;
-    }
-  }
-  throw new Error(`cannot load libc for file locking: ${(lastError as Error)?.message ?? String(lastError)}`);
-}
+import { libcLoadError, loadLibc, LOCK_EX, LOCK_NB } from './libc.ts';
 
 export interface HeldLock {
   release(): void;
@@ -54,9 +28,10 @@ export class LockHeldError extends Error {
  * when another process holds it.
  */
 export async function acquireExclusiveLock(path: string, describe: string): Promise<HeldLock> {
-  const flock = await loadFlock();
+  const libc = loadLibc();
+  if (!libc) throw new Error(`cannot lock ${path}: libc could not be loaded (${libcLoadError()})`);
   const fd = openSync(path, 'a+');
-  if (flock(fd, LOCK_EX | LOCK_NB) !== 0) {
+  if (libc.flock(fd, LOCK_EX | LOCK_NB) !== 0) {
     closeSync(fd);
     let holder = '';
     try {

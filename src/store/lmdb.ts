@@ -11,7 +11,7 @@
  * not resolved may or may not be there, but never half of it (LMDB
  * transactions are atomic).
  */
-import { dlopen, FFIType } from 'bun:ffi';
+import { loadLibc, MADV_DONTNEED, type Libc } from '../platform/libc.ts';
 import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
@@ -81,21 +81,9 @@ export interface OpenOptions {
   failWrites?: () => Error | undefined;
 }
 
-/** MADV_DONTNEED (Linux): the pages of a shared file mapping are dropped from the mapping, not from the file. */
-const MADV_DONTNEED = 4;
-let madvise: ((address: bigint, length: bigint, advice: number) => number) | null | undefined;
-
-function libcMadvise(): typeof madvise {
-  if (madvise !== undefined) return madvise;
-  madvise = null;
-  if (process.platform !== 'linux') return madvise;
-  try {
-    const libc = dlopen('libc.so.6', { madvise: { args: [FFIType.u64, FFIType.u64, FFIType.i32], returns: FFIType.i32 } });
-    madvise = (address, length, advice) => libc.symbols.madvise(address, length, advice) as number;
-  } catch {
-    // Not glibc: keep the mapping as it is.
-  }
-  return madvise;
+/** madvise from libc (platform/libc.ts); null where libc cannot be loaded: the mapping is then kept as it is. */
+function libcMadvise(): Libc['madvise'] | null {
+  return loadLibc()?.madvise ?? null;
 }
 
 /** Address ranges where this process maps `file` (from /proc/self/maps). */

@@ -1,0 +1,53 @@
+/**
+ * The libc calls neither Bun nor node:fs offers, through Bun FFI — the one
+ * place that loads libc: flock(2) for the serving agent's exclusive lock
+ * (exclusive-lock.ts) and madvise(2) for the import's release of mapped
+ * database pages (store/lmdb.ts). FFI, because a native addon for two calls
+ * would be a new runtime dependency. glibc is `libc.so.6`; musl answers to
+ * `libc.so`. Where libc cannot be loaded, `loadLibc` returns undefined and
+ * callers say what they do without it.
+ */
+import { dlopen, FFIType } from 'bun:ffi';
+
+export interface Libc {
+  flock(fd: number, operation: number): number;
+  madvise(address: bigint, length: bigint, advice: number): number;
+}
+
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+/** MADV_DONTNEED (Linux): the pages of a shared file mapping are dropped from the mapping, not from the file. */
+export const MADV_DONTNEED = 4;
+
+let loaded: Libc | null | undefined;
+let loadError = '';
+
+export function loadLibc(): Libc | undefined {
+  if (loaded !== undefined) return loaded ?? undefined;
+  loaded = null;
+  if (process.platform !== 'linux') {
+    loadError = `not available on ${process.platform}`;
+    return undefined;
+  }
+  for (const name of ['libc.so.6', 'libc.so']) {
+    try {
+      const lib = dlopen(name, {
+        flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+        madvise: { args: [FFIType.u64, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
+      });
+      loaded = {
+        flock: (fd, operation) => lib.symbols.flock(fd, operation) as number,
+        madvise: (address, length, advice) => lib.symbols.madvise(address, length, advice) as number,
+      };
+      return loaded;
+    } catch (error) {
+      loadError = (error as Error)?.message ?? String(error);
+    }
+  }
+  return undefined;
+}
+
+/** Why loadLibc returned undefined. */
+export function libcLoadError(): string {
+  return loadError;
+}
