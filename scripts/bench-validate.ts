@@ -115,13 +115,20 @@ end
 );
 
 const rows: { name: string; figures: Figures }[] = [];
-const ceiling = await startServer('ceiling-server.ts');
-try {
-  rows.push({ name: 'ceiling: bare Bun.serve constant', figures: wrk(`http://127.0.0.1:${ceiling.port}/`) });
-} finally {
-  ceiling.proc.kill('SIGTERM');
-  await ceiling.proc.exited;
+// The ceiling is measured before and after the agent (it varies by ±15% from run to run on a
+// small machine); ratios use the higher of the two, so noise can only make them smaller.
+async function measureCeiling(name: string): Promise<Figures> {
+  const ceiling = await startServer('ceiling-server.ts');
+  try {
+    const figures = wrk(`http://127.0.0.1:${ceiling.port}/`);
+    rows.push({ name, figures });
+    return figures;
+  } finally {
+    ceiling.proc.kill('SIGTERM');
+    await ceiling.proc.exited;
+  }
 }
+const ceilingBefore = await measureCeiling('ceiling: bare Bun.serve constant (before)');
 const agent = await startServer('agent-server.ts', [join(work, 'agent')]);
 try {
   const url = `http://127.0.0.1:${agent.port}/rest/licensee/L/validate`;
@@ -145,7 +152,8 @@ try {
   rmSync(work, { recursive: true, force: true });
 }
 
-const ceilingRps = rows[0]!.figures.rps;
+const ceilingAfter = await measureCeiling('ceiling: bare Bun.serve constant (after)');
+const ceilingRps = Math.max(ceilingBefore.rps, ceilingAfter.rps);
 console.log(`\nvalidate benchmark: wrk -t1 -c${connections} -d${seconds}s, 127.0.0.1, keep-alive\n`);
 console.log(`${'scenario'.padEnd(44)} ${'req/s'.padStart(10)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'ratio'.padStart(6)} ${'errors'.padStart(7)}`);
 for (const { name, figures } of rows) {
@@ -153,4 +161,5 @@ for (const { name, figures } of rows) {
     `${name.padEnd(44)} ${figures.rps.toFixed(0).padStart(10)} ${figures.p50Ms.toFixed(2).padStart(8)} ${figures.p99Ms.toFixed(2).padStart(8)} ${(figures.rps / ceilingRps).toFixed(2).padStart(6)} ${String(figures.errors).padStart(7)}`,
   );
 }
-console.log('\ntargets: read-only ratio >= 0.50; durable writes ratio >= 0.25 with p99 < 10 ms');
+console.log(`\nratios against the higher ceiling (${ceilingRps.toFixed(0)} req/s)`);
+console.log('targets: read-only ratio >= 0.50; durable writes ratio >= 0.25 with p99 < 10 ms');

@@ -172,16 +172,21 @@ export function createApp(deps: AppDeps): Hono {
       body = await c.text();
       if (body.length > HTTP_LIMITS.bodyBytesMax / 4 && Buffer.byteLength(body) > HTTP_LIMITS.bodyBytesMax) return bodyTooLarge(c);
     }
-    const pairs = parseForm(query);
-    if (body !== '') pairs.push(...parseForm(body));
+    // Parsed where needed: an answer reused for these exact bytes was parsed without error before.
+    const parsePairs = (): Array<[string, string]> => {
+      const pairs = parseForm(query);
+      if (body !== '') pairs.push(...parseForm(body));
+      return pairs;
+    };
     // Read before the definitions themselves: an import landing in between makes the entry stale, never wrong.
     const definitionsVersion = store.definitionsVersion();
     const licensee = definitions.resolveLicensee(number);
     if (!licensee) {
-      const result = licenseeNotFound(number, pairs.some(([k]) => k === 'productNumber'));
+      const result = licenseeNotFound(number, parsePairs().some(([k]) => k === 'productNumber'));
       return send(c, result.kind === 'error' ? result.status : 400, result.envelope);
     }
     if (!mayValidate(authResult.principal, licensee.number)) {
+      parsePairs(); // a malformed body is reported first, as for every other request
       return sendError(c, 403, 'AccessDeniedException', `This API key may not validate licensee '${number}'`);
     }
     const format = formatOf(c);
@@ -198,7 +203,7 @@ export function createApp(deps: AppDeps): Hono {
         return new Response(hit.body, { status: 200, headers });
       }
     }
-    const request = parseValidateParameters(pairs, isGet);
+    const request = parseValidateParameters(parsePairs(), isGet);
     const result = await validateLicensee(serviceDeps, licensee, request, nowMs);
     if (result.kind === 'error') return send(c, result.status, result.envelope);
     observer?.validated(result.envelope);

@@ -14,9 +14,21 @@ export const CONTENT_TYPE: Record<WireFormat, string> = {
   json: 'application/json;charset=UTF-8',
 };
 
+const FORMAT_BY_ACCEPT = new Map<string, WireFormat>();
+
 /** JSON when application/json is acceptable with a higher (or equal, earlier) q than application/xml. */
 export function negotiateFormat(accept: string | undefined | null): WireFormat {
   if (!accept || !accept.includes('json')) return 'xml';
+  // Clients send the same few Accept headers again and again: decided once each (bounded).
+  const known = FORMAT_BY_ACCEPT.get(accept);
+  if (known) return known;
+  const format = decideFormat(accept);
+  if (FORMAT_BY_ACCEPT.size >= 256) FORMAT_BY_ACCEPT.clear();
+  FORMAT_BY_ACCEPT.set(accept, format);
+  return format;
+}
+
+function decideFormat(accept: string): WireFormat {
   let best: WireFormat = 'xml';
   let bestQ = -1;
   for (const part of accept.split(',')) {
