@@ -12,9 +12,10 @@
  *
  * Usage: bun scripts/bench-proxy.ts [--seconds=10]
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { BENCH_AUTH, CONNECTIONS, postScript, requireWrk, runWrk, startPortPrinter, type Figures } from './bench/wrk.ts';
 
 const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=').slice(1).join('=');
 
@@ -74,66 +75,14 @@ function serveBareForwarder(upstream: string): void {
   console.log(`PORT ${server.port}`);
 }
 
-interface Figures {
-  rps: number;
-  p50Ms: number;
-  p99Ms: number;
-  errors: number;
-}
-
 async function bench(seconds: number): Promise<void> {
-  const connections = 64;
+  const connections = CONNECTIONS;
   const work = mkdtempSync(join(tmpdir(), 'nla-bench-proxy-'));
-  if (Bun.spawnSync(['which', 'wrk']).exitCode !== 0) {
-    console.error('wrk is not installed: apt-get install -y wrk');
-    process.exit(2);
-  }
-
-  const start = async (args: string[]): Promise<{ port: number; proc: Bun.Subprocess<'ignore', 'pipe', 'inherit'> }> => {
-    const proc = Bun.spawn([process.execPath, ...args], { stdout: 'pipe', stderr: 'inherit' });
-    const reader = proc.stdout.getReader();
-    let text = '';
-    while (!/PORT \d+/.test(text)) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`${args[0]} exited before printing its port`);
-      text += new TextDecoder().decode(value);
-    }
-    reader.releaseLock();
-    return { port: Number(/PORT (\d+)/.exec(text)![1]), proc };
-  };
-
-  const parseWrk = (output: string): Figures => {
-    const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1] ?? NaN);
-    const toMs = (v: string, unit: string) => Number(v) * (unit === 'us' ? 0.001 : unit === 's' ? 1000 : 1);
-    const pct = (p: string) => {
-      const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)`).exec(output);
-      return m ? toMs(m[1]!, m[2]!) : NaN;
-    };
-    const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(output)?.[1] ?? 0);
-    const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
-    // wrk prints "50%", wrk2 "50.000%".
-    return { rps, p50Ms: pct('50(?:\\.0+)?'), p99Ms: pct('99(?:\\.0+)?'), errors: non2xx + (socket ? socket.slice(1).reduce((a, b) => a + Number(b), 0) : 0) };
-  };
-
-  const auth = `Basic ${Buffer.from('apiKey:bench-key').toString('base64')}`;
-  const script = (name: string, accept: string, body: string) => {
-    const path = join(work, `${name}.lua`);
-    writeFileSync(
-      path,
-      `wrk.method = "POST"
-wrk.body = "${body}"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.headers["Accept"] = "${accept}"
-wrk.headers["Authorization"] = "${auth}"
-`,
-    );
-    return path;
-  };
-  const wrk = (url: string, lua: string): Figures => {
-    const result = Bun.spawnSync(['wrk', '-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', lua, url], { stdout: 'pipe', stderr: 'pipe' });
-    if (result.exitCode !== 0) throw new Error(`wrk failed: ${result.stderr.toString()}`);
-    return parseWrk(result.stdout.toString());
-  };
+  requireWrk();
+  const start = startPortPrinter;
+  const auth = BENCH_AUTH;
+  const script = (name: string, accept: string, body: string) => postScript(work, name, accept, body);
+  const wrk = (url: string, lua: string): Figures => runWrk(url, seconds, lua);
 
   const scenarios = [
     { name: 'Subscription validate, JSON', lua: script('sub-json', 'application/json', 'productModuleNumber0=M-SUB') },

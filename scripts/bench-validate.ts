@@ -11,84 +11,26 @@
  * Targets: read-only validate ≥ 0.5 × ceiling; durable writes ≥ 0.25 × ceiling
  * with p99 < 10 ms. Usage: bun scripts/bench-validate.ts [--seconds=10]
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { BENCH_AUTH, CONNECTIONS, luaScript, postScript as writePostScript, requireWrk, runWrk, startPortPrinter, type Figures } from './bench/wrk.ts';
 
 const seconds = Number(process.argv.find((a) => a.startsWith('--seconds='))?.split('=')[1] ?? '10');
-const connections = 64;
+const connections = CONNECTIONS;
 const work = mkdtempSync(join(tmpdir(), 'nla-bench-validate-'));
+requireWrk();
 
-if (Bun.spawnSync(['which', 'wrk']).exitCode !== 0) {
-  console.error('wrk is not installed: apt-get install -y wrk');
-  process.exit(2);
-}
+const startServer = (script: string, args: string[] = []) => startPortPrinter([join(import.meta.dir, 'bench', script), ...args]);
+const wrk = (url: string, script?: string): Figures => runWrk(url, seconds, script);
+const postScript = (name: string, accept: string, body: string) => writePostScript(work, name, accept, body);
+const auth = BENCH_AUTH;
 
-async function startServer(script: string, args: string[] = []): Promise<{ port: number; proc: Bun.Subprocess }> {
-  const proc = Bun.spawn([process.execPath, join(import.meta.dir, 'bench', script), ...args], {
-    stdout: 'pipe',
-    stderr: 'inherit',
-  });
-  const reader = proc.stdout.getReader();
-  let text = '';
-  while (!/PORT \d+/.test(text)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`${script} exited before printing its port`);
-    text += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  return { port: Number(/PORT (\d+)/.exec(text)![1]), proc };
-}
-
-interface Figures {
-  rps: number;
-  p50Ms: number;
-  p99Ms: number;
-  errors: number;
-}
-
-function parseWrk(output: string): Figures {
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1] ?? NaN);
-  const toMs = (v: string, unit: string) => Number(v) * (unit === 'us' ? 0.001 : unit === 's' ? 1000 : 1);
-  const pct = (p: string) => {
-    const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)`).exec(output);
-    return m ? toMs(m[1]!, m[2]!) : NaN;
-  };
-  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(output)?.[1] ?? 0);
-  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
-  const errors = non2xx + (socketErrors ? socketErrors.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
-  return { rps, p50Ms: pct('50'), p99Ms: pct('99'), errors };
-}
-
-function luaScript(name: string, body: string): string {
-  const path = join(work, `${name}.lua`);
-  writeFileSync(path, body);
-  return path;
-}
-
-function wrk(url: string, script?: string): Figures {
-  const args = ['wrk', '-t1', `-c${connections}`, `-d${seconds}s`, '--latency', ...(script ? ['-s', script] : []), url];
-  const result = Bun.spawnSync(args, { stdout: 'pipe', stderr: 'pipe' });
-  const output = result.stdout.toString();
-  if (result.exitCode !== 0) throw new Error(`wrk failed: ${result.stderr.toString()}`);
-  return parseWrk(output);
-}
-
-const auth = `Basic ${Buffer.from('apiKey:bench-key').toString('base64')}`;
-const postScript = (name: string, accept: string, body: string) =>
-  luaScript(
-    name,
-    `wrk.method = "POST"
-wrk.body = "${body}"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.headers["Accept"] = "${accept}"
-wrk.headers["Authorization"] = "${auth}"
-`,
-  );
 // Check-outs and check-ins in pairs: a session is checked in once 64 newer requests
 // have been sent (so its check-out has been answered), keeping about 64 seats in
 // use, as 64 clients that each hold one seat would.
 const floatingScript = luaScript(
+  work,
   'floating',
   `local counter = 0
 local queue = {}

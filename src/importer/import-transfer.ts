@@ -500,8 +500,7 @@ export function importTransferFiles(store: AssetStore, options: ImportOptions, p
  * fdatasync per batch); smaller ones keep a serving agent's runtime writes
  * waiting for a shorter time (a batch of 1 MiB, ~2,000 entities, holds the
  * write lock for about 10 ms) and keep LMDB's dirty pages and the batch in
- * memory small. Measured at 100k licensees: 1 MiB was faster and leaner
- * than 8 MiB (7.3 s / 207 MB vs 8.3 s / 330 MB).
+ * memory small. `ImportOptions.batchBytes` overrides it (tests, measurements).
  */
 const DEFAULT_BATCH_BYTES = 1024 * 1024;
 /** Below this, starting a reader thread costs more than it saves. */
@@ -513,7 +512,7 @@ const DEFAULT_CARRY_OVER_PAGE = 4096;
  * JavaScriptCore sizes its heap by the allocation rate and collects lazily,
  * so without help the heap (and the process's memory) drifts upwards with
  * the size of the export; a collection every few dozen MiB keeps it flat
- * (measured: peak RSS at 1M licensees 978 → 701 MB, no loss of speed).
+ * (see the peak RSS per size that `scripts/bench-import.ts` prints).
  */
 const COLLECT_EVERY_BYTES = 32 * 1024 * 1024;
 

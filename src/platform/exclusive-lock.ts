@@ -27,7 +27,7 @@ export class LockHeldError extends Error {
  * `describe` into the file for whoever finds it taken. Throws LockHeldError
  * when another process holds it.
  */
-export async function acquireExclusiveLock(path: string, describe: string): Promise<HeldLock> {
+export function acquireExclusiveLock(path: string, describe: string): HeldLock {
   const libc = loadLibc();
   if (!libc) throw new Error(`cannot lock ${path}: libc could not be loaded (${libcLoadError()})`);
   const fd = openSync(path, 'a+');

@@ -306,7 +306,7 @@ export interface AssetStore {
    * serving action takes it at start; a second server on the same database is
    * refused with RuntimeWriterTakenError.
    */
-  claimRuntimeWriter(describe: string): Promise<void>;
+  claimRuntimeWriter(describe: string): void;
   /** Changes whenever `commitRuntime` changes the licensee's state (unique per process; for answer caches). */
   runtimeRevision(licenseeNumber: string): number;
   journal(fromSeq?: number): Iterable<JournalEntry>;
@@ -840,7 +840,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     commitRuntime(licenseeNumber, atMs, decide) {
       return runtimeWriter().commit(licenseeNumber, atMs, decide);
     },
-    runtimeRevision: (licenseeNumber) => runtimeWriter().current(licenseeNumber).rev,
+    runtimeRevision: (licenseeNumber) => runtimeWriter().revision(licenseeNumber),
     *journal(fromSeq = 1) {
       for (const { value } of journalDb.getRange({ start: fromSeq })) yield value;
     },
@@ -935,10 +935,10 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       }
     },
     backup: (target) => env.backup(target),
-    async claimRuntimeWriter(describe) {
+    claimRuntimeWriter(describe) {
       if (writerLock) return;
       try {
-        writerLock = await acquireExclusiveLock(join(path, RUNTIME_WRITER_LOCK), describe);
+        writerLock = acquireExclusiveLock(join(path, RUNTIME_WRITER_LOCK), describe);
       } catch (error) {
         if (error instanceof LockHeldError) throw new RuntimeWriterTakenError(path, error.holder);
         throw error;

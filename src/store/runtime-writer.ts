@@ -74,8 +74,8 @@ export interface Decision<R> {
 export type ExtraRecords<R> = (result: R, journalSeq: number, events: RuntimeEvent[]) => ExtraRecord[];
 
 export interface RuntimeWriter {
-  /** Latest state of a licensee, queued changes included, and a revision that changes with it. */
-  current(licenseeNumber: string): { state: RuntimeState; rev: number; settled: boolean };
+  /** A number that changes whenever the licensee's latest state changes (never reused in this process). */
+  revision(licenseeNumber: string): number;
   /**
    * Decides against the latest state now and queues the events; resolves
    * with the result once they (and everything the decision saw) are durable.
@@ -133,7 +133,8 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
   let revCounter = 0;
   let head = deps.readJournalHead();
   let queue: Job[] = [];
-  let committing: Job[] | undefined;
+  /** A transaction has been started and not yet finished. */
+  let committing = false;
   let barrier: Promise<void> | undefined;
   let idleWaiters: Array<() => void> = [];
 
@@ -157,22 +158,21 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
   };
 
   const notifyIdle = () => {
-    if (committing !== undefined || queue.length > 0) return;
+    if (committing || queue.length > 0) return;
     const waiters = idleWaiters;
     idleWaiters = [];
     for (const wake of waiters) wake();
   };
 
   const startCommit = () => {
-    if (committing !== undefined || queue.length === 0) return;
+    if (committing || queue.length === 0) return;
     let batch: Job[] = [];
-    committing = batch;
+    committing = true;
     // Runs when LMDB's write transaction has started, synchronously: it takes every job decided
     // until then, and the in-memory state of a licensee is then exactly the state after its last
     // job in the batch (states are changed in place, so no snapshot per job is needed).
     const write = () => {
       batch = queue;
-      committing = batch;
       queue = [];
       const written = new Set<string>();
       for (const job of batch) {
@@ -190,7 +190,7 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
     };
     deps.env.commitDurable(write).then(
       () => {
-        committing = undefined;
+        committing = false;
         for (const job of batch) {
           const slot = slots.get(job.licenseeKey);
           if (slot) slot.pending -= 1;
@@ -203,7 +203,7 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
         const error = deps.wrapWriteError(cause);
         // Everything queued was decided on top of the failed batch: fail it all, reload from the database.
         const failed = [...batch, ...queue];
-        committing = undefined;
+        committing = false;
         queue = [];
         forgetMemory();
         for (const job of failed) job.done.reject(error);
@@ -241,13 +241,10 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
   };
 
   const drained = (): Promise<void> =>
-    committing === undefined && queue.length === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve));
+    !committing && queue.length === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve));
 
   return {
-    current(licenseeNumber) {
-      const slot = slotOf(licenseeNumber);
-      return { state: slot.state, rev: slot.rev, settled: slot.pending === 0 };
-    },
+    revision: (licenseeNumber) => slotOf(licenseeNumber).rev,
     commit,
     async exclusive(write) {
       while (barrier !== undefined) await barrier;

@@ -10,7 +10,7 @@ import { describe, expect, test } from 'bun:test';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SHARED_FIXTURES } from '../helpers.ts';
-import { javaHashMapCapacity, javaHashMapRanks, javaStringHash, sortByJavaHashMap } from '../../src/core/models/property-order.ts';
+import { javaHashMapCapacity, javaHashMapOrder, javaStringHash } from '../../src/core/models/property-order.ts';
 
 interface JsonItem {
   property: { name: string }[];
@@ -27,8 +27,7 @@ const CAPTURES = [
 
 function cloudOrder(names: string[]): string[] {
   const rest = names.filter((n) => n !== 'productModuleNumber');
-  const ranks = javaHashMapRanks(rest);
-  return [...(names.includes('productModuleNumber') ? ['productModuleNumber'] : []), ...sortByJavaHashMap(rest, ranks, (n) => n)];
+  return [...(names.includes('productModuleNumber') ? ['productModuleNumber'] : []), ...javaHashMapOrder(rest).map((i) => rest[i]!)];
 }
 
 describe('java.util.HashMap order', () => {
@@ -56,8 +55,10 @@ describe('java.util.HashMap order', () => {
         expect(cloudOrder(names)).toEqual(names);
         const lists = item.list ?? [];
         const listNames = lists.map((l) => l.name);
-        const ranks = javaHashMapRanks([...names.filter((n) => n !== 'productModuleNumber'), ...listNames]);
-        expect(sortByJavaHashMap(listNames, ranks, (n) => n)).toEqual(listNames);
+        // Lists share the item's HashMap: ordered among all names, they keep their captured order.
+        const all = [...names.filter((n) => n !== 'productModuleNumber'), ...listNames];
+        const listsInOrder = javaHashMapOrder(all).filter((i) => i >= all.length - listNames.length).map((i) => all[i]!);
+        expect(listsInOrder).toEqual(listNames);
         for (const l of lists) {
           const inner = l.property.map((p) => p.name);
           expect(cloudOrder(inner)).toEqual(inner);

@@ -19,6 +19,7 @@
  */
 import { Hono, type Context } from 'hono';
 import { RESOURCE_KIND, type Entity, type EntityKind, type EntityList } from '../../src/core/entities.ts';
+import { LICENSING_MODELS, type LicensingModelName } from '../../src/core/models/index.ts';
 
 // ---------------------------------------------------------------- data set
 
@@ -38,18 +39,8 @@ export const STANDIN_PRODUCT = 'P-AGENT-DEMO';
 export const STANDIN_OTHER_PRODUCT = 'P-OTHER';
 export const STANDIN_OTHER_LICENSEE = 'L-OTHER';
 
-export const LICENSING_MODELS = [
-  'TryAndBuy',
-  'Subscription',
-  'Rental',
-  'Floating',
-  'MultiFeature',
-  'PayPerUse',
-  'Quota',
-  'NodeLocked',
-  'PricingTable',
-] as const;
-export type LicensingModel = (typeof LICENSING_MODELS)[number];
+export type LicensingModel = LicensingModelName;
+export { LICENSING_MODELS };
 
 /** One licensee per licensing model. The Node-Locked one has a space and non-ASCII letters in its number. */
 export const STANDIN_LICENSEES: Record<LicensingModel, string> = {

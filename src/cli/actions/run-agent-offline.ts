@@ -113,7 +113,7 @@ export const runAgentOfflineAction: ActionDef = {
     const store = openAssetStore(join(cwd, 'database'));
     let cardSession: CardSession | undefined;
     try {
-      await claimRuntimeWriter(store, port, clock.nowMs());
+      claimRuntimeWriter(store, port, clock.nowMs());
       const meta = store.meta();
       if (!meta.lastImport) {
         throw new CliError('the database holds no imported assets yet: run --action=import-assets first', EXIT.store);

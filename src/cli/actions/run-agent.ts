@@ -117,7 +117,7 @@ export const runAgentAction: ActionDef = {
     const store = openAssetStore(join(cwd, 'database'), { create: true, nowMs: clock.nowMs() });
     let cache: ProxyCache | undefined;
     try {
-      await claimRuntimeWriter(store, port, clock.nowMs());
+      claimRuntimeWriter(store, port, clock.nowMs());
       const meta = store.meta();
       // The proxy keeps its own cache database and seals nothing with a card; it must never
       // write unsealed counter changes into a database bound to a card (not even --without-card).

@@ -6,9 +6,9 @@
 import { RuntimeWriterTakenError, type AssetStore } from '../../store/asset-store.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 
-export async function claimRuntimeWriter(store: AssetStore, port: number, nowMs: number): Promise<void> {
+export function claimRuntimeWriter(store: AssetStore, port: number, nowMs: number): void {
   try {
-    await store.claimRuntimeWriter(`pid ${process.pid}, port ${port}, since ${new Date(nowMs).toISOString()}`);
+    store.claimRuntimeWriter(`pid ${process.pid}, port ${port}, since ${new Date(nowMs).toISOString()}`);
   } catch (error) {
     if (error instanceof RuntimeWriterTakenError) {
       throw new CliError(`${error.message}; stop it first, or serve another working directory`, EXIT.server, { cause: error });

@@ -27,25 +27,6 @@ export function javaHashMapCapacity(entries: number): number {
   return capacity;
 }
 
-/**
- * Position of each key in the iteration order of a HashMap into which `keys`
- * were put in the given order (duplicates count once). Returns a map key → rank.
- */
-export function javaHashMapRanks(keys: readonly string[]): Map<string, number> {
-  // Memoised: the same few name lists recur on every validate (hot path). A pure
-  // cache, bounded, so it cannot change results or grow without limit.
-  const cacheKey = keys.join('\u001f');
-  const cached = RANK_CACHE.get(cacheKey);
-  if (cached) return cached;
-  const ranks = computeRanks(keys);
-  if (RANK_CACHE.size >= RANK_CACHE_MAX) RANK_CACHE.clear();
-  RANK_CACHE.set(cacheKey, ranks);
-  return ranks;
-}
-
-const RANK_CACHE_MAX = 4096;
-const RANK_CACHE = new Map<string, Map<string, number>>();
-
 function computeRanks(keys: readonly string[]): Map<string, number> {
   const distinct = [...new Set(keys)];
   const mask = javaHashMapCapacity(distinct.length) - 1;
@@ -59,10 +40,11 @@ function computeRanks(keys: readonly string[]): Map<string, number> {
 }
 
 /**
- * Indices of `keys` in HashMap iteration order (stable for equal names):
- * `javaHashMapOrder(keys).map((i) => values[i])` equals sorting `values` by
- * `javaHashMapRanks(keys)`. Memoised by the exact key sequence, which on the
- * validate hot path is one of a few per module, so no per-request sort.
+ * Indices of `keys` in the iteration order of a HashMap into which they were
+ * put in the given order (duplicates count once, keep their order):
+ * `javaHashMapOrder(keys).map((i) => values[i])` orders values named by
+ * `keys`. Memoised by the exact key sequence, which on the validate hot path
+ * is one of a few per module, so no per-request sort; bounded.
  */
 export function javaHashMapOrder(keys: readonly string[]): readonly number[] {
   let cacheKey = '';
@@ -71,14 +53,10 @@ export function javaHashMapOrder(keys: readonly string[]): readonly number[] {
   if (cached) return cached;
   const ranks = computeRanks(keys);
   const order = keys.map((_, i) => i).sort((a, b) => (ranks.get(keys[a]!) ?? 0) - (ranks.get(keys[b]!) ?? 0) || a - b);
-  if (ORDER_CACHE.size >= RANK_CACHE_MAX) ORDER_CACHE.clear();
+  if (ORDER_CACHE.size >= ORDER_CACHE_MAX) ORDER_CACHE.clear();
   ORDER_CACHE.set(cacheKey, order);
   return order;
 }
 
+const ORDER_CACHE_MAX = 4096;
 const ORDER_CACHE = new Map<string, readonly number[]>();
-
-/** Sorts `values` (stable) by the HashMap rank of `nameOf(value)`. */
-export function sortByJavaHashMap<T>(values: readonly T[], ranks: Map<string, number>, nameOf: (value: T) => string): T[] {
-  return [...values].sort((a, b) => (ranks.get(nameOf(a)) ?? 0) - (ranks.get(nameOf(b)) ?? 0));
-}
