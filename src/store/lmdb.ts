@@ -35,6 +35,8 @@ export interface KvDatabase<V> {
    * (one B-tree descent instead of a read followed by a write).
    */
   putSync(key: KvKey, value: V, options?: { noOverwrite?: boolean }): boolean;
+  /** Inside a `commitBatchDurable` callback only: queues the write into that batch. */
+  putInBatch(key: KvKey, value: V): void;
   removeSync(key: KvKey): boolean;
   /** Whether the key exists, without decoding its value. */
   doesExist(key: KvKey): boolean;
@@ -53,6 +55,17 @@ export interface KvEnvironment {
   open<V>(name: string): KvDatabase<V>;
   /** Runs `action` in one write transaction, batched with others of the same event turn; resolves once durable. */
   commitDurable<T>(action: () => T): Promise<T>;
+  /**
+   * Queues the writes `queue` makes with `putInBatch` as one block that LMDB's
+   * write thread applies in a single transaction (with other queued writes,
+   * never split); resolves once that transaction is durable. Unlike
+   * `commitDurable`, nothing runs on this thread inside the transaction: the
+   * write thread does the B-tree work, and there is no round trip to the
+   * event loop between starting the transaction and committing it — under
+   * load that round trip waited behind every request of the turn (~1 ms).
+   * Values are encoded when `putInBatch` is called.
+   */
+  commitBatchDurable(queue: () => void): Promise<void>;
   /**
    * Runs `action` in one synchronous write transaction; durable (committed and
    * fdatasync'ed) when it returns. Blocks the calling thread while another
@@ -95,6 +108,26 @@ function mappingsOf(file: string): [bigint, bigint][] {
     ranges.push([BigInt(`0x${start}`), BigInt(`0x${end}`)]);
   }
   return ranges;
+}
+
+/**
+ * lmdb-js rejects a failed commit with "Commit failed" and keeps the real cause
+ * (ENOSPC, EIO…) in a second promise, rejected in the same tick: surface that cause.
+ */
+async function withCommitCause<T>(commit: Promise<T>): Promise<T> {
+  try {
+    return await commit;
+  } catch (error) {
+    const detail = (error as { commitError?: Promise<unknown> }).commitError;
+    if (detail) {
+      const cause = await detail.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      if (cause instanceof Error) throw new Error(`${cause.message} (code ${String((cause as { code?: unknown }).code)})`, { cause });
+    }
+    throw error;
+  }
 }
 
 export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEnvironment {
@@ -141,6 +174,8 @@ export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEn
       const written = putOptions?.noOverwrite ? db.putSync(key, value, { noOverwrite: true }) : db.putSync(key, value);
       return (written as unknown as boolean) !== false;
     },
+    // Inside root.batch the returned promise is a shared placeholder: the batch's promise reports the outcome.
+    putInBatch: (key, value) => void db.put(key, value),
     removeSync: (key) => db.removeSync(key),
     doesExist: (key) => db.doesExist(key),
     clearSync: () => {
@@ -159,26 +194,18 @@ export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEn
       return wrap(root.openDB<V, KvKey>({ name, compression: false }));
     },
     async commitDurable<T>(action: () => T): Promise<T> {
-      let result: T;
-      try {
-        result = (await root.transaction(action)) as T;
-      } catch (error) {
-        // lmdb-js reports "Commit failed" and keeps the real cause (ENOSPC, EIO…) in a
-        // second promise, rejected in the same tick.
-        const detail = (error as { commitError?: Promise<unknown> }).commitError;
-        if (detail) {
-          const cause = await detail.then(
-            () => undefined,
-            (e: unknown) => e,
-          );
-          if (cause instanceof Error) throw new Error(`${cause.message} (code ${String((cause as { code?: unknown }).code)})`, { cause });
-        }
-        throw error;
-      }
+      const result = (await withCommitCause(root.transaction(action))) as T;
       // Belt and braces: without overlappingSync the commit already synced, and
       // `flushed` resolves at once; should the option ever change, it still waits.
       await root.flushed;
       return result;
+    },
+    async commitBatchDurable(queue: () => void): Promise<void> {
+      // Checked once, before anything is queued: a failing batch must not leave half its writes queued.
+      const failure = options.failWrites?.();
+      if (failure) throw failure;
+      await withCommitCause(root.batch(queue));
+      await root.flushed;
     },
     commitSync<T>(action: () => T): T {
       return root.transactionSync(action);

@@ -166,29 +166,29 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
 
   const startCommit = () => {
     if (committing || queue.length === 0) return;
-    let batch: Job[] = [];
     committing = true;
-    // Runs when LMDB's write transaction has started, synchronously: it takes every job decided
-    // until then, and the in-memory state of a licensee is then exactly the state after its last
-    // job in the batch (states are changed in place, so no snapshot per job is needed).
+    // Takes every job decided until now. The in-memory state of a licensee is exactly the state
+    // after its last job in the batch (states are changed in place, so no snapshot per job is
+    // needed); it is encoded here, before any later decision changes it.
+    const batch = queue;
+    queue = [];
     const write = () => {
-      batch = queue;
-      queue = [];
       const written = new Set<string>();
       for (const job of batch) {
         if (written.has(job.licenseeKey)) continue;
         written.add(job.licenseeKey);
         const slot = slots.get(job.licenseeKey)!;
-        deps.runtimeDb.putSync(job.licenseeKey, { licenseeNumber: job.licenseeNumber, state: slot.state });
+        deps.runtimeDb.putInBatch(job.licenseeKey, { licenseeNumber: job.licenseeNumber, state: slot.state });
       }
       for (const job of batch) {
-        deps.journalDb.putSync(job.entry.seq, job.entry);
-        for (const { key, value } of job.extra) deps.metaDb.putSync(key, value);
+        deps.journalDb.putInBatch(job.entry.seq, job.entry);
+        for (const { key, value } of job.extra) deps.metaDb.putInBatch(key, value);
       }
       const last = batch[batch.length - 1]!.entry;
-      deps.metaDb.putSync('journalHead', { seq: last.seq, hash: last.hash });
+      deps.metaDb.putInBatch('journalHead', { seq: last.seq, hash: last.hash });
     };
-    deps.env.commitDurable(write).then(
+    // A write thread applies the batch (lmdb.ts, commitBatchDurable); this thread goes on deciding.
+    deps.env.commitBatchDurable(write).then(
       () => {
         committing = false;
         for (const job of batch) {
