@@ -3,10 +3,23 @@
  * current time is always passed in by the caller.
  */
 
-/** `yyyy-MM-ddTHH:mm:ss.SSSZ`, the cloud's output format. */
+/**
+ * `yyyy-MM-ddTHH:mm:ss.SSSZ`, the cloud's output format. A validate formats
+ * the same few instants again and again (an expiry, now + ttl within the same
+ * millisecond): a small direct-mapped memo skips the Date object for those.
+ */
 export function toIso(ms: number): string {
-  return new Date(ms).toISOString();
+  const slot = ms & ISO_MEMO_MASK;
+  if (isoMemoMs[slot] === ms) return isoMemoText[slot]!;
+  const text = new Date(ms).toISOString();
+  isoMemoMs[slot] = ms;
+  isoMemoText[slot] = text;
+  return text;
 }
+
+const ISO_MEMO_MASK = 63;
+const isoMemoMs = new Float64Array(ISO_MEMO_MASK + 1).fill(Number.NaN);
+const isoMemoText: string[] = new Array<string>(ISO_MEMO_MASK + 1).fill('');
 
 /**
  * Parses an xsd:dateTime or xsd:date (the API accepts both on input).

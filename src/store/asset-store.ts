@@ -147,11 +147,9 @@ function processStartMs(pid: number): number | undefined {
   }
 }
 
+/** SHA-256 (hex) of the previous hash followed by the entry's JSON; one per durable change, so Bun's one-shot hash (no hasher object). */
 export function journalHash(prevHash: string, entry: Omit<JournalEntry, 'hash' | 'prevHash'>): string {
-  return createHash('sha256')
-    .update(prevHash)
-    .update(JSON.stringify([entry.seq, entry.atMs, entry.licenseeNumber, entry.events]))
-    .digest('hex');
+  return Bun.CryptoHasher.hash('sha256', prevHash + JSON.stringify([entry.seq, entry.atMs, entry.licenseeNumber, entry.events]), 'hex');
 }
 
 /**

@@ -21,7 +21,7 @@
  * queued change (they were decided on top of it) and the memory is reloaded
  * from the database, which still holds the last durable state.
  */
-import { applyEventsInPlace, emptyRuntimeState, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
+import { applyEventsInPlace, compactRuntimeState, emptyRuntimeState, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
 import type { KvDatabase, KvEnvironment, KvKey } from './lmdb.ts';
 
 export interface RuntimeRecord {
@@ -178,6 +178,7 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
         if (written.has(job.licenseeKey)) continue;
         written.add(job.licenseeKey);
         const slot = slots.get(job.licenseeKey)!;
+        compactRuntimeState(slot.state);
         deps.runtimeDb.putInBatch(job.licenseeKey, { licenseeNumber: job.licenseeNumber, state: slot.state });
       }
       for (const job of batch) {

@@ -4,6 +4,7 @@ import { describe, expect, test } from 'bun:test';
 import { join } from 'node:path';
 import { openAssetStore, StoreError } from '../../src/store/asset-store.ts';
 import type { Entity } from '../../src/core/entities.ts';
+import { verifyDatabase } from '../../src/service/verify-database.ts';
 import { tempDir } from '../helpers.ts';
 
 const licensee = (number: string, product = 'P1', extra: Record<string, string> = {}): Entity => ({
@@ -67,6 +68,32 @@ describe('asset store', () => {
     expect(entries.map((e) => e.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     for (let i = 1; i < entries.length; i++) expect(entries[i]!.prevHash).toBe(entries[i - 1]!.hash);
     expect(store.journalHead().seq).toBe(20);
+    await store.close();
+  });
+
+  test('a floating pool emptied by check-ins is stored without its empty table, as the journal replays it', async () => {
+    // The writer applies events in place and leaves empty per-module tables (core/runtime.ts);
+    // it must store the canonical form, or verify-database reports a difference.
+    const dir = join(tempDir(), 'database');
+    let store = openAssetStore(dir, { create: true });
+    const ids = ['a', 'b', 'c'];
+    await Promise.all(
+      ids.map((sessionId) =>
+        store.commitRuntime('L1', 1000, () => ({
+          events: [{ type: 'sessionCheckedOut', moduleNumber: 'M', sessionId, checkedOutMs: 1000, expiresMs: 5000 }],
+          result: null,
+        })),
+      ),
+    );
+    expect(Object.keys(store.getRuntime('L1').sessions['M'] ?? {})).toEqual(ids);
+    await Promise.all(
+      ids.map((sessionId) => store.commitRuntime('L1', 2000, () => ({ events: [{ type: 'sessionCheckedIn', moduleNumber: 'M', sessionId }], result: null }))),
+    );
+    expect(store.getRuntime('L1').sessions).toEqual({});
+    expect(verifyDatabase(store).problems).toEqual([]);
+    await store.close();
+    store = openAssetStore(dir);
+    expect(store.getRuntime('L1').sessions).toEqual({});
     await store.close();
   });
 

@@ -94,8 +94,14 @@ export function validateFloating(ctx: ModelContext): ModelResult {
     return true;
   };
   // A runtime entry for an id overrides the imported one (see the file comment).
+  // One pass over the runtime sessions: enumerating an object whose keys come and go
+  // costs about as much as the rest of the decision for a pool of 64.
   let used = 0;
-  for (const id in runtimeSessions) if (isLive(runtimeSessions[id])) used += 1;
+  const expiredRuntimeIds: string[] = [];
+  for (const id in runtimeSessions) {
+    if (isLive(runtimeSessions[id])) used += 1;
+    else expiredRuntimeIds.push(id);
+  }
   for (const [id, session] of imported) if (runtimeSessions[id] === undefined && isLive(session)) used += 1;
   const sessionOf = (id: string): KnownSession | undefined => runtimeSessions[id] ?? imported.get(id);
 
@@ -135,8 +141,8 @@ export function validateFloating(ctx: ModelContext): ModelResult {
 
   if (action !== undefined) {
     // Writing anyway: forget expired runtime sessions, unless one still masks a live imported session.
-    for (const id in runtimeSessions) {
-      if (id === sessionId || isLive(runtimeSessions[id]) || isLive(imported.get(id))) continue;
+    for (const id of expiredRuntimeIds) {
+      if (id === sessionId || isLive(imported.get(id))) continue;
       events.push({ type: 'sessionExpired', moduleNumber, sessionId: id });
     }
   }

@@ -44,19 +44,40 @@ function computeRanks(keys: readonly string[]): Map<string, number> {
  * put in the given order (duplicates count once, keep their order):
  * `javaHashMapOrder(keys).map((i) => values[i])` orders values named by
  * `keys`. Memoised by the exact key sequence, which on the validate hot path
- * is one of a few per module, so no per-request sort; bounded.
+ * is one of a few per module, so no per-request sort. The memo is a trie of
+ * Maps walked key by key: no lookup string is built per call (building one
+ * cost more than the rest of the item). Bounded.
  */
 export function javaHashMapOrder(keys: readonly string[]): readonly number[] {
-  let cacheKey = '';
-  for (const key of keys) cacheKey += `${key}\u001f`;
-  const cached = ORDER_CACHE.get(cacheKey);
-  if (cached) return cached;
-  const ranks = computeRanks(keys);
-  const order = keys.map((_, i) => i).sort((a, b) => (ranks.get(keys[a]!) ?? 0) - (ranks.get(keys[b]!) ?? 0) || a - b);
-  if (ORDER_CACHE.size >= ORDER_CACHE_MAX) ORDER_CACHE.clear();
-  ORDER_CACHE.set(cacheKey, order);
-  return order;
+  let node = ORDER_TRIE;
+  for (const key of keys) {
+    let next = node.next.get(key);
+    if (next === undefined) {
+      if (orderTrieNodes >= ORDER_TRIE_NODES_MAX) clearOrderTrie();
+      next = { next: new Map() };
+      orderTrieNodes += 1;
+      node.next.set(key, next);
+    }
+    node = next;
+  }
+  if (node.order === undefined) {
+    const ranks = computeRanks(keys);
+    node.order = keys.map((_, i) => i).sort((a, b) => (ranks.get(keys[a]!) ?? 0) - (ranks.get(keys[b]!) ?? 0) || a - b);
+  }
+  return node.order;
 }
 
-const ORDER_CACHE_MAX = 4096;
-const ORDER_CACHE = new Map<string, readonly number[]>();
+interface OrderTrieNode {
+  next: Map<string, OrderTrieNode>;
+  order?: readonly number[];
+}
+
+const ORDER_TRIE_NODES_MAX = 65_536;
+const ORDER_TRIE: OrderTrieNode = { next: new Map() };
+let orderTrieNodes = 0;
+
+function clearOrderTrie(): void {
+  ORDER_TRIE.next.clear();
+  ORDER_TRIE.order = undefined;
+  orderTrieNodes = 0;
+}
