@@ -217,7 +217,7 @@ function liveSessions(state: RuntimeState, nowMs: number): Map<string, number> {
   const perModule = new Map<string, number>();
   for (const [module, sessions] of Object.entries(state.sessions)) {
     let live = 0;
-    for (const session of Object.values(sessions)) if (session.expiresMs > nowMs) live += 1;
+    for (const session of sessions.values()) if (session.expiresMs > nowMs) live += 1;
     if (live > 0) perModule.set(module, live);
   }
   return perModule;
@@ -397,7 +397,7 @@ export async function licenseeActivity(
       if (item.type !== 'ProductModuleValidation') continue;
       const moduleNumber = propertyOf(item.properties, 'productModuleNumber') ?? '';
       const licensingModel = propertyOf(item.properties, 'licensingModel') ?? '';
-      const sessions = Object.entries(state.sessions[moduleNumber] ?? {})
+      const sessions = [...(state.sessions[moduleNumber] ?? [])]
         .filter(([, s]) => s.expiresMs > nowMs)
         .map(([sessionId, s]) => ({ sessionId, checkedOutMs: s.checkedOutMs, expiresMs: s.expiresMs }))
         .sort((a, b) => a.checkedOutMs - b.checkedOutMs);

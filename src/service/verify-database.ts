@@ -6,7 +6,7 @@
  * reported, so an operator knows where tampering or corruption starts.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { applyEvents, emptyRuntimeState, type RuntimeState } from '../core/runtime.ts';
+import { applyEvents, emptyRuntimeState, toStoredRuntimeState, type RuntimeState, type StoredRuntimeState } from '../core/runtime.ts';
 import { journalHash, type AssetStore } from '../store/asset-store.ts';
 
 export interface VerifyReport {
@@ -61,7 +61,7 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20): VerifyRepor
   const totals = { usedQuantity: 0, sessions: 0, createdLicenses: 0, startDates: 0, nodeSecrets: 0 };
   for (const state of replayed.values()) {
     totals.usedQuantity += Object.values(state.usedQuantity).reduce((a, b) => a + b, 0);
-    totals.sessions += Object.values(state.sessions).reduce((a, s) => a + Object.keys(s).length, 0);
+    totals.sessions += Object.values(state.sessions).reduce((a, s) => a + s.size, 0);
     totals.createdLicenses += Object.keys(state.createdLicenses).length;
     totals.startDates += Object.keys(state.startDates).length;
     totals.nodeSecrets += Object.values(state.nodeSecrets).reduce((a, s) => a + s.length, 0);
@@ -69,7 +69,7 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20): VerifyRepor
   return { ok: problems.length === 0, entries, licensees, totals, problems };
 }
 
-/** msgpack round trips may drop empty maps; compare on content only. */
-function normalise(state: RuntimeState): RuntimeState {
-  return JSON.parse(JSON.stringify(state, (_k, v: unknown) => v)) as RuntimeState;
+/** msgpack round trips may drop empty maps; compare on content only (stored form: session tables as objects). */
+function normalise(state: RuntimeState): StoredRuntimeState {
+  return JSON.parse(JSON.stringify(toStoredRuntimeState(state))) as StoredRuntimeState;
 }

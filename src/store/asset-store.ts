@@ -31,7 +31,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { ENTITY_KINDS, PARENT_PROPERTY, type Entity, type EntityKind } from '../core/entities.ts';
-import { applyEvents, emptyRuntimeState, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
+import { applyEvents, emptyRuntimeState, fromStoredRuntimeState, toStoredRuntimeState, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
 import type { LicenseeAssets } from '../core/validate-types.ts';
 import type { StoredCheckpoint } from '../card/checkpoint.ts';
 import type { CardBinding } from '../card/open.ts';
@@ -573,9 +573,14 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     return new StoreError('io', `write to the database in ${path} failed: ${message}`, { cause });
   };
 
+  const storedRuntime = (licenseeNumber: string): RuntimeState => {
+    const record = runtimeDb.get(keyPart(licenseeNumber));
+    return record ? fromStoredRuntimeState(record.state) : emptyRuntimeState();
+  };
+
   /** Same writes as commitRuntime's: new state, journal entry, journal head (inside a transaction). */
   const appendRuntimeEvents = (licenseeNumber: string, atMs: number, state: RuntimeState, events: RuntimeEvent[]) => {
-    runtimeDb.putSync(keyPart(licenseeNumber), { licenseeNumber, state: applyEvents(state, events) });
+    runtimeDb.putSync(keyPart(licenseeNumber), { licenseeNumber, state: toStoredRuntimeState(applyEvents(state, events)) });
     const head = journalHead();
     const body = { seq: head.seq + 1, atMs, licenseeNumber, events };
     const hash = journalHash(head.hash, body);
@@ -608,7 +613,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   const refreshInTx = async <T>(licenseeNumber: string, atMs: number, action: (tx: RefreshTransaction) => T): Promise<T> => {
       try {
         return await env.commitDurable(() => {
-          let state = runtimeDb.get(keyPart(licenseeNumber))?.state ?? emptyRuntimeState();
+          let state = storedRuntime(licenseeNumber);
           // Definitions change: readers that cache them (store/definitions-cache.ts) must drop their cache.
           metaDb.putSync('definitionsVersion', definitionsVersion() + 1);
           return action({
@@ -833,7 +838,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       return { product, licensee, modules, templates, licenses };
     },
     getRuntime(licenseeNumber) {
-      return runtimeDb.get(keyPart(licenseeNumber))?.state ?? emptyRuntimeState();
+      return storedRuntime(licenseeNumber);
     },
     commitRuntime(licenseeNumber, atMs, decide) {
       return runtimeWriter().commit(licenseeNumber, atMs, decide);
@@ -853,7 +858,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       }
     },
     *runtimeEntries() {
-      for (const { value } of runtimeDb.getRange({})) yield value;
+      for (const { value } of runtimeDb.getRange({})) yield { licenseeNumber: value.licenseeNumber, state: fromStoredRuntimeState(value.state) };
     },
     definitionsVersion,
     importTransaction(action) {

@@ -21,12 +21,13 @@
  * queued change (they were decided on top of it) and the memory is reloaded
  * from the database, which still holds the last durable state.
  */
-import { applyEventsInPlace, compactRuntimeState, emptyRuntimeState, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
+import { applyEventsInPlace, emptyRuntimeState, fromStoredRuntimeState, toStoredRuntimeState, type RuntimeEvent, type RuntimeState, type StoredRuntimeState } from '../core/runtime.ts';
 import type { KvDatabase, KvEnvironment, KvKey } from './lmdb.ts';
 
+/** A licensee's runtime state as stored (see StoredRuntimeState). */
 export interface RuntimeRecord {
   licenseeNumber: string;
-  state: RuntimeState;
+  state: StoredRuntimeState;
 }
 
 export interface JournalEntry {
@@ -145,7 +146,8 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
       if (slots.size >= inMemoryMax) {
         for (const [k, s] of slots) if (s.pending === 0) slots.delete(k);
       }
-      slot = { state: deps.runtimeDb.get(key)?.state ?? emptyRuntimeState(), rev: ++revCounter, pending: 0 };
+      const stored = deps.runtimeDb.get(key)?.state;
+      slot = { state: stored ? fromStoredRuntimeState(stored) : emptyRuntimeState(), rev: ++revCounter, pending: 0 };
       slots.set(key, slot);
     }
     return slot;
@@ -178,8 +180,7 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
         if (written.has(job.licenseeKey)) continue;
         written.add(job.licenseeKey);
         const slot = slots.get(job.licenseeKey)!;
-        compactRuntimeState(slot.state);
-        deps.runtimeDb.putInBatch(job.licenseeKey, { licenseeNumber: job.licenseeNumber, state: slot.state });
+        deps.runtimeDb.putInBatch(job.licenseeKey, { licenseeNumber: job.licenseeNumber, state: toStoredRuntimeState(slot.state) });
       }
       for (const job of batch) {
         deps.journalDb.putInBatch(job.entry.seq, job.entry);

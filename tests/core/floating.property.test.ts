@@ -93,7 +93,7 @@ test('Floating equals the reference model and never exceeds capacity', () => {
 
         // The seats the real state holds: imported sessions, overridden by runtime entries.
         const held = new Map(seats.length > 0 ? importedExpiry : []);
-        for (const [id, session] of Object.entries(state.sessions['M-F'] ?? {})) held.set(id, session.expiresMs);
+        for (const [id, session] of state.sessions['M-F'] ?? []) held.set(id, session.expiresMs);
         const liveHeld = [...held].filter(([, expires]) => expires > now).map(([id]) => id).sort();
         const liveReference = [...reference].filter(([, expires]) => expires > now).map(([id]) => id).sort();
         expect(liveHeld).toEqual(liveReference);
@@ -102,7 +102,7 @@ test('Floating equals the reference model and never exceeds capacity', () => {
         expect(liveHeld.length).toBeLessThanOrEqual(Math.max(capacity, importedLive));
         // After a write only live entries, or entries masking a live imported session, remain.
         if (!op.dry && op.kind !== 'plain') {
-          for (const [id, session] of Object.entries(state.sessions['M-F'] ?? {})) {
+          for (const [id, session] of state.sessions['M-F'] ?? []) {
             const masks = (importedExpiry.get(id) ?? -Infinity) > now && seats.length > 0;
             expect(session.expiresMs > now || masks || id === op.id).toBe(true);
           }

@@ -50,7 +50,7 @@ describe('Floating', () => {
     const first = run(assets, fresh(), checkOut('a'), NOW);
     const again = run(assets, first.state, checkOut('a'), NOW + 60_000);
     expect(answer(again.outcome)['expirationTimestamp']).toBe(toIso(NOW + 60_000 + VALIDITY_MS));
-    expect(again.state.sessions['M-F']).toEqual({ a: { checkedOutMs: NOW, expiresMs: NOW + 60_000 + VALIDITY_MS } });
+    expect(again.state.sessions['M-F']).toEqual(new Map([['a', { checkedOutMs: NOW, expiresMs: NOW + 60_000 + VALIDITY_MS }]]));
   });
 
   test('an expired session frees its seat exactly at its expiry, and is pruned on the next write', () => {
@@ -60,7 +60,7 @@ describe('Floating', () => {
     const later = run(assets, first.state, checkOut('b'), NOW + VALIDITY_MS);
     expect(answer(later.outcome)['valid']).toBe('true');
     expect(later.outcome.events.map((e) => e.type)).toEqual(['sessionCheckedOut', 'sessionExpired']);
-    expect(Object.keys(later.state.sessions['M-F'] ?? {})).toEqual(['b']);
+    expect([...(later.state.sessions['M-F']?.keys() ?? [])]).toEqual(['b']);
   });
 
   test('maxCheckoutValidityN overrides the module setting', () => {
@@ -99,7 +99,7 @@ describe('Floating', () => {
     // The same id checked out again is an extension.
     const extended = run(assets, fresh(), checkOut('cloud'), NOW);
     expect(answer(extended.outcome)['valid']).toBe('true');
-    expect(extended.state.sessions['M-F']?.['cloud']).toEqual({ checkedOutMs: NOW - 100_000, expiresMs: NOW + VALIDITY_MS });
+    expect(extended.state.sessions['M-F']?.get('cloud')).toEqual({ checkedOutMs: NOW - 100_000, expiresMs: NOW + VALIDITY_MS });
   });
 
   test('an over-full pool (more imported sessions than seats) does not extend them', () => {
@@ -168,7 +168,7 @@ describe('Floating', () => {
     const real = validate(assets, fresh(), request(checkOut('a')), { nowMs: NOW, ttlMs: DAY_MS });
     expect(dry.events).toEqual([]);
     expect(dry.envelope).toEqual(real.envelope);
-    expect(applyEvents(fresh(), real.events).sessions['M-F']?.['a']).toBeDefined();
+    expect(applyEvents(fresh(), real.events).sessions['M-F']?.get('a')).toBeDefined();
   });
 
   test('malformed action, missing sessionId or a bad override reject the request', () => {

@@ -216,6 +216,6 @@ describe('validate: dryRun and events', () => {
     expect(props(item(run(assets, first.state, 'productModuleNumber0=M-N&nodeSecret0=node-a', NOW).outcome.envelope, 'M-N'))['valid']).toBe('true');
     const seat = run(assets, first.state, 'productModuleNumber0=M-F&sessionId0=other&action0=checkOut', NOW + 59_999);
     expect(props(item(seat.outcome.envelope, 'M-F'))['valid']).toBe('false');
-    expect(first.state.sessions['M-F']?.['s1']?.expiresMs).toBe(ms(answered('M-F')['expirationTimestamp']!));
+    expect(first.state.sessions['M-F']?.get('s1')?.expiresMs).toBe(ms(answered('M-F')['expirationTimestamp']!));
   });
 });

@@ -100,7 +100,7 @@ test(`kill -9 under concurrent Floating and Pay-per-Use load, ${ROUNDS} times: n
   const reopened = openAssetStore(join(cwd, 'database'));
   const state = reopened.getRuntime('L');
   const usedPresent = state.usedQuantity['LP'] ?? 0;
-  const sessionsPresent = Object.keys(state.sessions['M-FLOAT'] ?? {});
+  const sessionsPresent = [...(state.sessions['M-FLOAT']?.keys() ?? [])];
   const lostSessions = [...sessionsAcknowledged].filter((id) => !sessionsPresent.includes(id));
   const phantomSessions = sessionsPresent.filter((id) => !sessionsSent.has(id));
   const usedLost = Math.max(0, usedAcknowledged - usedPresent);

@@ -74,13 +74,13 @@ test('real full disk (tmpfs): 5xx envelope on writes, reads served, writes resum
   expect(resumed.status).toBe(200);
   acknowledged.push('after-space-is-back');
 
-  const sessions = store.getRuntime('L-1').sessions['M-FLOAT'] ?? {};
-  for (const id of acknowledged) expect(sessions[id]).toBeDefined();
-  expect(Object.keys(sessions).length).toBe(acknowledged.length);
+  const sessions = store.getRuntime('L-1').sessions['M-FLOAT'] ?? new Map();
+  for (const id of acknowledged) expect(sessions.get(id)).toBeDefined();
+  expect(sessions.size).toBe(acknowledged.length);
   expect(verifyDatabase(store).ok).toBe(true);
   await store.close();
   const reopened = openAssetStore(join(cwd, 'database'));
-  expect(Object.keys(reopened.getRuntime('L-1').sessions['M-FLOAT'] ?? {}).length).toBe(acknowledged.length);
+  expect(reopened.getRuntime('L-1').sessions['M-FLOAT']?.size).toBe(acknowledged.length);
   await reopened.close();
 });
 
@@ -96,10 +96,10 @@ test('injected ENOSPC: the write fails with 507, state is unchanged, and writes 
   expect((await app.request('/rest/licensee/L-1/validate', checkOut('a'))).status).toBe(200);
   diskFull = true;
   expect((await app.request('/rest/licensee/L-1/validate', checkOut('b'))).status).toBe(507);
-  expect(Object.keys(store.getRuntime('L-1').sessions['M-FLOAT'] ?? {})).toEqual(['a']);
+  expect([...(store.getRuntime('L-1').sessions['M-FLOAT']?.keys() ?? [])]).toEqual(['a']);
   diskFull = false;
   expect((await app.request('/rest/licensee/L-1/validate', checkOut('c'))).status).toBe(200);
-  expect(Object.keys(store.getRuntime('L-1').sessions['M-FLOAT'] ?? {}).sort()).toEqual(['a', 'c']);
+  expect([...(store.getRuntime('L-1').sessions['M-FLOAT']?.keys() ?? [])].sort()).toEqual(['a', 'c']);
   expect(verifyDatabase(store).ok).toBe(true);
   await store.close();
 });

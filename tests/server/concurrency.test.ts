@@ -65,7 +65,7 @@ test('200 parallel check-outs against 50 seats give exactly 50 valid, also after
 
   const reopened = openAssetStore(join(cwd, 'database'));
   cleanups.push(() => reopened.close());
-  expect(Object.keys(reopened.getRuntime('L').sessions['M-FLOAT'] ?? {}).length).toBe(50);
+  expect(reopened.getRuntime('L').sessions['M-FLOAT']?.size).toBe(50);
   server = start(reopened);
   cleanups.push(() => server.stop());
   const more = await post(server, 'productModuleNumber0=M-FLOAT&sessionId0=late&action0=checkOut');

@@ -85,7 +85,7 @@ describe('asset store', () => {
         })),
       ),
     );
-    expect(Object.keys(store.getRuntime('L1').sessions['M'] ?? {})).toEqual(ids);
+    expect([...(store.getRuntime('L1').sessions['M']?.keys() ?? [])]).toEqual(ids);
     await Promise.all(
       ids.map((sessionId) => store.commitRuntime('L1', 2000, () => ({ events: [{ type: 'sessionCheckedIn', moduleNumber: 'M', sessionId }], result: null }))),
     );

@@ -28,6 +28,8 @@ export const DEFAULT_MAX_CHECKOUT_VALIDITY_SECONDS = 300;
 
 export const SESSION_PROPERTY_PREFIX = 'sessionId_';
 
+const NO_SESSIONS: ReadonlyMap<string, KnownSession> = new Map();
+
 interface KnownSession {
   checkedOutMs: number;
   expiresMs: number;
@@ -87,23 +89,22 @@ export function validateFloating(ctx: ModelContext): ModelResult {
       if (known === undefined || known.expiresMs < expiresMs) imported.set(id, { checkedOutMs, expiresMs });
     }
   }
-  const runtimeSessions = ctx.runtime.sessions[moduleNumber] ?? {};
+  const runtimeSessions: ReadonlyMap<string, KnownSession> = ctx.runtime.sessions[moduleNumber] ?? NO_SESSIONS;
   const isLive = (session: KnownSession | undefined): session is KnownSession => {
     if (session === undefined || session.expiresMs <= ctx.nowMs) return false;
     ctx.changesAt(session.expiresMs);
     return true;
   };
   // A runtime entry for an id overrides the imported one (see the file comment).
-  // One pass over the runtime sessions: enumerating an object whose keys come and go
-  // costs about as much as the rest of the decision for a pool of 64.
+  // One pass over the runtime sessions (every validation of the module walks the whole pool).
   let used = 0;
   const expiredRuntimeIds: string[] = [];
-  for (const id in runtimeSessions) {
-    if (isLive(runtimeSessions[id])) used += 1;
+  for (const [id, session] of runtimeSessions) {
+    if (isLive(session)) used += 1;
     else expiredRuntimeIds.push(id);
   }
-  for (const [id, session] of imported) if (runtimeSessions[id] === undefined && isLive(session)) used += 1;
-  const sessionOf = (id: string): KnownSession | undefined => runtimeSessions[id] ?? imported.get(id);
+  for (const [id, session] of imported) if (!runtimeSessions.has(id) && isLive(session)) used += 1;
+  const sessionOf = (id: string): KnownSession | undefined => runtimeSessions.get(id) ?? imported.get(id);
 
   const events: RuntimeEvent[] = [];
   const properties: Property[] = [];
@@ -130,7 +131,7 @@ export function validateFloating(ctx: ModelContext): ModelResult {
     if (isLive(importedSession)) {
       // The imported property cannot be removed: an entry that expires now masks it.
       events.push({ type: 'sessionCheckedOut', moduleNumber, sessionId, checkedOutMs: importedSession.checkedOutMs, expiresMs: nowMs });
-    } else if (runtimeSessions[sessionId] !== undefined) {
+    } else if (runtimeSessions.has(sessionId)) {
       events.push({ type: 'sessionCheckedIn', moduleNumber, sessionId });
     }
     properties.push(['valid', 'false']);
