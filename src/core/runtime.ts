@@ -47,28 +47,6 @@ export interface RuntimeState {
  */
 export type SessionTable = Map<string, FloatingSession>;
 
-/**
- * How a runtime state is stored (msgpack in LMDB) and compared: session
- * tables as plain objects. Databases written before the tables became Maps
- * hold exactly this, so the stored format did not change.
- */
-export type StoredRuntimeState = Omit<RuntimeState, 'sessions'> & { sessions: Record<string, Record<string, FloatingSession>> };
-
-export function toStoredRuntimeState(state: RuntimeState): StoredRuntimeState {
-  const sessions: Record<string, Record<string, FloatingSession>> = {};
-  for (const moduleNumber in state.sessions) sessions[moduleNumber] = Object.fromEntries(state.sessions[moduleNumber]!);
-  return { ...state, sessions };
-}
-
-export function fromStoredRuntimeState(stored: StoredRuntimeState): RuntimeState {
-  const sessions: Record<string, SessionTable> = {};
-  for (const moduleNumber in stored.sessions) {
-    const table: SessionTable = new Map(Object.entries(stored.sessions[moduleNumber]!));
-    if (table.size > 0) sessions[moduleNumber] = table;
-  }
-  return { ...stored, sessions };
-}
-
 export type RuntimeEvent =
   | { type: 'licenseCreated'; license: AgentLicense }
   | { type: 'startDateSet'; licenseNumber: string; startDate: string }

@@ -6,7 +6,7 @@
  * reported, so an operator knows where tampering or corruption starts.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { applyEvents, emptyRuntimeState, toStoredRuntimeState, type RuntimeState, type StoredRuntimeState } from '../core/runtime.ts';
+import { applyEvents, emptyRuntimeState, type RuntimeState } from '../core/runtime.ts';
 import { journalHash, type AssetStore } from '../store/asset-store.ts';
 
 export interface VerifyReport {
@@ -69,7 +69,7 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20): VerifyRepor
   return { ok: problems.length === 0, entries, licensees, totals, problems };
 }
 
-/** msgpack round trips may drop empty maps; compare on content only (stored form: session tables as objects). */
-function normalise(state: RuntimeState): StoredRuntimeState {
-  return JSON.parse(JSON.stringify(toStoredRuntimeState(state))) as StoredRuntimeState;
+/** msgpack round trips may drop empty maps; compare on content only (session tables as plain objects). */
+function normalise(state: RuntimeState): unknown {
+  return JSON.parse(JSON.stringify(state, (_key, value: unknown) => (value instanceof Map ? Object.fromEntries(value) : value)));
 }

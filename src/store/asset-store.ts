@@ -31,7 +31,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { ENTITY_KINDS, PARENT_PROPERTY, type Entity, type EntityKind } from '../core/entities.ts';
-import { applyEvents, emptyRuntimeState, fromStoredRuntimeState, toStoredRuntimeState, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
+import { applyEvents, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
 import type { LicenseeAssets } from '../core/validate-types.ts';
 import type { StoredCheckpoint } from '../card/checkpoint.ts';
 import type { CardBinding } from '../card/open.ts';
@@ -39,9 +39,10 @@ import { StoreError } from './errors.ts';
 import { openKvEnvironment, type KvDatabase, type KvEnvironment, type OpenOptions } from './lmdb.ts';
 import { join } from 'node:path';
 import { acquireExclusiveLock, LockHeldError, type HeldLock } from '../platform/exclusive-lock.ts';
-import { createRuntimeWriter, type JournalEntry, type JournalHead, type RuntimeRecord, type RuntimeWriter } from './runtime-writer.ts';
+import { createRuntimeWriter, runtimeStateOf, type JournalEntry, type JournalHead, type RuntimeRecord, type RuntimeWriter } from './runtime-writer.ts';
 
-export const SCHEMA_VERSION = 1;
+/** 2: runtime records store floating session tables as msgpack maps (1: as objects; still read, upgraded on open). */
+export const SCHEMA_VERSION = 2;
 export { StoreError } from './errors.ts';
 
 export interface ImportRecord {
@@ -472,12 +473,17 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       createdAt: new Date(options.nowMs ?? Date.now()).toISOString(),
     };
     env.commitSync(() => metaDb.putSync('meta', meta));
-  } else if (existing.schemaVersion !== SCHEMA_VERSION) {
+  } else if (existing.schemaVersion === 1 && !options.readOnly) {
+    // Schema 1 differs only in how runtime records store session tables, and schema-2 code
+    // reads both (runtime-writer.ts, runtimeStateOf): upgrading is stamping the new version,
+    // so that an older agent refuses the database once records of the new form may be in it.
+    env.commitSync(() => metaDb.putSync('meta', { ...existing, schemaVersion: SCHEMA_VERSION }));
+  } else if (existing.schemaVersion !== SCHEMA_VERSION && existing.schemaVersion !== 1) {
     void env.close();
     throw new StoreError(
       'schema_mismatch',
       `the database in ${path} has schema version ${String(existing.schemaVersion)}, ` +
-        `this agent reads version ${SCHEMA_VERSION}; use the matching agent version or re-import into a new directory`,
+        `this agent reads versions 1 to ${SCHEMA_VERSION}; use the matching agent version or re-import into a new directory`,
     );
   }
 
@@ -573,14 +579,11 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     return new StoreError('io', `write to the database in ${path} failed: ${message}`, { cause });
   };
 
-  const storedRuntime = (licenseeNumber: string): RuntimeState => {
-    const record = runtimeDb.get(keyPart(licenseeNumber));
-    return record ? fromStoredRuntimeState(record.state) : emptyRuntimeState();
-  };
+  const storedRuntime = (licenseeNumber: string): RuntimeState => runtimeStateOf(runtimeDb.get(keyPart(licenseeNumber)));
 
   /** Same writes as commitRuntime's: new state, journal entry, journal head (inside a transaction). */
   const appendRuntimeEvents = (licenseeNumber: string, atMs: number, state: RuntimeState, events: RuntimeEvent[]) => {
-    runtimeDb.putSync(keyPart(licenseeNumber), { licenseeNumber, state: toStoredRuntimeState(applyEvents(state, events)) });
+    runtimeDb.putSync(keyPart(licenseeNumber), { licenseeNumber, state: applyEvents(state, events) });
     const head = journalHead();
     const body = { seq: head.seq + 1, atMs, licenseeNumber, events };
     const hash = journalHash(head.hash, body);
@@ -858,7 +861,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       }
     },
     *runtimeEntries() {
-      for (const { value } of runtimeDb.getRange({})) yield { licenseeNumber: value.licenseeNumber, state: fromStoredRuntimeState(value.state) };
+      for (const { value } of runtimeDb.getRange({})) yield { licenseeNumber: value.licenseeNumber, state: runtimeStateOf(value) };
     },
     definitionsVersion,
     importTransaction(action) {

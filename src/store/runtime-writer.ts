@@ -21,13 +21,37 @@
  * queued change (they were decided on top of it) and the memory is reloaded
  * from the database, which still holds the last durable state.
  */
-import { applyEventsInPlace, emptyRuntimeState, fromStoredRuntimeState, toStoredRuntimeState, type RuntimeEvent, type RuntimeState, type StoredRuntimeState } from '../core/runtime.ts';
+import { applyEventsInPlace, emptyRuntimeState, type FloatingSession, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
 import type { KvDatabase, KvEnvironment, KvKey } from './lmdb.ts';
 
-/** A licensee's runtime state as stored (see StoredRuntimeState). */
+/**
+ * A licensee's runtime state as stored (msgpack): schema 2 stores the state as
+ * it is in memory, session tables as Maps (encoding a Map of 64 sessions took
+ * 7.5 µs, converting it to an object and encoding that 58 µs: new keys on
+ * every check-out defeat msgpackr's records). Schema 1 stored them as objects;
+ * `runtimeStateOf` reads both.
+ */
 export interface RuntimeRecord {
   licenseeNumber: string;
-  state: StoredRuntimeState;
+  state: RuntimeState | SchemaOneRuntimeState;
+}
+
+type SchemaOneRuntimeState = Omit<RuntimeState, 'sessions'> & { sessions: Record<string, Record<string, FloatingSession>> };
+
+export function runtimeStateOf(record: RuntimeRecord | undefined): RuntimeState {
+  if (record === undefined) return emptyRuntimeState();
+  const stored = record.state;
+  for (const moduleNumber in stored.sessions) {
+    if (!(stored.sessions[moduleNumber] instanceof Map)) {
+      const sessions: RuntimeState['sessions'] = {};
+      for (const [number, table] of Object.entries(stored.sessions)) {
+        const map = table instanceof Map ? table : new Map(Object.entries(table));
+        if (map.size > 0) sessions[number] = map;
+      }
+      return { ...stored, sessions };
+    }
+  }
+  return stored as RuntimeState;
 }
 
 export interface JournalEntry {
@@ -146,8 +170,7 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
       if (slots.size >= inMemoryMax) {
         for (const [k, s] of slots) if (s.pending === 0) slots.delete(k);
       }
-      const stored = deps.runtimeDb.get(key)?.state;
-      slot = { state: stored ? fromStoredRuntimeState(stored) : emptyRuntimeState(), rev: ++revCounter, pending: 0 };
+      slot = { state: runtimeStateOf(deps.runtimeDb.get(key)), rev: ++revCounter, pending: 0 };
       slots.set(key, slot);
     }
     return slot;
@@ -180,7 +203,7 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
         if (written.has(job.licenseeKey)) continue;
         written.add(job.licenseeKey);
         const slot = slots.get(job.licenseeKey)!;
-        deps.runtimeDb.putInBatch(job.licenseeKey, { licenseeNumber: job.licenseeNumber, state: toStoredRuntimeState(slot.state) });
+        deps.runtimeDb.putInBatch(job.licenseeKey, { licenseeNumber: job.licenseeNumber, state: slot.state });
       }
       for (const job of batch) {
         deps.journalDb.putInBatch(job.entry.seq, job.entry);

@@ -2,7 +2,8 @@
 // durable. Method: real LMDB in a temp directory, reopened between steps.
 import { describe, expect, test } from 'bun:test';
 import { join } from 'node:path';
-import { openAssetStore, StoreError } from '../../src/store/asset-store.ts';
+import { openAssetStore, SCHEMA_VERSION, StoreError } from '../../src/store/asset-store.ts';
+import { openKvEnvironment } from '../../src/store/lmdb.ts';
 import type { Entity } from '../../src/core/entities.ts';
 import { verifyDatabase } from '../../src/service/verify-database.ts';
 import { tempDir } from '../helpers.ts';
@@ -95,6 +96,58 @@ describe('asset store', () => {
     store = openAssetStore(dir);
     expect(store.getRuntime('L1').sessions).toEqual({});
     await store.close();
+  });
+
+  test('a schema-1 database (session tables stored as objects) is read, served and upgraded to schema 2', async () => {
+    const dir = join(tempDir(), 'database');
+    (await openAssetStore(dir, { create: true }).close());
+    // Write what a schema-1 agent left: meta version 1, a runtime record whose session table is an object.
+    const env = openKvEnvironment(dir);
+    const meta = env.open<Record<string, unknown>>('meta');
+    const runtime = env.open<unknown>('runtime');
+    env.commitSync(() => {
+      meta.putSync('meta', { ...meta.get('meta'), schemaVersion: 1 });
+      const sessions = { M: { a: { checkedOutMs: 1000, expiresMs: 5000 }, b: { checkedOutMs: 1000, expiresMs: 6000 } } };
+      runtime.putSync('L1', { licenseeNumber: 'L1', state: { createdLicenses: {}, startDates: {}, sessions, usedQuantity: {}, nodeSecrets: {} } });
+    });
+    await env.close();
+
+    const readOnly = openAssetStore(dir, { readOnly: true });
+    expect([...(readOnly.getRuntime('L1').sessions['M']?.keys() ?? [])]).toEqual(['a', 'b']);
+    expect(readOnly.meta().schemaVersion).toBe(1);
+    await readOnly.close();
+
+    const store = openAssetStore(dir);
+    expect(store.meta().schemaVersion).toBe(SCHEMA_VERSION);
+    await store.commitRuntime('L1', 2000, (state) => {
+      expect(state.sessions['M']?.get('b')?.expiresMs).toBe(6000);
+      return { events: [{ type: 'sessionCheckedIn', moduleNumber: 'M', sessionId: 'a' }], result: null };
+    });
+    expect([...(store.getRuntime('L1').sessions['M']?.keys() ?? [])]).toEqual(['b']);
+    await store.close();
+  });
+
+  test('a database of an unknown schema version is refused with a clear message and left as it is', async () => {
+    const dir = join(tempDir(), 'database');
+    (await openAssetStore(dir, { create: true }).close());
+    const env = openKvEnvironment(dir);
+    const meta = env.open<Record<string, unknown>>('meta');
+    env.commitSync(() => meta.putSync('meta', { ...meta.get('meta'), schemaVersion: 99 }));
+    await env.close();
+    for (const options of [{}, { readOnly: true }]) {
+      let error: unknown;
+      try {
+        openAssetStore(dir, options);
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error).toBeInstanceOf(StoreError);
+      expect((error as StoreError).code).toBe('schema_mismatch');
+      expect((error as Error).message).toContain(`has schema version 99, this agent reads versions 1 to ${SCHEMA_VERSION}`);
+    }
+    const after = openKvEnvironment(dir);
+    expect(after.open<Record<string, unknown>>('meta').get('meta')?.['schemaVersion']).toBe(99);
+    await after.close();
   });
 
   test('an import transaction that throws leaves nothing behind', async () => {
