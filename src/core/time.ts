@@ -9,7 +9,9 @@
  * millisecond): a small direct-mapped memo skips the Date object for those.
  */
 export function toIso(ms: number): string {
-  const slot = ms & ISO_MEMO_MASK;
+  // Multiplicative hash of the low bits: the instants of one answer differ by round
+  // amounts (now, now + 10 min, now + 1 h), which `ms & 63` would put in one slot.
+  const slot = Math.imul(ms | 0, 0x9e3779b1) >>> 26;
   if (isoMemoMs[slot] === ms) return isoMemoText[slot]!;
   const text = new Date(ms).toISOString();
   isoMemoMs[slot] = ms;
@@ -17,9 +19,9 @@ export function toIso(ms: number): string {
   return text;
 }
 
-const ISO_MEMO_MASK = 63;
-const isoMemoMs = new Float64Array(ISO_MEMO_MASK + 1).fill(Number.NaN);
-const isoMemoText: string[] = new Array<string>(ISO_MEMO_MASK + 1).fill('');
+const ISO_MEMO_SLOTS = 64; // 2 ** (32 - 26)
+const isoMemoMs = new Float64Array(ISO_MEMO_SLOTS).fill(Number.NaN);
+const isoMemoText: string[] = new Array<string>(ISO_MEMO_SLOTS).fill('');
 
 /**
  * Parses an xsd:dateTime or xsd:date (the API accepts both on input).
@@ -27,6 +29,19 @@ const isoMemoText: string[] = new Array<string>(ISO_MEMO_MASK + 1).fill('');
  */
 export function parseIso(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
+  // The same few stored dates (license start dates) are parsed on every validate.
+  const known = parsedIso.get(text);
+  if (known !== undefined || parsedIso.has(text)) return known;
+  const ms = parseIsoUncached(text);
+  if (parsedIso.size >= PARSED_ISO_MAX) parsedIso.clear();
+  parsedIso.set(text, ms);
+  return ms;
+}
+
+const PARSED_ISO_MAX = 4096;
+const parsedIso = new Map<string, number | undefined>();
+
+function parseIsoUncached(text: string): number | undefined {
   const trimmed = text.trim();
   if (!/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(trimmed)) {
     return undefined;

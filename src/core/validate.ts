@@ -118,8 +118,9 @@ export function ttlCapMs(items: readonly WireItem[]): number {
   const visit = (properties: readonly Property[], lists: readonly WireList[]): void => {
     for (const [name, value] of properties) {
       if (name !== 'expirationTimestamp') continue;
-      const ms = parseIso(value);
-      if (ms !== undefined && ms < ttl) ttl = ms;
+      // Always written by toIso (models/floating.ts): the canonical UTC form Date.parse reads exactly.
+      const ms = Date.parse(value);
+      if (ms < ttl) ttl = ms;
     }
     for (const list of lists) visit(list.properties, list.lists);
   };
@@ -138,7 +139,8 @@ function moduleContext(
   mayCreateLicenses: boolean,
 ): ModelContext {
   const { templates, imported, importedTemplateNumbers } = moduleDefinitions(assets, module);
-  const templatesWithLicenses = new Set(importedTemplateNumbers);
+  // Copied only when an agent-created license adds a template (rare): this runs per module per request.
+  let templatesWithLicenses: ReadonlySet<string> = importedTemplateNumbers;
 
   const licenses: LicenseView[] = [];
   for (const { license, template, hasDefinedStart, definedStartMs } of imported) {
@@ -160,7 +162,7 @@ function moduleContext(
   for (const template of templates) {
     const created = runtime.createdLicenses[template.number];
     if (created === undefined || templatesWithLicenses.has(template.number)) continue;
-    templatesWithLicenses.add(template.number);
+    templatesWithLicenses = new Set([...templatesWithLicenses, template.number]);
     licenses.push({
       number: created.number,
       props: {
@@ -238,13 +240,14 @@ function moduleDefinitions(assets: LicenseeAssets, module: Entity): ModuleDefini
 function moduleItem(module: Entity, licensingModel: string, result: ModelResult): WireItem {
   // Insertion order matters only inside a hash bucket; this one matches the samples
   // (warningLevel before expirationTimestamp, pricingPlanName before productModuleName).
-  const properties: Property[] = [['warningLevel', result.warningLevel], ...result.properties];
+  const properties: Property[] = [['warningLevel', result.warningLevel]];
+  for (const property of result.properties) properties.push(property);
   const name = module.props['name'];
   if (name !== undefined) properties.push(['productModuleName', name]);
   properties.push(['licensingModel', licensingModel]);
   // One HashMap holds the properties and the lists: order both by the ranks of all their names.
   const names: string[] = [];
-  for (const [key] of properties) names.push(key);
+  for (const property of properties) names.push(property[0]);
   for (const list of result.lists) names.push(list.name);
   const ordered: Property[] = [['productModuleNumber', module.number]];
   const lists: WireList[] = [];
