@@ -7,7 +7,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import { applyEvents, emptyRuntimeState, type RuntimeState } from '../core/runtime.ts';
-import { journalHash, type AssetStore } from '../store/asset-store.ts';
+import { journalHash, type AssetStore, type JournalEntry } from '../store/asset-store.ts';
 
 export interface VerifyReport {
   ok: boolean;
@@ -26,19 +26,39 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20): VerifyRepor
   let prevHash = GENESIS_HASH;
   let expectedSeq = 1;
   let entries = 0;
+  // The chain has one link per group commit: consecutive entries with the same prevHash and
+  // hash (runtime-writer.ts, JournalEntry). Each group is checked when the next one begins.
+  let group: JournalEntry[] = [];
+  const checkGroup = () => {
+    if (group.length === 0 || problems.length >= maxProblems) return;
+    const first = group[0]!;
+    if (first.prevHash !== prevHash) problems.push(`journal entry ${first.seq}: previous-hash link broken`);
+    else if (journalHash(first.prevHash, group) !== first.hash) {
+      problems.push(
+        group.length === 1
+          ? `journal entry ${first.seq}: content does not match its hash (altered)`
+          : `journal entries ${first.seq}–${group[group.length - 1]!.seq} (one group commit): content does not match their hash (altered)`,
+      );
+    }
+  };
   for (const entry of store.journal()) {
     entries++;
-    if (problems.length < maxProblems) {
-      if (entry.seq !== expectedSeq) problems.push(`journal entry ${entry.seq}: expected sequence ${expectedSeq} (entries missing)`);
-      if (entry.prevHash !== prevHash) problems.push(`journal entry ${entry.seq}: previous-hash link broken`);
-      const recomputed = journalHash(entry.prevHash, entry);
-      if (recomputed !== entry.hash) problems.push(`journal entry ${entry.seq}: content does not match its hash (altered)`);
+    const sameGroup = group.length > 0 && entry.prevHash === group[0]!.prevHash && entry.hash === group[0]!.hash;
+    if (!sameGroup) {
+      checkGroup();
+      if (group.length > 0) prevHash = group[0]!.hash;
+      group = [];
     }
-    prevHash = entry.hash;
+    group.push(entry);
+    if (entry.seq !== expectedSeq && problems.length < maxProblems) {
+      problems.push(`journal entry ${entry.seq}: expected sequence ${expectedSeq} (entries missing)`);
+    }
     expectedSeq = entry.seq + 1;
     const state = replayed.get(entry.licenseeNumber) ?? emptyRuntimeState();
     replayed.set(entry.licenseeNumber, applyEvents(state, entry.events));
   }
+  checkGroup();
+  if (group.length > 0) prevHash = group[0]!.hash;
   const head = store.journalHead();
   if (head.seq !== expectedSeq - 1 || head.hash !== prevHash) {
     problems.push(`journal head (sequence ${head.seq}) does not match the last entry (sequence ${expectedSeq - 1}): entries lost or appended outside the agent`);

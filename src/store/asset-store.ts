@@ -41,7 +41,11 @@ import { join } from 'node:path';
 import { acquireExclusiveLock, LockHeldError, type HeldLock } from '../platform/exclusive-lock.ts';
 import { createRuntimeWriter, runtimeStateOf, type JournalEntry, type JournalHead, type RuntimeRecord, type RuntimeWriter } from './runtime-writer.ts';
 
-/** 2: runtime records store floating session tables as msgpack maps (1: as objects; still read, upgraded on open). */
+/**
+ * 2: runtime records store floating session tables as msgpack maps (1: as objects; still read,
+ * upgraded on open), and the journal is hash-chained per group commit (a schema-1 journal is
+ * the special case of groups of one, so it verifies unchanged).
+ */
 export const SCHEMA_VERSION = 2;
 export { StoreError } from './errors.ts';
 
@@ -149,8 +153,16 @@ function processStartMs(pid: number): number | undefined {
 }
 
 /** SHA-256 (hex) of the previous hash followed by the entry's JSON; one per durable change, so Bun's one-shot hash (no hasher object). */
-export function journalHash(prevHash: string, entry: Omit<JournalEntry, 'hash' | 'prevHash'>): string {
-  return Bun.CryptoHasher.hash('sha256', prevHash + JSON.stringify([entry.seq, entry.atMs, entry.licenseeNumber, entry.events]), 'hex');
+/**
+ * The journal's chain link for the entries of one group commit (see
+ * JournalEntry in runtime-writer.ts): SHA-256 (hex) of the previous link
+ * followed by each entry's JSON. For a single entry this is the per-entry
+ * hash schema-2 databases wrote.
+ */
+export function journalHash(prevHash: string, entries: readonly Omit<JournalEntry, 'hash' | 'prevHash'>[]): string {
+  let text = prevHash;
+  for (const entry of entries) text += JSON.stringify([entry.seq, entry.atMs, entry.licenseeNumber, entry.events]);
+  return Bun.CryptoHasher.hash('sha256', text, 'hex');
 }
 
 /**
@@ -586,7 +598,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     runtimeDb.putSync(keyPart(licenseeNumber), { licenseeNumber, state: applyEvents(state, events) });
     const head = journalHead();
     const body = { seq: head.seq + 1, atMs, licenseeNumber, events };
-    const hash = journalHash(head.hash, body);
+    const hash = journalHash(head.hash, [body]);
     journalDb.putSync(body.seq, { ...body, prevHash: head.hash, hash });
     metaDb.putSync('journalHead', { seq: body.seq, hash });
   };

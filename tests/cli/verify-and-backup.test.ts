@@ -56,6 +56,29 @@ describe('verify-database', () => {
   });
 });
 
+describe('verify-database, group commits', () => {
+  test('an entry altered inside a group commit is reported with its group', async () => {
+    const { store, cwd } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);
+    await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        store.commitRuntime('L', 1000 + i, () => ({ events: [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 1 }], result: null })),
+      ),
+    );
+    const entries = [...store.journal()];
+    await store.close();
+    // The first change is committed alone; the seven decided meanwhile share the next commit.
+    expect(entries[0]!.hash).not.toBe(entries[1]!.hash);
+    expect(new Set(entries.slice(1).map((e) => e.hash)).size).toBe(1);
+    const env = openKvEnvironment(join(cwd, 'database'));
+    const journal = env.open<{ events: unknown[] }>('journal');
+    env.commitSync(() => journal.putSync(4, { ...journal.get(4)!, events: [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 2 }] }));
+    await env.close();
+    const io = captureIo();
+    expect(await runCli(['--action=verify-database'], io, { cwd, log: silentLogger() })).toBe(5);
+    expect(io.err).toContain('journal entries 2–8 (one group commit): content does not match their hash');
+  });
+});
+
 describe('backup', () => {
   test('copies a database that is open and in use; the copy holds every acknowledged change', async () => {
     const { store, cwd } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);
