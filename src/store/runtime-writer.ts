@@ -129,7 +129,6 @@ interface Job {
   licenseeNumber: string;
   entry: JournalEntry;
   extra: ExtraRecord[];
-  done: Deferred;
 }
 
 interface Slot {
@@ -167,6 +166,8 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
   /** Seq of the newest decided entry, and the chain hash after the newest group formed. */
   let { seq: lastSeq, hash: chainHash } = deps.readJournalHead();
   let queue: Job[] = [];
+  /** Durability of the queued jobs: one promise per group commit, shared by its jobs. */
+  let queuedDone: Deferred | undefined;
   /** A transaction has been started and not yet finished. */
   let committing = false;
   let barrier: Promise<void> | undefined;
@@ -205,7 +206,9 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
     // after its last job in the batch (states are changed in place, so no snapshot per job is
     // needed); it is encoded here, before any later decision changes it.
     const batch = queue;
+    const done = queuedDone!;
     queue = [];
+    queuedDone = undefined;
     // One link of the hash chain for the whole group (see JournalEntry).
     const entries = batch.map((job) => job.entry);
     const hash = deps.journalHash(chainHash, entries);
@@ -236,19 +239,20 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
         for (const job of batch) {
           const slot = slots.get(job.licenseeKey);
           if (slot) slot.pending -= 1;
-          job.done.resolve();
         }
+        done.resolve();
         startCommit();
         notifyIdle();
       },
       (cause: unknown) => {
         const error = deps.wrapWriteError(cause);
         // Everything queued was decided on top of the failed batch: fail it all, reload from the database.
-        const failed = [...batch, ...queue];
+        const failed = [done, queuedDone];
         committing = false;
         queue = [];
+        queuedDone = undefined;
         forgetMemory();
-        for (const job of failed) job.done.reject(error);
+        for (const waiting of failed) waiting?.reject(error);
         notifyIdle();
       },
     );
@@ -270,15 +274,15 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
       licenseeNumber,
       entry,
       extra: extra ? extra(result, seq, events) : [],
-      done: deferred(),
     };
+    const done = (queuedDone ??= deferred());
     applyEventsInPlace(slot.state, events);
     slot.rev = ++revCounter;
     slot.pending += 1;
-    slot.lastDone = job.done.promise;
+    slot.lastDone = done.promise;
     queue.push(job);
     startCommit();
-    return job.done.promise.then(() => result);
+    return done.promise.then(() => result);
   };
 
   const drained = (): Promise<void> =>
