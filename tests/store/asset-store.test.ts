@@ -97,8 +97,8 @@ describe('asset store', () => {
   });
 
   test('a floating pool emptied by check-ins is stored without its empty table, as the journal replays it', async () => {
-    // The writer applies events in place and leaves empty per-module tables (core/runtime.ts);
-    // it must store the canonical form, or verify-database reports a difference.
+    // The writer applies events in place (core/runtime.ts): an emptied session table must go
+    // with its last session, or the stored state differs from the replayed one (verify-database).
     const dir = join(tempDir(), 'database');
     let store = openAssetStore(dir, { create: true });
     const ids = ['a', 'b', 'c'];
