@@ -137,9 +137,9 @@ async function child(): Promise<void> {
 /**
  * This process's own peak RSS. Not getrusage's ru_maxrss: on Linux a child
  * inherits its parent's high-water mark at spawn time (measured: a child of
- * a parent holding 500 MB reports 529 MB, its VmHWM 29 MB), and this
- * script's parent holds the generated export's licensee list (~500 MB at
- * 1M). VmHWM is the peak of the process's own memory map.
+ * a parent holding 500 MB reports 529 MB, its VmHWM 30 MB), and this
+ * script's parent holds the generated export's list of licensee numbers
+ * (a million strings at 1M). VmHWM is the peak of the process's own memory map.
  */
 function peakRssKb(): number {
   try {

@@ -29,19 +29,6 @@ const isoMemoText: string[] = new Array<string>(ISO_MEMO_SLOTS).fill('');
  */
 export function parseIso(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
-  // The same few stored dates (license start dates) are parsed on every validate.
-  const known = parsedIso.get(text);
-  if (known !== undefined || parsedIso.has(text)) return known;
-  const ms = parseIsoUncached(text);
-  if (parsedIso.size >= PARSED_ISO_MAX) parsedIso.clear();
-  parsedIso.set(text, ms);
-  return ms;
-}
-
-const PARSED_ISO_MAX = 4096;
-const parsedIso = new Map<string, number | undefined>();
-
-function parseIsoUncached(text: string): number | undefined {
   const trimmed = text.trim();
   if (!/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(trimmed)) {
     return undefined;

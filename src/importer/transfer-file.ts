@@ -168,7 +168,6 @@ interface TokenState {
  * Entity items are joined into one string per this many (and at the end of
  * each chunk): joining after each item costs more calls, joining per chunk
  * keeps thousands of small strings alive (work for the garbage collector).
- * Measured at 100k licensees: 16 was ~3% faster than 1.
  */
 const GROUP_ITEMS = 16;
 

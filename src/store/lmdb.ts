@@ -11,7 +11,7 @@
  * not resolved may or may not be there, but never half of it (LMDB
  * transactions are atomic).
  */
-import { loadLibc, MADV_DONTNEED, type Libc } from '../platform/libc.ts';
+import { loadLibc, MADV_DONTNEED } from '../platform/libc.ts';
 import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
@@ -94,11 +94,6 @@ export interface OpenOptions {
   failWrites?: () => Error | undefined;
 }
 
-/** madvise from libc (platform/libc.ts); null where libc cannot be loaded: the mapping is then kept as it is. */
-function libcMadvise(): Libc['madvise'] | null {
-  return loadLibc()?.madvise ?? null;
-}
-
 /** Address ranges where this process maps `file` (from /proc/self/maps). */
 function mappingsOf(file: string): [bigint, bigint][] {
   const ranges: [bigint, bigint][] = [];
@@ -164,7 +159,8 @@ export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEn
     readOnly: options.readOnly ?? false,
   });
 
-  let mapped: [bigint, bigint][] | undefined;
+  // The map has a fixed size (mapSize) and stays where it is: the file and its mappings are looked up once.
+  let mapped: { file: string; ranges: [bigint, bigint][] } | undefined;
   const wrap = <V>(db: Database<V, KvKey>): KvDatabase<V> => ({
     get: (key) => db.get(key),
     putSync: (key, value, putOptions) => {
@@ -214,14 +210,16 @@ export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEn
       await root.backup(target, true);
     },
     releaseMappedPages() {
-      const advise = libcMadvise();
+      // Where libc cannot be loaded (platform/libc.ts) the mapping is kept as it is.
+      const advise = loadLibc()?.madvise;
       if (!advise) return;
       try {
-        const file = realpathSync(join(path, 'data.mdb'));
-        // The map has a fixed size (mapSize) and stays where it is: look it up once.
-        if (mapped === undefined || mapped.length === 0) mapped = mappingsOf(file);
-        const size = (BigInt(statSync(file).size) + 4095n) & ~4095n;
-        for (const [start, end] of mapped) advise(start, end - start < size ? end - start : size, MADV_DONTNEED);
+        if (mapped === undefined || mapped.ranges.length === 0) {
+          const file = realpathSync(join(path, 'data.mdb'));
+          mapped = { file, ranges: mappingsOf(file) };
+        }
+        const size = (BigInt(statSync(mapped.file).size) + 4095n) & ~4095n;
+        for (const [start, end] of mapped.ranges) advise(start, end - start < size ? end - start : size, MADV_DONTNEED);
       } catch {
         // Only a memory optimisation: never fail a write because of it.
       }

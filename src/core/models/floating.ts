@@ -63,7 +63,8 @@ export function validateFloating(ctx: ModelContext): ModelResult {
   if (action !== undefined && (sessionId === undefined || sessionId === '')) {
     throw new MalformedParameterError(moduleNumber, 'sessionId', `is required with action '${action}'`);
   }
-  // Session ids are keys of plain objects in the runtime state; this one would replace the object's prototype.
+  // Refused since schema 1, whose session tables were plain objects (this id replaced their
+  // prototype); the tables are Maps now, and clients keep getting the same answer.
   if (sessionId === '__proto__') throw new MalformedParameterError(moduleNumber, 'sessionId', "may not be '__proto__'");
   const moduleValidity = intProp(ctx.module, 'maxCheckoutValidity');
   const moduleValiditySeconds =
