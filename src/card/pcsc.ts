@@ -332,6 +332,7 @@ export async function openPcsc(options: OpenPcscOptions = {}): Promise<Pcsc> {
 /** Runs on the worker thread (started by pcsc-worker.ts): serves the client's calls with blocking FFI. */
 export async function servePcscWorker(): Promise<void> {
   const { dlopen, ptr } = await import('bun:ffi');
+  const { loadLibc, libcLoadError } = await import('../platform/libc.ts');
   const port = parentPort;
   if (!port) throw new Error('servePcscWorker must run on a worker thread');
   let lib: ReturnType<typeof load> | undefined;
@@ -356,8 +357,9 @@ export async function servePcscWorker(): Promise<void> {
     init(req) {
       const { library, socketPath } = req as { library: string; socketPath?: string };
       if (socketPath !== undefined) {
-        const libc = dlopen('libc.so.6', { setenv: { args: ['ptr', 'ptr', 'i32'], returns: 'i32' } });
-        libc.symbols.setenv(cstr('PCSCLITE_CSOCK_NAME'), cstr(socketPath), 1);
+        const libc = loadLibc();
+        if (!libc) throw new Error(`cannot load libc to set PCSCLITE_CSOCK_NAME: ${libcLoadError()}`);
+        libc.setenv('PCSCLITE_CSOCK_NAME', socketPath, 1);
       }
       lib = load(library);
       const out = new BigInt64Array(1);

@@ -1,8 +1,9 @@
 /**
  * The libc calls neither Bun nor node:fs offers, through Bun FFI — the one
  * place that loads libc: flock(2) for the serving agent's exclusive lock
- * (exclusive-lock.ts) and madvise(2) for the import's release of mapped
- * database pages (store/lmdb.ts). FFI, because a native addon for two calls
+ * (exclusive-lock.ts), madvise(2) for the import's release of mapped
+ * database pages (store/lmdb.ts) and setenv(3) for the PC/SC worker's pcscd
+ * socket (card/pcsc.ts). FFI, because a native addon for three calls
  * would be a new runtime dependency. glibc is `libc.so.6`; musl answers to
  * `libc.so`. Where libc cannot be loaded, `loadLibc` returns undefined and
  * callers say what they do without it.
@@ -12,6 +13,11 @@ import { dlopen, FFIType } from 'bun:ffi';
 export interface Libc {
   flock(fd: number, operation: number): number;
   madvise(address: bigint, length: bigint, advice: number): number;
+  /**
+   * setenv(3): changes the C environment, which native libraries read with
+   * getenv (pcsc-lite reads PCSCLITE_CSOCK_NAME there, not in process.env).
+   */
+  setenv(name: string, value: string, overwrite: number): number;
 }
 
 export const LOCK_EX = 2;
@@ -34,10 +40,12 @@ export function loadLibc(): Libc | undefined {
       const lib = dlopen(name, {
         flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
         madvise: { args: [FFIType.u64, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
+        setenv: { args: [FFIType.ptr, FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
       });
       loaded = {
         flock: (fd, operation) => lib.symbols.flock(fd, operation) as number,
         madvise: (address, length, advice) => lib.symbols.madvise(address, length, advice) as number,
+        setenv: (name, value, overwrite) => lib.symbols.setenv(cString(name), cString(value), overwrite) as number,
       };
       return loaded;
     } catch (error) {
@@ -45,6 +53,11 @@ export function loadLibc(): Libc | undefined {
     }
   }
   return undefined;
+}
+
+/** A NUL-terminated UTF-8 copy of a string, for a `char *` argument. */
+function cString(text: string): Buffer {
+  return Buffer.from(`${text}\0`, 'utf8');
 }
 
 /** Why loadLibc returned undefined. */

@@ -79,7 +79,6 @@ export async function validateLicensee(
   }
   const options = { nowMs, ttlMs: deps.ttlMs };
   const sealing = deps.sealing;
-  let wrote = false;
   let sealingError: unknown;
   // One decision per request, against the latest runtime state (store/runtime-writer.ts):
   // read-only answers come back at once, changes once durable.
@@ -93,10 +92,11 @@ export async function validateLicensee(
         return { events: [], result: decided };
       }
     }
-    wrote = decided.events.length > 0;
     return { events: decided.events, result: decided };
   });
   if (sealingError !== undefined) return sealingUnavailable(sealingError);
+  // Without a sealing error, the decision's events are exactly what was written.
+  const wrote = outcome.events.length > 0;
   if (sealing && wrote) {
     // The durable head may include later writes: waiting for those too is safe.
     try {

@@ -41,14 +41,16 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20): VerifyRepor
       );
     }
   };
+  /** Checks the group collected so far and moves the chain past it. */
+  const closeGroup = () => {
+    checkGroup();
+    if (group.length > 0) prevHash = group[0]!.hash;
+    group = [];
+  };
   for (const entry of store.journal()) {
     entries++;
     const sameGroup = group.length > 0 && entry.prevHash === group[0]!.prevHash && entry.hash === group[0]!.hash;
-    if (!sameGroup) {
-      checkGroup();
-      if (group.length > 0) prevHash = group[0]!.hash;
-      group = [];
-    }
+    if (!sameGroup) closeGroup();
     group.push(entry);
     if (entry.seq !== expectedSeq && problems.length < maxProblems) {
       problems.push(`journal entry ${entry.seq}: expected sequence ${expectedSeq} (entries missing)`);
@@ -57,8 +59,7 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20): VerifyRepor
     const state = replayed.get(entry.licenseeNumber) ?? emptyRuntimeState();
     replayed.set(entry.licenseeNumber, applyEvents(state, entry.events));
   }
-  checkGroup();
-  if (group.length > 0) prevHash = group[0]!.hash;
+  closeGroup();
   const head = store.journalHead();
   if (head.seq !== expectedSeq - 1 || head.hash !== prevHash) {
     problems.push(`journal head (sequence ${head.seq}) does not match the last entry (sequence ${expectedSeq - 1}): entries lost or appended outside the agent`);

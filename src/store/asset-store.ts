@@ -122,12 +122,21 @@ export function keyPart(value: string): string {
 }
 
 /**
+ * Whether a write error's message says the disk (or LMDB's map) is full:
+ * ENOSPC (errno 28), MAP_FULL, or EIO (errno 5), which LMDB reports when it
+ * fails to spill pages to a full disk.
+ */
+function isDiskFull(message: string): boolean {
+  return /ENOSPC|MAP_FULL|No space left|Input\/output error|code 5\b|code 28\b/i.test(message);
+}
+
+/**
  * Whether the process that wrote a staging claim still runs: same host, the
  * pid exists, and (where /proc tells) it started before the claim, i.e. is
  * not a later process that reuses the pid. A claim of another host counts
  * as stale (LMDB databases are not shared between hosts).
  */
-export function claimAlive(claim: StagingClaim): boolean {
+function claimAlive(claim: StagingClaim): boolean {
   if (claim.host !== hostname()) return false;
   try {
     process.kill(claim.pid, 0);
@@ -152,12 +161,13 @@ function processStartMs(pid: number): number | undefined {
   }
 }
 
-/** SHA-256 (hex) of the previous hash followed by the entry's JSON; one per durable change, so Bun's one-shot hash (no hasher object). */
 /**
  * The journal's chain link for the entries of one group commit (see
  * JournalEntry in runtime-writer.ts): SHA-256 (hex) of the previous link
- * followed by each entry's JSON. For a single entry this is the per-entry
- * hash schema-2 databases wrote.
+ * followed by each entry's JSON; every entry of the group stores this one
+ * link. A group of one entry hashes exactly as journals written before group
+ * links did (one link per entry, as in schema-1 databases), so those verify
+ * unchanged. One hash per group commit, so Bun's one-shot hash (no hasher object).
  */
 export function journalHash(prevHash: string, entries: readonly Omit<JournalEntry, 'hash' | 'prevHash'>[]): string {
   let text = prevHash;
@@ -252,7 +262,6 @@ export interface SwitchTransaction {
  * previous generation) behind; the next `beginStagedImport` clears it.
  */
 export interface StagedImport {
-  readonly claim: StagingClaim;
   batch<T>(action: (tx: StagingTransaction) => T): T;
   /** The commit point: switches the served generation; durable when it returns. */
   commit<T>(action: (tx: SwitchTransaction) => T): T;
@@ -265,7 +274,6 @@ export interface StagedImport {
 /** What the definitions generations hold (diagnostics and tests). */
 export interface DefinitionsGenerations {
   served: 0 | 1;
-  version: number;
   /** The claim of a running (or interrupted) import, if any. */
   staging?: StagingClaim;
   /** Definitions in the generation that is not served: staging, or a leftover to be cleared. */
@@ -274,8 +282,6 @@ export interface DefinitionsGenerations {
 
 export interface BeginStagingOptions {
   nowMs: number;
-  /** Whether the process that left a claim still runs (default: same host and `kill(pid, 0)` succeeds). */
-  claimAlive?: (claim: StagingClaim) => boolean;
 }
 
 export interface ListOptions {
@@ -549,7 +555,6 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     return out;
   };
   const getEntity = (kind: EntityKind, number: string) => getIn(served(), kind, number);
-  const childNumbers = (kind: EntityKind, parent: string) => childNumbersIn(served(), kind, parent);
   const children = (kind: EntityKind, parent: string) => childrenIn(served(), kind, parent);
 
   const removeIn = (gen: Generation, kind: EntityKind, number: string) => {
@@ -584,8 +589,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   const wrapWriteError = (cause: unknown): StoreError => {
     if (cause instanceof StoreError) return cause;
     const message = (cause as Error)?.message ?? String(cause);
-    // A full disk shows as ENOSPC, or as EIO (code 5) when LMDB fails to spill pages.
-    if (/ENOSPC|MDB_MAP_FULL|No space left|Input\/output error|code 5\b|code 28\b/i.test(message)) {
+    if (isDiskFull(message)) {
       return new StoreError('disk_full', `the disk holding ${path} is full: ${message}`, { cause });
     }
     return new StoreError('io', `write to the database in ${path} failed: ${message}`, { cause });
@@ -593,7 +597,11 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
 
   const storedRuntime = (licenseeNumber: string): RuntimeState => runtimeStateOf(runtimeDb.get(keyPart(licenseeNumber)));
 
-  /** Same writes as commitRuntime's: new state, journal entry, journal head (inside a transaction). */
+  /**
+   * The records a runtime-writer group commit writes (runtime-writer.ts), for one entry that is a
+   * group of its own: new state, journal entry, journal head. Written synchronously inside the
+   * caller's transaction (the proxy's refresh, run while the writer's queue is held back).
+   */
   const appendRuntimeEvents = (licenseeNumber: string, atMs: number, state: RuntimeState, events: RuntimeEvent[]) => {
     runtimeDb.putSync(keyPart(licenseeNumber), { licenseeNumber, state: applyEvents(state, events) });
     const head = journalHead();
@@ -630,7 +638,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
         return await env.commitDurable(() => {
           let state = storedRuntime(licenseeNumber);
           // Definitions change: readers that cache them (store/definitions-cache.ts) must drop their cache.
-          metaDb.putSync('definitionsVersion', definitionsVersion() + 1);
+          metaDb.putSync(VERSION_KEY, definitionsVersion() + 1);
           return action({
             ...importTransaction(),
             runtime: () => state,
@@ -686,7 +694,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     try {
       return env.commitSync(action);
     } catch (cause) {
-      if (cause instanceof Error && !(cause instanceof StoreError) && /ENOSPC|MAP_FULL|No space left|Input\/output error/.test(cause.message)) {
+      if (cause instanceof Error && !(cause instanceof StoreError) && isDiskFull(cause.message)) {
         throw wrapWriteError(cause);
       }
       throw cause;
@@ -694,10 +702,9 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   };
 
   const beginStagedImport = (begin: BeginStagingOptions): StagedImport => {
-    const alive = begin.claimAlive ?? claimAlive;
     const claim = definitionsWrite((): StagingClaim => {
       const previous = metaDb.get(STAGING_KEY) as StagingClaim | undefined;
-      if (previous && previous.pid !== process.pid && alive(previous)) {
+      if (previous && previous.pid !== process.pid && claimAlive(previous)) {
         throw new StagedImportError(
           'busy',
           `another import into ${path} is running (process ${previous.pid} on ${previous.host}, started ${previous.startedAt}); wait for it to finish`,
@@ -761,7 +768,6 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       },
     };
     return {
-      claim,
       batch(action) {
         const result = definitionsWrite(() => {
           checkClaim();
@@ -891,10 +897,10 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       let spareEntities = 0;
       if (spare) for (const kind of ENTITY_KINDS) spareEntities += spare.def[kind].getCount({});
       const staging = metaDb.get(STAGING_KEY) as StagingClaim | undefined;
-      return { served: servedNumber, version: definitionsVersion(), ...(staging ? { staging } : {}), spareEntities };
+      return { served: servedNumber, ...(staging ? { staging } : {}), spareEntities };
     },
     commitRuntimeWithReplay(licenseeNumber, atMs, decide, describe) {
-      return runtimeWriter().commit(licenseeNumber, atMs, decide, (result, _journalSeq, events) => {
+      return runtimeWriter().commit(licenseeNumber, atMs, decide, (result, events) => {
         // The replay seq is assigned with the decision, in memory (see runtime-writer.ts); reloaded on failure.
         replayHeadInMemory ??= (metaDb.get(REPLAY_HEAD_KEY) as number | undefined) ?? 0;
         const seq = ++replayHeadInMemory;

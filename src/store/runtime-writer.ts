@@ -77,7 +77,7 @@ export interface JournalHead {
   hash: string;
 }
 
-/** What a decision adds besides runtime events: the proxy's replay entry (built once its seq is known). */
+/** What a decision adds besides runtime events: the proxy's replay entry. */
 export interface ExtraRecord {
   key: KvKey;
   value: unknown;
@@ -104,8 +104,8 @@ export interface Decision<R> {
   result: R;
 }
 
-/** Proxy hook: records to write with the change, given the new journal seq; called only when there are events. */
-export type ExtraRecords<R> = (result: R, journalSeq: number, events: RuntimeEvent[]) => ExtraRecord[];
+/** Proxy hook: records to write with the change (its replay entry); called only when there are events. */
+export type ExtraRecords<R> = (result: R, events: RuntimeEvent[]) => ExtraRecord[];
 
 export interface RuntimeWriter {
   /** A number that changes whenever the licensee's latest state changes (never reused in this process). */
@@ -274,7 +274,7 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
       licenseeKey: deps.keyOf(licenseeNumber),
       licenseeNumber,
       entry,
-      extra: extra ? extra(result, seq, events) : [],
+      extra: extra ? extra(result, events) : [],
     };
     const done = (queuedDone ??= deferred());
     applyEventsInPlace(slot.state, events);

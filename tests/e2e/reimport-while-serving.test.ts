@@ -11,6 +11,7 @@ import type { Entity } from '../../src/core/entities.ts';
 import { openAssetStore } from '../../src/store/asset-store.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
 import { tempDir } from '../helpers.ts';
+import { startAgentChild } from '../ops/support.ts';
 import { API_KEY, apiKeyAuth, entity } from '../support/seed-store.ts';
 
 const main = join(import.meta.dir, '..', '..', 'src', 'main.ts');
@@ -59,9 +60,8 @@ test('import into a serving agent: no failed request, no lost count, atomic swit
   expect(await first.exited).toBe(0);
   await write(join(cwd, 'second'), data(['20', '15'], 20_000));
 
-  const agent = run(['--action=run-agent-offline', '--port=0', '--host=127.0.0.1', '--without-card', '--admin.port=off'], cwd);
-  const port = await listeningPort(agent);
-  const url = `http://127.0.0.1:${port}/rest/licensee/L/validate`;
+  const agent = await startAgentChild(cwd, ['--without-card', '--admin.port=off']);
+  const url = `http://127.0.0.1:${agent.port}/rest/licensee/L/validate`;
   const post = async (body: string) => {
     const res = await fetch(url, {
       method: 'POST',
@@ -97,8 +97,7 @@ test('import into a serving agent: no failed request, no lost count, atomic swit
   await Bun.sleep(200);
   importing = false;
   await Promise.all(load);
-  agent.kill('SIGTERM');
-  expect(await agent.exited).toBe(0);
+  expect(await agent.stop()).toBe(0);
 
   expect(importExit, importErr).toBe(0);
   expect(failures).toEqual([]);
@@ -111,18 +110,6 @@ test('import into a serving agent: no failed request, no lost count, atomic swit
   await store.close();
 }, 180_000);
 
-async function listeningPort(agent: Bun.Subprocess<'ignore', 'pipe', 'pipe'>): Promise<number> {
-  const reader = agent.stdout.getReader();
-  let text = '';
-  while (!/listening on [^:]+:\d+/.test(text)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`agent exited: ${await new Response(agent.stderr).text()}`);
-    text += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  return Number(/listening on [^:]+:(\d+)/.exec(text)![1]);
-}
-
 // Goal: one database, one serving agent (the runtime state lives in the serving process's
 // memory). Method: a second run-agent-offline on the same working directory while the first
 // serves must stop with exit 8 and say why; after the first stops (SIGKILL: the kernel drops
@@ -131,22 +118,20 @@ test('a second agent on the same database is refused; the lock dies with its hol
   const cwd = tempDir('nla-one-agent-');
   await write(join(cwd, 'in'), data(['1', '1'], 0));
   expect(await run(['--action=import-assets', '--input=in', '--without-card'], cwd).exited).toBe(0);
-  const serve = ['--action=run-agent-offline', '--port=0', '--host=127.0.0.1', '--without-card', '--admin.port=off'];
-  const first = run(serve, cwd);
-  await listeningPort(first);
-  const second = run(serve, cwd);
+  const serve = ['--without-card', '--admin.port=off'];
+  const first = await startAgentChild(cwd, serve);
+  // Refused before it listens, so started directly (startAgentChild waits for the listening line).
+  const second = run(['--action=run-agent-offline', '--port=0', '--host=127.0.0.1', ...serve], cwd);
   expect(await second.exited).toBe(8);
-  expect(await new Response(second.stderr).text()).toContain(`another agent already serves the database in ${join(cwd, 'database')} (pid ${first.pid}`);
-  first.kill('SIGKILL');
-  await first.exited;
-  const third = run(serve, cwd);
-  const port = await listeningPort(third);
-  const res = await fetch(`http://127.0.0.1:${port}/rest/licensee/L/validate`, {
+  expect(await new Response(second.stderr).text()).toContain(`another agent already serves the database in ${join(cwd, 'database')} (pid ${first.proc.pid}`);
+  first.proc.kill('SIGKILL');
+  await first.proc.exited;
+  const third = await startAgentChild(cwd, serve);
+  const res = await fetch(`http://127.0.0.1:${third.port}/rest/licensee/L/validate`, {
     method: 'POST',
     headers: { authorization: apiKeyAuth(), 'content-type': 'application/x-www-form-urlencoded' },
     body: 'productModuleNumber0=M-QUOTA',
   });
   expect(res.status).toBe(200);
-  third.kill('SIGTERM');
-  expect(await third.exited).toBe(0);
+  expect(await third.stop()).toBe(0);
 });

@@ -12,6 +12,7 @@ import { ManualClock } from '../../src/platform/clock.ts';
 import { createTrustedClock } from '../../src/service/trusted-clock.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
 import { tempDir } from '../helpers.ts';
+import { startAgentChild } from '../ops/support.ts';
 import { API_KEY, apiKeyAuth, entity } from '../support/seed-store.ts';
 
 const DAY = 86_400_000;
@@ -67,23 +68,15 @@ test('real process under libfaketime: set back, forward, back again', async () =
 
   const offsetFile = join(cwd, 'faketime');
   writeFileSync(offsetFile, '+0d');
-  const agent = Bun.spawn([process.execPath, main, '--action=run-agent-offline', '--port=0', '--host=127.0.0.1', '--admin.port=off'], {
-    cwd,
-    stdout: 'pipe',
-    stderr: 'pipe',
-    env: { ...process.env, LD_PRELOAD: LIBFAKETIME, FAKETIME_TIMESTAMP_FILE: offsetFile, FAKETIME_NO_CACHE: '1', FAKETIME_DONT_RESET: '1' },
+  const agent = await startAgentChild(cwd, ['--admin.port=off'], {
+    LD_PRELOAD: LIBFAKETIME,
+    FAKETIME_TIMESTAMP_FILE: offsetFile,
+    FAKETIME_NO_CACHE: '1',
+    FAKETIME_DONT_RESET: '1',
   });
   try {
-    const reader = agent.stdout.getReader();
-    let out = '';
-    while (!/listening on [^:]+:\d+/.test(out)) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`agent exited: ${await new Response(agent.stderr).text()}`);
-      out += new TextDecoder().decode(value);
-    }
-    const port = Number(/listening on [^:]+:(\d+)/.exec(out)![1]);
     const validate = async (body: string) => {
-      const res = await fetch(`http://127.0.0.1:${port}/rest/licensee/L/validate`, {
+      const res = await fetch(`http://127.0.0.1:${agent.port}/rest/licensee/L/validate`, {
         method: 'POST',
         headers: { authorization: apiKeyAuth(), 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
         body,
@@ -121,9 +114,7 @@ test('real process under libfaketime: set back, forward, back again', async () =
     const again = await validate('dryRun=true');
     expect(again('M-TRY', 'valid')).toBe('false');
   } finally {
-    agent.kill('SIGTERM');
-    await agent.exited;
+    await agent.stop();
   }
-  const log = await new Response(agent.stderr).text();
-  expect(log).toContain('system clock is');
+  expect(agent.stderr()).toContain('system clock is');
 }, 60_000);
