@@ -49,7 +49,15 @@ import {
   TransferInputError,
   type ImportConflict,
 } from './errors.ts';
-import { readBatchesInline, readBatchesInWorker, type ReadBatch, type ReadBatchesOptions } from './read-batches.ts';
+import {
+  COLLECT_EVERY_BYTES,
+  readBatchesInline,
+  readBatchesInWorker,
+  startReadThread,
+  type ReadBatch,
+  type ReadBatchesOptions,
+  type ReadThread,
+} from './read-batches.ts';
 import { forEachTokenItem, readTransferFile, type TransferItem } from './transfer-file.ts';
 
 /**
@@ -116,6 +124,8 @@ export interface ImportOptions {
    * can be started. Both read the same batches.
    */
   readThread?: 'worker' | 'inline';
+  /** A reader thread started ahead (startImportReader): used when the files are read on a worker; stopped in any case. */
+  startedReader?: ReadThread;
   /** Served definitions per carry-over transaction (default 4096). */
   carryOverPage?: number;
   onProgress?: (progress: ImportProgress) => void;
@@ -241,9 +251,12 @@ function parseHeader(item: TransferItem, file: TransferFileRef, contentHash: str
   return header;
 }
 
+/** The characters of a JSON string between its quotes (RFC 8259), as a regular expression source. */
+const JSON_STRING_CONTENT = String.raw`(?:[^"\\\u0000-\u001f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*`;
+
 /** Walks a JSON array of strings without building it (it can list a million licensees). */
 function* licenseeListEntries(json: string): Generator<string, boolean> {
-  const element = /\s*"((?:[^"\\\u0000-\u001f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*)"\s*(,|\])/y;
+  const element = new RegExp(String.raw`\s*"(${JSON_STRING_CONTENT})"\s*(,|\])`, 'y');
   const open = /\s*\[\s*/y;
   if (!open.test(json)) return false;
   element.lastIndex = open.lastIndex;
@@ -265,7 +278,7 @@ function* licenseeListEntries(json: string): Generator<string, boolean> {
  * items come).
  */
 function countLicenseeList(json: string): number | undefined {
-  const element = /\s*"(?:[^"\\\u0000-\u001f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"\s*[,\]]/y;
+  const element = new RegExp(String.raw`\s*"${JSON_STRING_CONTENT}"\s*[,\]]`, 'y');
   const open = /\s*\[\s*/y;
   if (!open.test(json)) return undefined;
   element.lastIndex = open.lastIndex;
@@ -281,10 +294,7 @@ export function readHeaders(files: TransferFileRef[], displayDirectory: string):
   const headers: TransferHeaderInfo[] = [];
   for (const file of files) {
     let header: TransferHeaderInfo | undefined;
-    readTransferFile(file.path, file.display, {
-      header: (item, contentHash) => (header = parseHeader(item, file, contentHash)),
-      entity: () => undefined,
-    }, { headerOnly: true });
+    readTransferFile(file.path, file.display, { header: (item, contentHash) => (header = parseHeader(item, file, contentHash)) }, { headerOnly: true });
     if (!header) throw new TransferInputError(file.display, 0, 0, 'no TransferHeader item (is this a transfer file?)');
     headers.push(header);
   }
@@ -373,7 +383,30 @@ export function planImport(options: Pick<ImportOptions, 'directory' | 'displayDi
   return { files, headers, totalBytes: files.reduce((sum, f) => sum + f.bytes, 0) };
 }
 
+/**
+ * Starts the reader thread an import of `plan` will read on (undefined when
+ * it reads inline), so that the thread's start-up overlaps what the caller
+ * does before importTransferFiles (opening the database and the card). Pass
+ * it as ImportOptions.startedReader: importTransferFiles stops it.
+ */
+export function startImportReader(plan: ImportPlan, readThread?: ImportOptions['readThread']): ReadThread | undefined {
+  return readsOnWorker(plan.totalBytes, readThread) ? startReadThread() : undefined;
+}
+
+function readsOnWorker(totalBytes: number, readThread: ImportOptions['readThread']): boolean {
+  return readThread === 'worker' || (readThread === undefined && totalBytes >= WORKER_MIN_BYTES);
+}
+
 export function importTransferFiles(store: AssetStore, options: ImportOptions, plan = planImport(options)): ImportSummary {
+  try {
+    return importPlanned(store, options, plan);
+  } finally {
+    // A reader thread started ahead and not read with (an earlier error, or inline reading).
+    options.startedReader?.stop();
+  }
+}
+
+function importPlanned(store: AssetStore, options: ImportOptions, plan: ImportPlan): ImportSummary {
   const { files, headers, totalBytes } = plan;
   const header = headers[0]!;
 
@@ -411,7 +444,11 @@ export function importTransferFiles(store: AssetStore, options: ImportOptions, p
     // Items arrive in batches of about 1 MiB of input and are checked and staged in one transaction
     // each: the write lock is held for the writes only, never for the parsing.
     const fileStart: number[] = [];
-    files.reduce((offset, file) => (fileStart.push(offset), offset + file.bytes), 0);
+    let offset = 0;
+    for (const file of files) {
+      fileStart.push(offset);
+      offset += file.bytes;
+    }
     let collectAt = COLLECT_EVERY_BYTES;
     const readOptions: ReadBatchesOptions = {
       batchBytes: options.batchBytes ?? DEFAULT_BATCH_BYTES,
@@ -435,8 +472,8 @@ export function importTransferFiles(store: AssetStore, options: ImportOptions, p
       batch('entities', (tx) => forEachTokenItem(read.tokens, (item) => run.entity(item, file, tx)));
     };
     const readFiles = files.map((file) => ({ path: file.path, display: file.display }));
-    const wantWorker = options.readThread === 'worker' || (options.readThread === undefined && totalBytes >= WORKER_MIN_BYTES);
-    const readThread = wantWorker && readBatchesInWorker(readFiles, readOptions, consume) ? 'worker' : 'inline';
+    const wantWorker = readsOnWorker(totalBytes, options.readThread);
+    const readThread = wantWorker && readBatchesInWorker(readFiles, readOptions, consume, options.startedReader ?? startReadThread()) ? 'worker' : 'inline';
     if (readThread === 'inline') {
       if (options.readThread === 'worker') throw new Error('the transfer-file reader thread could not be started');
       readBatchesInline(readFiles, readOptions, consume);
@@ -503,18 +540,13 @@ export function importTransferFiles(store: AssetStore, options: ImportOptions, p
  * memory small. `ImportOptions.batchBytes` overrides it (tests, measurements).
  */
 const DEFAULT_BATCH_BYTES = 1024 * 1024;
-/** Below this, starting a reader thread costs more than it saves. */
+/**
+ * Imports from this size on are read on a worker thread, smaller ones inline.
+ * A reader thread takes 15–30 ms to start (measured here); the threshold
+ * itself was set by judgement, not tuned by measurement.
+ */
 const WORKER_MIN_BYTES = 8 * 1024 * 1024;
 const DEFAULT_CARRY_OVER_PAGE = 4096;
-
-/**
- * The importer allocates several times the file size in short-lived strings.
- * JavaScriptCore sizes its heap by the allocation rate and collects lazily,
- * so without help the heap (and the process's memory) drifts upwards with
- * the size of the export; a collection every few dozen MiB keeps it flat
- * (see the peak RSS per size that `scripts/bench-import.ts` prints).
- */
-const COLLECT_EVERY_BYTES = 32 * 1024 * 1024;
 
 function collectGarbage(): void {
   Bun.gc(true);

@@ -94,20 +94,35 @@ export function readBatchesInline(files: readonly ReadFile[], options: ReadBatch
 const PRODUCED = 0;
 const CONSUMED = 1;
 const CANCELLED = 2;
+/** Set once the job (files and options) is posted: the thread waits for it from its start. */
+const JOB_POSTED = 3;
+const STATE_SLOTS = 4;
 /** Batches posted and not yet taken, at most: bounds the memory the reader can run ahead with. */
 const MAX_IN_FLIGHT = 3;
 /** The worker says it runs within this time, or the files are read inline. */
 const START_TIMEOUT_MS = 10_000;
-/** The reader thread collects garbage this often (see COLLECT_EVERY_BYTES in import-transfer.ts). */
-const COLLECT_EVERY_BYTES = 32 * 1024 * 1024;
+/**
+ * The importer allocates several times the file size in short-lived strings.
+ * JavaScriptCore sizes its heap by the allocation rate and collects lazily,
+ * so without help the heap (and the process's memory) drifts upwards with
+ * the size of the export; a collection every few dozen MiB keeps it flat
+ * (see the peak RSS per size that `scripts/bench-import.ts` prints). Both
+ * threads collect this often: the reader thread here, the importing one in
+ * import-transfer.ts.
+ */
+export const COLLECT_EVERY_BYTES = 32 * 1024 * 1024;
 /** No batch for this long: the reader thread is taken to be dead. */
 const STALL_TIMEOUT_MS = 300_000;
 
 interface ReadWorkerData {
-  files: ReadFile[];
-  options: Omit<ReadBatchesOptions, 'onChunk'>;
   state: SharedArrayBuffer;
   port: MessagePort;
+}
+
+/** What the reader thread reads: posted when the import starts reading (see startReadThread). */
+interface ReadJob {
+  files: ReadFile[];
+  options: Omit<ReadBatchesOptions, 'onChunk'>;
 }
 
 type WorkerMessage =
@@ -148,8 +163,15 @@ export function serveReadWorker(data: ReadWorkerData): void {
     }
   };
   try {
+    // Started ahead of the job (startReadThread): wait for it, or for a cancellation.
+    while (Atomics.load(state, JOB_POSTED) === 0) {
+      if (Atomics.load(state, CANCELLED) !== 0) throw new Cancelled();
+      Atomics.wait(state, JOB_POSTED, 0, 1000);
+    }
+    const job = receiveMessageOnPort(data.port)?.message as ReadJob | undefined;
+    if (job === undefined) throw new Error('the reader thread was told to start without a job');
     post({ ready: true });
-    readBatchesInline(data.files, { ...data.options, onChunk }, (batch) => post({ batch }));
+    readBatchesInline(job.files, { ...job.options, onChunk }, (batch) => post({ batch }));
     post({ done: true });
   } catch (error) {
     if (error instanceof Cancelled) return;
@@ -181,26 +203,74 @@ function workerPath(): string | undefined {
 }
 
 /**
- * As readBatchesInline, with the reading on a worker thread. Returns false
- * (having read nothing) when no worker could be started; the caller then
- * reads inline.
+ * A reader thread started before its job is known. Starting a worker and
+ * loading the reader's code takes a while (15–30 ms measured here); started
+ * right after planning, that overlaps opening the database. Hand it to
+ * readBatchesInWorker, or `stop()` it if the import ends before reading.
  */
-export function readBatchesInWorker(files: readonly ReadFile[], options: ReadBatchesOptions, consume: (batch: ReadBatch) => void): boolean {
+export interface ReadThread {
+  stop(): void;
+}
+
+interface StartedReadThread extends ReadThread {
+  worker: Worker;
+  port: MessagePort;
+  state: Int32Array;
+}
+
+/** Starts a reader thread (undefined when none can be started: the caller then reads inline). */
+export function startReadThread(): ReadThread | undefined {
   const path = workerPath();
-  if (path === undefined) return false;
-  const shared = new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT);
+  if (path === undefined) return undefined;
+  const shared = new SharedArrayBuffer(STATE_SLOTS * Int32Array.BYTES_PER_ELEMENT);
   const state = new Int32Array(shared);
   const { port1, port2 } = new MessageChannel();
-  const { onChunk: _onChunk, ...workerOptions } = options;
-  const data: ReadWorkerData = { files: [...files], options: workerOptions, state: shared, port: port2 };
+  const data: ReadWorkerData = { state: shared, port: port2 };
   let worker: Worker;
   try {
     worker = new Worker(path, { workerData: data, transferList: [port2] });
   } catch {
     port1.close();
-    return false;
+    return undefined;
   }
   worker.unref();
+  let stopped = false;
+  const thread: StartedReadThread = {
+    worker,
+    port: port1,
+    state,
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      Atomics.store(state, CANCELLED, 1);
+      Atomics.notify(state, CONSUMED);
+      Atomics.notify(state, JOB_POSTED);
+      port1.close();
+      void worker.terminate();
+    },
+  };
+  return thread;
+}
+
+/**
+ * As readBatchesInline, with the reading on a worker thread: `thread` (from
+ * startReadThread), or one started now. Stops the thread when done. Returns
+ * false (having read nothing) when no worker could be started or it did not
+ * come up; the caller then reads inline.
+ */
+export function readBatchesInWorker(
+  files: readonly ReadFile[],
+  options: ReadBatchesOptions,
+  consume: (batch: ReadBatch) => void,
+  thread: ReadThread | undefined = startReadThread(),
+): boolean {
+  if (thread === undefined) return false;
+  const { port: port1, state } = thread as StartedReadThread;
+  const { onChunk: _onChunk, ...workerOptions } = options;
+  const job: ReadJob = { files: [...files], options: workerOptions };
+  port1.postMessage(job);
+  Atomics.store(state, JOB_POSTED, 1);
+  Atomics.notify(state, JOB_POSTED);
   let started = false;
   try {
     for (;;) {
@@ -233,9 +303,6 @@ export function readBatchesInWorker(files: readonly ReadFile[], options: ReadBat
       }
     }
   } finally {
-    Atomics.store(state, CANCELLED, 1);
-    Atomics.notify(state, CONSUMED);
-    port1.close();
-    void worker.terminate();
+    thread.stop();
   }
 }

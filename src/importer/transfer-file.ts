@@ -229,12 +229,37 @@ export function openTransferFile(
     },
     result() {
       if (result === undefined && !options.headerOnly) {
-        // The reader only finishes without an error once the root element is closed.
-        throw new TransferInputError(displayName, 0, 0, 'no items found');
+        // The reader only finishes without an error once the root element is closed (which sets it).
+        throw new Error(`transfer-file reader: result() of ${displayName} before its end`);
       }
       return result ?? { items: 0, sha256: '' };
     },
   };
+}
+
+/**
+ * Index of the first character that is not XML whitespace (space, tab, CR,
+ * LF: XML's S production; a regular expression's \s would also pass
+ * no-break and other Unicode spaces), or -1. Whitespace between elements is
+ * the text the reader sees most often, so this is a plain character loop.
+ */
+function firstNonWhitespace(text: string): number {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code !== 0x20 && code !== 0x0a && code !== 0x09 && code !== 0x0d) return i;
+  }
+  return -1;
+}
+
+/**
+ * Stray text as an error message shows it: without the XML whitespace
+ * around it, at most 40 characters, and characters that look like blanks
+ * but are not XML whitespace (no-break space and the like) as \uXXXX.
+ */
+function shownText(text: string): string {
+  let end = text.length;
+  while (end > 0 && firstNonWhitespace(text[end - 1]!) === -1) end--;
+  return text.slice(0, Math.min(end, 40)).replace(/[^\S \n]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** Length of one line of a file (only used to place an error message). */
@@ -480,7 +505,7 @@ function transferEvents(
         return;
       }
       if (where === Where.Info) return;
-      const start = piece.search(/\S/);
+      const start = firstNonWhitespace(piece);
       if (start >= 0) {
         // Text is reported when the next tag begins: point back at where the text starts.
         const after = piece.slice(start);
@@ -491,7 +516,7 @@ function transferEvents(
         else if (piece.lastIndexOf('\n', start - 1) >= 0) column = start - piece.lastIndexOf('\n', start - 1);
         // The text begins on the line of the markup before it and runs to that line's end.
         else column = lineLength(path, line) - lines[0]!.length + 1;
-        fail(`unexpected text "${after.trim().slice(0, 40)}"`, line, column);
+        fail(`unexpected text "${shownText(after)}"`, line, column);
       }
     },
   };

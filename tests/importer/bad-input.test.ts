@@ -373,6 +373,8 @@ describe('bad input is refused with file:line:column and the database unchanged'
       [(t) => t.replace('<item type="TransferHeader">', '<item type="Product">'), /first item must be the TransferHeader/, 'type="Product"'],
       [(t) => t.replace('<infos/>', '<infos/>stray'), /unexpected text "stray"/, 'stray', 9],
       [(t) => t.replace('<infos/>', '<infos/>  x<!-- -->'), /unexpected text "x"/, 'x<!--', 11],
+      // A no-break space is not XML whitespace: stray text, shown so that it can be seen.
+      [(t) => t.replace('<infos/>', '<infos/>\u00a0'), /unexpected text "\\u00a0"/, '\u00a0', 9],
       [(t) => t.replace('<infos/>', '<infos/><extra/>'), /unexpected element <extra>/, '<extra/>'],
       [(t) => t.replace('</list>\n', '</list>\n    <property name="late">1</property>\n'), /a <property> after a <list>/, 'name="late"'],
       [(t) => t.replace('<property name="name">Product</property>', '<property name="name">Product<b/></property>'), /unexpected element <b> inside a <property>/, '<b/>'],

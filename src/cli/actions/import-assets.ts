@@ -22,9 +22,11 @@ import { openBoundCard, openCard } from '../../card/open.ts';
 import { readCardPin } from '../../card/pin.ts';
 import { CardError, serialMatches, type Card } from '../../card/types.ts';
 import { ImportCardError, ImportConflictError, TransferInputError } from '../../importer/errors.ts';
+import type { ReadThread } from '../../importer/read-batches.ts';
 import {
   importTransferFiles,
   planImport,
+  startImportReader,
   type ImportOptions,
   type ImportProgress,
   type ImportSummary,
@@ -115,9 +117,12 @@ export const importAssetsAction: ActionDef = {
     const databaseExisted = existsSync(databasePath);
     let created = false;
     let card: Card | undefined;
+    let reader: ReadThread | undefined;
     try {
       // Files and headers are checked before the database is created.
       const plan = planImport(importOptions);
+      // The reader thread (large imports) starts now: its start-up overlaps opening the card and the database.
+      reader = startImportReader(plan);
       const header = plan.headers[0]!;
       log.info(`importing export ${header.exportId}: ${plan.files.length} file(s), ${sizeText(plan.totalBytes)} from ${options.input}`);
       const bindTo = header.cardSerial !== undefined && !options.withoutCard ? header.cardSerial : undefined;
@@ -167,7 +172,11 @@ export const importAssetsAction: ActionDef = {
           const { binding, checkpoint } = await withCardContextAsync(() => bindDatabase(card!, store, clock.nowMs()), exportContext);
           cardOption = { binding, checkpoint };
         }
-        summary = importTransferFiles(store, { ...importOptions, nowMs: clock.nowMs(), ...(cardOption ? { card: cardOption } : {}) }, plan);
+        summary = importTransferFiles(
+          store,
+          { ...importOptions, nowMs: clock.nowMs(), ...(cardOption ? { card: cardOption } : {}), ...(reader ? { startedReader: reader } : {}) },
+          plan,
+        );
         boundSerial = cardOption?.binding.serial;
       } finally {
         progress.finish();
@@ -179,6 +188,8 @@ export const importAssetsAction: ActionDef = {
       io.stdout(summaryText(summary, seconds, boundSerial));
       return EXIT.ok;
     } catch (error) {
+      // Not handed to the import (it failed before): the reader thread ends with it.
+      reader?.stop();
       // A first import that fails leaves no half-made database behind.
       if (created) rmSync(databasePath, { recursive: true, force: true });
       if (error instanceof TransferInputError) throw new CliError(error.message, EXIT.input, { cause: error });
