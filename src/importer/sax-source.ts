@@ -105,7 +105,8 @@ export function openXmlFile(
   makeEvents: (source: XmlSource) => XmlEvents,
   options: ReadXmlOptions = {},
 ): XmlFileReader {
-  const parser = new SaxesParser({ xmlns: true, position: true });
+  // Always XML 1.0, whatever a declaration says (a 1.1 declaration is refused below as well).
+  const parser = new SaxesParser({ xmlns: true, position: true, defaultXMLVersion: '1.0', forceXMLVersion: true });
   const fail = (reason: string): never => {
     throw new TransferInputError(displayName, parser.line, parser.column + 1, reason);
   };
@@ -116,6 +117,11 @@ export function openXmlFile(
   });
   parser.on('doctype', () => fail('DOCTYPE declarations are not allowed in transfer files (no entity expansion)'));
   parser.on('xmldecl', (decl) => {
+    // XML 1.1 admits characters such as U+0001–U+0008 (as character references) that 1.0 forbids
+    // and the reader's item tokens rely on never meeting (transfer-file.ts, ITEM_START).
+    if (decl.version !== undefined && decl.version !== '1.0') {
+      fail(`XML version "${decl.version}" is not supported: transfer files are XML 1.0`);
+    }
     if (decl.encoding !== undefined && !/^utf-?8$/i.test(decl.encoding)) {
       fail(`encoding "${decl.encoding}" is not supported: transfer files are UTF-8`);
     }

@@ -51,7 +51,8 @@ export interface TransferFileHandlers {
  *   list  = LIST_START name props lists SCOPE_END
  *   props = (name value)*
  *
- * Names are never one of the markers (XML 1.0 cannot carry U+0001–U+0008),
+ * Names are never one of the markers (XML 1.0, the only version read: sax-source.ts,
+ * cannot carry U+0001–U+0008),
  * and a value is always read positionally after its name. No token contains
  * U+0000, so tokens travel as one string joined with U+0000 (TOKEN_SEPARATOR):
  * the reader joins the tokens of every few complete items (GROUP_ITEMS; one

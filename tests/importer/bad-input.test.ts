@@ -210,6 +210,22 @@ describe('bad input is refused with file:line:column and the database unchanged'
     await expectRefused(name, dir, { reason: /encoding "ISO-8859-1" is not supported/, lineHas: 'ISO-8859-1' });
   });
 
+  test('XML 1.1, and the control characters only 1.1 admits', async () => {
+    // XML 1.1 admits character references to U+0001–U+001F; the reader's item tokens rely on
+    // names never holding U+0001–U+0003 (transfer-file.ts): a 1.1 file is refused outright.
+    const declared = inputDir();
+    const text = rawTransferFile([rawHeader(), ...goodItems()]);
+    expect(text).toContain('version="1.0"');
+    writeRaw(declared.dir, 1, text.replace('version="1.0"', 'version="1.1"').replace('<property name="name">', '<property name="name&#x3;x">'));
+    await expectRefused(declared.name, declared.dir, { reason: /XML version "1\.1" is not supported: transfer files are XML 1\.0/, lineHas: 'version="1.1"' });
+    // In an XML 1.0 file the same reference is not well-formed.
+    const reference = inputDir();
+    const mutated = text.replace('<property name="name">', '<property name="name&#x3;x">');
+    expect(mutated).not.toBe(text);
+    writeRaw(reference.dir, 1, mutated);
+    await expectRefused(reference.name, reference.dir, { reason: /malformed character entity/, lineHas: '&#x3;' });
+  });
+
   test('numbers containing "," or ";"', async () => {
     for (const bad of ['L,1', 'L;1']) {
       const { dir, name } = inputDir();
