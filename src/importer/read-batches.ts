@@ -48,7 +48,10 @@ export interface ReadBatchesOptions {
   /** Input bytes per batch (a batch ends at the chunk that reaches it, and at the end of each file). */
   batchBytes: number;
   chunkBytes?: number;
-  /** After each chunk: bytes of the current file read so far (inline reading only; batches carry it too). */
+  /**
+   * Bytes of the current file read so far: after each chunk when reading inline; on a worker,
+   * as each batch is taken (its `bytesRead`).
+   */
   onChunk?: (file: number, bytesRead: number) => void;
 }
 

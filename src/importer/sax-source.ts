@@ -9,15 +9,18 @@
  *   - a DOCTYPE is refused outright (no entity declarations, hence no entity
  *     expansion; saxes itself knows only the five predefined entities);
  *   - an encoding declaration other than UTF-8 is refused;
- *   - a file that ends before the root element is closed is "truncated".
+ *   - only XML 1.0 is read (a declaration of another version is refused);
+ *   - a file that ends before the root element is closed is "truncated";
+ *   - a read error names the file.
  *
  * It also hashes a range of the file's raw bytes between two parse
  * positions (the transfer digest, docs/transfer-format.md): the handlers
  * mark the range, the reader maps the positions to byte offsets once per
  * chunk and feeds the bytes to SHA-256 as they stream past.
  *
- * Synchronous and stepwise on purpose: the importer reads a chunk at a time
- * and writes what it read in small synchronous LMDB transactions
+ * Synchronous and stepwise on purpose: the reader (read-batches.ts, on the
+ * importing thread or a worker) steps chunk by chunk and hands the items over
+ * in batches, which the importer writes in synchronous LMDB transactions
  * (src/importer/import-transfer.ts).
  */
 import { createHash, type Hash } from 'node:crypto';
@@ -56,7 +59,7 @@ export interface XmlSource extends XmlPosition {
   hashDigest(): Buffer;
 }
 
-/** Thrown by a handler to stop reading early; readXmlFile then returns normally. */
+/** Thrown by a handler to stop reading early: `step` then returns false (and readXmlFile returns normally). */
 export class StopReading extends Error {
   override name = 'StopReading';
 }
@@ -246,7 +249,12 @@ export function openXmlFile(
   const step = (): boolean => {
     if (done) return false;
     try {
-      const n = readSync(fd, buffer, 0, chunkBytes, null);
+      let n: number;
+      try {
+        n = readSync(fd, buffer, 0, chunkBytes, null);
+      } catch (error) {
+        throw new TransferInputError(displayName, 0, 0, `cannot read: ${(error as Error).message}`);
+      }
       if (n === 0) {
         done = true;
         finish();

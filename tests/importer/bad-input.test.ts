@@ -285,7 +285,9 @@ describe('bad input is refused with file:line:column and the database unchanged'
   test('white space inside the header, outside the digest, is not a change', async () => {
     const { dir, name } = inputDir();
     const text = rawTransferFile([rawHeader({ licensees: '["L1"]' }), ...goodItems()]);
-    writeRaw(dir, 1, text.replace('<item type="TransferHeader">\n', '<item type="TransferHeader">\n\n      '));
+    const spaced = text.replace('<item type="TransferHeader">\n', '<item type="TransferHeader">\n\n      ');
+    expect(spaced).not.toBe(text);
+    writeRaw(dir, 1, spaced);
     const result = await cli(['--action=import-assets', `--input=${name}`], cwd);
     expect(result.code).toBe(EXIT.ok);
     // Imported: put the database back for the other cases.

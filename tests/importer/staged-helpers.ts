@@ -55,12 +55,21 @@ export async function oldState(root: string): Promise<string> {
   return database;
 }
 
-/** The new export: licensees L0…L<n-1> with licenses N<i>a/b/c (X<i> are dropped), in several files. */
-export async function newExport(root: string, licensees: number, maxFileBytes = 256 * 1024): Promise<string> {
+/**
+ * The new export: licensees L0…L<n-1> with licenses N<i>a/b/c (X<i> are dropped), in several
+ * files, in <root>/large (or `variant.directory`, with the header's source host `variant.sourceHost`).
+ */
+export async function newExport(
+  root: string,
+  licensees: number,
+  maxFileBytes = 256 * 1024,
+  variant: { directory?: string; sourceHost?: string } = {},
+): Promise<string> {
   const large = Array.from({ length: licensees }, (_, i) => ({ number: `L${i}`, licenses: [`N${i}a`, `N${i}b`, `N${i}c`] }));
-  const dir = join(root, 'large');
+  const dir = join(root, variant.directory ?? 'large');
   const entities = smallExport(large);
-  await writeTransferFiles(headerFor(entities, { exportId: 'large' }), entities, { directory: dir, maxFileBytes });
+  const overrides = { exportId: 'large', ...(variant.sourceHost === undefined ? {} : { sourceHost: variant.sourceHost }) };
+  await writeTransferFiles(headerFor(entities, overrides), entities, { directory: dir, maxFileBytes });
   return dir;
 }
 

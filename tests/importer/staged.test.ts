@@ -9,9 +9,10 @@
 // after the switch) until the parent tells it to go on; the parent reads and
 // writes the same database meanwhile. No timing is asserted.
 import { describe, expect, test } from 'bun:test';
-import { cpSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { importTransferFiles, planImport, type ImportOptions } from '../../src/importer/import-transfer.ts';
+import { readTransferFile } from '../../src/importer/transfer-file.ts';
 import { openAssetStore, StagedImportError, type AssetStore } from '../../src/store/asset-store.ts';
 import { createDefinitionsCache } from '../../src/store/definitions-cache.ts';
 import { tempDir } from '../helpers.ts';
@@ -163,11 +164,16 @@ describe('staged import', () => {
     const database = await oldState(root);
     const input = await newExport(root, 300, 32 * 1024);
     const plan = planImport({ directory: input });
-    // File 2 is rewritten with another (valid, digest-correct) header after planning.
+    // After planning, file 2 is replaced by file 2 of the same export written with another source
+    // host: a valid file, digest included, whose header differs from the one planned with.
     const second = join(input, '2_netlicensing-assets.xml');
     const text = readFileSync(second, 'utf8');
-    writeFileSync(second, text.replace('<property name="sourceHost">https://go.netlicensing.io</property>', '<property name="sourceHost">https://elsewhere.example</property>'));
+    const elsewhere = await newExport(root, 300, 32 * 1024, { directory: 'elsewhere', sourceHost: 'https://elsewhere.example' });
+    const replacement = join(elsewhere, '2_netlicensing-assets.xml');
+    expect(readTransferFile(replacement, 'replacement', { header() {}, entity() {} }).items).toBeGreaterThan(1);
+    copyFileSync(replacement, second);
     expect(readFileSync(second, 'utf8')).not.toBe(text);
+    expect(readFileSync(second, 'utf8')).toContain('https://elsewhere.example');
     for (const readThread of ['inline', 'worker'] as const) {
       await withStore(database, (store) => {
         const before = storeChecksum(store);
