@@ -4,6 +4,7 @@
 // Method: real exports and a real store; the thread is a real one, or a stand-in that
 // counts its stop() calls.
 import { afterEach, expect, test } from 'bun:test';
+import { getPriority } from 'node:os';
 import { join } from 'node:path';
 import { importTransferFiles, planImport, startImportReader, type ImportOptions } from '../../src/importer/import-transfer.ts';
 import { startReadThread, type ReadThread } from '../../src/importer/read-batches.ts';
@@ -81,4 +82,15 @@ test('a thread stopped before it was given a job ends without reading', async ()
   const { store, input } = await setUp();
   const summary = importTransferFiles(store, options(input, { readThread: 'worker', startedReader: startReadThread()! }));
   expect(summary.readThread).toBe('worker');
+});
+
+test('while the reader thread parses, the importing thread runs at a lower priority, and afterwards as before', async () => {
+  const { store, input } = await setUp();
+  const before = getPriority(0);
+  const during: number[] = [];
+  importTransferFiles(store, options(input, { readThread: 'worker', batchBytes: 1, onBatch: () => during.push(getPriority(0)) }));
+  expect(during.length).toBeGreaterThan(0);
+  for (const nice of during) expect(nice).toBe(Math.min(19, before + 10));
+  // Raising it back needs privileges (CAP_SYS_NICE); without them it stays lower.
+  expect(getPriority(0)).toBe(process.getuid?.() === 0 ? before : Math.min(19, before + 10));
 });
