@@ -103,7 +103,14 @@ const JOB_POSTED = 3;
 const STATE_SLOTS = 4;
 /** Batches posted and not yet taken, at most: bounds the memory the reader can run ahead with. */
 const MAX_IN_FLIGHT = 3;
-/** The worker says it runs within this time, or the files are read inline. */
+/**
+ * The worker says it runs within this time, or the files are read inline.
+ * The importing thread cannot tell sooner that a worker died while loading:
+ * a worker's 'error' and 'exit' events arrive on this thread's event loop,
+ * which does not run while it waits in Atomics.wait (nor does anything else
+ * about the worker change that it could look at). A death it has seen (the
+ * event loop ran between startReadThread and reading) is seen at once.
+ */
 const START_TIMEOUT_MS = 10_000;
 /**
  * The importer allocates several times the file size in short-lived strings.
@@ -115,7 +122,11 @@ const START_TIMEOUT_MS = 10_000;
  * import-transfer.ts.
  */
 export const COLLECT_EVERY_BYTES = 32 * 1024 * 1024;
-/** No batch for this long: the reader thread is taken to be dead. */
+/**
+ * No batch for this long: the reader thread is taken to be dead. Only a thread
+ * ended from outside can get here (serveReadWorker posts every error it
+ * meets), and, as at the start, this thread cannot see its end while waiting.
+ */
 const STALL_TIMEOUT_MS = 300_000;
 
 interface ReadWorkerData {
@@ -220,32 +231,44 @@ interface StartedReadThread extends ReadThread {
   worker: Worker;
   port: MessagePort;
   state: Int32Array;
+  /** Why the thread can no longer read (stopped, failed to load, exited), once known here. */
+  ended(): string | undefined;
 }
 
-/** Starts a reader thread (undefined when none can be started: the caller then reads inline). */
-export function startReadThread(): ReadThread | undefined {
-  const path = workerPath();
-  if (path === undefined) return undefined;
+/**
+ * Starts a reader thread (undefined when none can be started: the caller then
+ * reads inline). `entry` is the worker's entry file (tests give one that fails).
+ */
+export function startReadThread(entry: string | undefined = workerPath()): ReadThread | undefined {
+  if (entry === undefined) return undefined;
   const shared = new SharedArrayBuffer(STATE_SLOTS * Int32Array.BYTES_PER_ELEMENT);
   const state = new Int32Array(shared);
   const { port1, port2 } = new MessageChannel();
   const data: ReadWorkerData = { state: shared, port: port2 };
   let worker: Worker;
   try {
-    worker = new Worker(path, { workerData: data, transferList: [port2] });
+    worker = new Worker(entry, { workerData: data, transferList: [port2] });
   } catch {
     port1.close();
     return undefined;
   }
   worker.unref();
+  // A worker that fails to load emits 'error' here, which, unheard, would end the process (when
+  // this thread's event loop runs before reading: an import bound to a card awaits the card first).
+  // Heard, it makes the import read inline at once (see START_TIMEOUT_MS for when it is not heard).
+  let ended: string | undefined;
+  worker.on('error', (error: Error) => void (ended ??= `the reader thread failed: ${error.message}`));
+  worker.on('exit', (code) => void (ended ??= `the reader thread exited (code ${code})`));
   let stopped = false;
   const thread: StartedReadThread = {
     worker,
     port: port1,
     state,
+    ended: () => ended,
     stop() {
       if (stopped) return;
       stopped = true;
+      ended ??= 'the reader thread was stopped';
       Atomics.store(state, CANCELLED, 1);
       Atomics.notify(state, CONSUMED);
       Atomics.notify(state, JOB_POSTED);
@@ -259,8 +282,8 @@ export function startReadThread(): ReadThread | undefined {
 /**
  * As readBatchesInline, with the reading on a worker thread: `thread` (from
  * startReadThread), or one started now. Stops the thread when done. Returns
- * false (having read nothing) when no worker could be started or it did not
- * come up; the caller then reads inline.
+ * false (having read nothing) when no worker could be started, it did not
+ * come up, or it is known to have ended already; the caller then reads inline.
  */
 export function readBatchesInWorker(
   files: readonly ReadFile[],
@@ -269,7 +292,11 @@ export function readBatchesInWorker(
   thread: ReadThread | undefined = startReadThread(),
 ): boolean {
   if (thread === undefined) return false;
-  const { port: port1, state } = thread as StartedReadThread;
+  const { port: port1, state, ended } = thread as StartedReadThread;
+  if (ended() !== undefined) {
+    thread.stop();
+    return false;
+  }
   const { onChunk: _onChunk, ...workerOptions } = options;
   const job: ReadJob = { files: [...files], options: workerOptions };
   port1.postMessage(job);

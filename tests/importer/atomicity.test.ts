@@ -18,7 +18,8 @@ import { tempDir } from '../helpers.ts';
 import { counts, storeChecksum } from './helpers.ts';
 import { ImportChild, newExport, oldState } from './staged-helpers.ts';
 
-const CHILD = join(import.meta.dir, 'fixtures', 'import-child.ts');
+/** Imports and stops for good once a quarter of the bytes is read (fixtures/import-child.ts). */
+const MIDWAY_CHILD = join(import.meta.dir, 'fixtures', 'import-child.ts');
 
 async function stateOf(database: string) {
   const store = openAssetStore(database);
@@ -83,23 +84,16 @@ describe('atomicity', () => {
     expect(fresh.counts.License).toBe(60_000);
     expect(fresh.checksum).not.toBe(old.checksum);
 
-    const child = Bun.spawn([process.execPath, CHILD, database, largeDir], { stdout: 'pipe', stderr: 'pipe' });
-    const reader = child.stdout.getReader();
-    let said = '';
+    const child = new ImportChild(database, largeDir, [], MIDWAY_CHILD);
     try {
-      while (!said.includes('midway') && !said.includes('done')) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        said += new TextDecoder().decode(value);
-      }
+      await child.until('midway');
     } finally {
       // The child waits at "midway" until killed (fixtures/import-child.ts).
-      child.kill('SIGKILL');
+      child.proc.kill('SIGKILL');
     }
-    expect(said).toContain('midway');
-    expect(said).not.toContain('done');
-    await child.exited;
-    expect(child.signalCode).toBe('SIGKILL');
+    expect(child.output).not.toContain('done');
+    await child.proc.exited;
+    expect(child.proc.signalCode).toBe('SIGKILL');
 
     // Old or new, never a mix; killed a quarter of the way in, it cannot have committed: old.
     const after = await stateOf(database);

@@ -213,17 +213,31 @@ describe('bad input is refused with file:line:column and the database unchanged'
   test('XML 1.1, and the control characters only 1.1 admits', async () => {
     // XML 1.1 admits character references to U+0001–U+001F; the reader's item tokens rely on
     // names never holding U+0001–U+0003 (transfer-file.ts): a 1.1 file is refused outright.
+    // Read as 1.1, a property named "&#x3;" would be the reader's scope-end token (U+0003): its item
+    // would end there, and the tokens after it would be read as a made-up item.
     const declared = inputDir();
     const text = rawTransferFile([rawHeader(), ...goodItems()]);
-    expect(text).toContain('version="1.0"');
-    writeRaw(declared.dir, 1, text.replace('version="1.0"', 'version="1.1"').replace('<property name="name">', '<property name="name&#x3;x">'));
-    await expectRefused(declared.name, declared.dir, { reason: /XML version "1\.1" is not supported: transfer files are XML 1\.0/, lineHas: 'version="1.1"' });
-    // In an XML 1.0 file the same reference is not well-formed.
+    const withReference = text.replace('<property name="name">', '<property name="&#x3;">');
+    expect(withReference).not.toBe(text);
+    const xml11 = withReference.replace('<?xml version="1.0"', '<?xml version="1.1"');
+    expect(xml11).not.toBe(withReference);
+    writeRaw(declared.dir, 1, xml11);
+    // Refused at the declaration (the position just after it), before any item is read.
+    const declaration = xml11.split('\n')[0]!;
+    await expectRefused(declared.name, declared.dir, {
+      reason: /XML version "1\.1" is not supported: transfer files are XML 1\.0/,
+      lineHas: /^<\?xml version="1\.1"/,
+      column: declaration.length + 1,
+    });
+    // In an XML 1.0 file the same reference is not well-formed: refused just after it.
     const reference = inputDir();
-    const mutated = text.replace('<property name="name">', '<property name="name&#x3;x">');
-    expect(mutated).not.toBe(text);
-    writeRaw(reference.dir, 1, mutated);
-    await expectRefused(reference.name, reference.dir, { reason: /malformed character entity/, lineHas: '&#x3;' });
+    writeRaw(reference.dir, 1, withReference);
+    const referenceLine = withReference.split('\n').find((line) => line.includes('&#x3;'))!;
+    await expectRefused(reference.name, reference.dir, {
+      reason: /malformed character entity/,
+      lineHas: '&#x3;',
+      column: referenceLine.indexOf('&#x3;') + '&#x3;'.length + 1,
+    });
   });
 
   test('numbers containing "," or ";"', async () => {

@@ -1,13 +1,15 @@
 // Goal: a reader thread started ahead of the import (startImportReader, so that its start-up
 // overlaps opening the database) is read with when the import reads on a worker, and is
-// stopped on every other path: an import refused before reading, an inline import.
+// stopped on every other path: an import refused before reading, an inline import; a thread
+// that failed to load is seen as such and does not take the process down.
 // Method: real exports and a real store; the thread is a real one, or a stand-in that
-// counts its stop() calls.
+// counts its stop() calls, or one whose entry file throws (fixtures/failing-worker.ts).
 import { afterEach, expect, test } from 'bun:test';
 import { getPriority } from 'node:os';
 import { join } from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import { importTransferFiles, planImport, startImportReader, type ImportOptions } from '../../src/importer/import-transfer.ts';
-import { startReadThread, type ReadThread } from '../../src/importer/read-batches.ts';
+import { readBatchesInWorker, startReadThread, type ReadThread } from '../../src/importer/read-batches.ts';
 import { openAssetStore, type AssetStore } from '../../src/store/asset-store.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
 import { tempDir } from '../helpers.ts';
@@ -82,6 +84,20 @@ test('a thread stopped before it was given a job ends without reading', async ()
   const { store, input } = await setUp();
   const summary = importTransferFiles(store, options(input, { readThread: 'worker', startedReader: startReadThread()! }));
   expect(summary.readThread).toBe('worker');
+});
+
+test('a thread that failed to load, seen before reading: read inline, and the process goes on', async () => {
+  const { input } = await setUp();
+  const thread = startReadThread(join(import.meta.dir, 'fixtures', 'failing-worker.ts'));
+  expect(thread).toBeDefined();
+  // The event loop runs (as while an import bound to a card opens the card): the failure arrives.
+  // Unheard, its 'error' event would end this process here.
+  await new Promise((ended) => (thread as unknown as { worker: Worker }).worker.on('exit', ended));
+  const files = [{ path: join(input, '1_netlicensing-assets.xml'), display: '1_netlicensing-assets.xml' }];
+  const batches: unknown[] = [];
+  expect(readBatchesInWorker(files, { batchBytes: 1 << 20 }, (batch) => batches.push(batch), thread)).toBe(false);
+  expect(batches).toEqual([]);
+  expect(() => thread!.stop()).not.toThrow();
 });
 
 test('while the reader thread parses, the importing thread runs at a lower priority, and afterwards as before', async () => {

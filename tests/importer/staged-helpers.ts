@@ -10,17 +10,27 @@ import { writeTransferFiles } from '../../src/transfer/writer.ts';
 import { header, headerFor, smallExport } from './helpers.ts';
 
 const CHILD = join(import.meta.dir, 'fixtures', 'staged-child.ts');
-/** A child importing with stops (see fixtures/staged-child.ts). */
+/**
+ * A child importing with stops (see fixtures/staged-child.ts), or another
+ * child script given the same arguments (fixtures/import-child.ts, which
+ * has no stops and ignores them).
+ */
 export class ImportChild {
   readonly proc;
   private readonly reader;
   private said = '';
 
-  constructor(database: string, input: string, stops: string[]) {
-    this.proc = Bun.spawn([process.execPath, CHILD, database, input, stops.join(',')], { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' });
+  constructor(database: string, input: string, stops: string[], script = CHILD) {
+    this.proc = Bun.spawn([process.execPath, script, database, input, stops.join(',')], { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' });
     this.reader = this.proc.stdout.getReader();
   }
 
+  /** What the child has printed so far (as read by `until`). */
+  get output(): string {
+    return this.said;
+  }
+
+  /** Reads the child's output until it contains `text`; throws if the child ends first. */
   async until(text: string): Promise<void> {
     while (!this.said.includes(text)) {
       const { value, done } = await this.reader.read();
