@@ -219,7 +219,7 @@ function workerPath(): string | undefined {
 
 /**
  * A reader thread started before its job is known. Starting a worker and
- * loading the reader's code takes a while (15–30 ms measured here); started
+ * loading the reader's code takes a while (15–32 ms measured here); started
  * right after planning, that overlaps opening the database. Hand it to
  * readBatchesInWorker, or `stop()` it if the import ends before reading.
  */
