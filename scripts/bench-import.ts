@@ -198,7 +198,7 @@ async function main(): Promise<void> {
         `${size} licensees: ${written.files.length} file(s), ${mb.toFixed(0)} MB, ${written.entities} entities, ` +
           `written in ${((performance.now() - genStart) / 1000).toFixed(1)} s`,
       );
-      // One sample of each side varies by ±0.04 in the ratio on this 2-core machine: small sizes,
+      // Single samples of the ratio varied from 0.44 to 0.58 at 10k on this 2-core machine: small sizes,
       // which take a second, run several times (parse and import in turn), and the medians count.
       const runs = Number(args.get('runs') ?? (size <= 100_000 ? 3 : 1));
       const parses: ChildResult[] = [];

@@ -473,7 +473,7 @@ function importPlanned(store: AssetStore, options: ImportOptions, plan: ImportPl
     };
     const readFiles = files.map((file) => ({ path: file.path, display: file.display }));
     const wantWorker = readsOnWorker(totalBytes, options.readThread);
-    const readThread = wantWorker && readBatchesInWorker(readFiles, readOptions, consume, options.startedReader ?? startReadThread()) ? 'worker' : 'inline';
+    const readThread = wantWorker && readBatchesInWorker(readFiles, readOptions, consume, options.startedReader) ? 'worker' : 'inline';
     if (readThread === 'inline') {
       if (options.readThread === 'worker') throw new Error('the transfer-file reader thread could not be started');
       readBatchesInline(readFiles, readOptions, consume);

@@ -245,11 +245,12 @@ export function openTransferFile(
  * the text the reader sees most often, so this is a plain character loop.
  */
 function firstNonWhitespace(text: string): number {
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (code !== 0x20 && code !== 0x0a && code !== 0x09 && code !== 0x0d) return i;
-  }
+  for (let i = 0; i < text.length; i++) if (!isXmlWhitespace(text.charCodeAt(i))) return i;
   return -1;
+}
+
+function isXmlWhitespace(code: number): boolean {
+  return code === 0x20 || code === 0x0a || code === 0x09 || code === 0x0d;
 }
 
 /**
@@ -259,7 +260,7 @@ function firstNonWhitespace(text: string): number {
  */
 function shownText(text: string): string {
   let end = text.length;
-  while (end > 0 && firstNonWhitespace(text[end - 1]!) === -1) end--;
+  while (end > 0 && isXmlWhitespace(text.charCodeAt(end - 1))) end--;
   return text.slice(0, Math.min(end, 40)).replace(/[^\S \n]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 

@@ -453,7 +453,6 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   // Opening creates the sub-databases a new database lacks, each in a write transaction of its
   // own (one fdatasync each: 30 for a new database) unless they share one: this one.
   const openDatabases = <T>(open: () => T): T => (options.readOnly ? open() : env.commitSync(open));
-  const metaDb = openDatabases(() => env.open<unknown>('meta'));
   const openGeneration = (g: 0 | 1): Generation => {
     const suffix = g === 0 ? '' : String(g);
     const def = {} as Generation['def'];
@@ -474,7 +473,8 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   };
   // Both opened up front: opening a sub-database later would renew lmdb's read snapshot
   // in the middle of a reader's calls.
-  const { generations, runtimeDb, journalDb } = openDatabases(() => ({
+  const { metaDb, generations, runtimeDb, journalDb } = openDatabases(() => ({
+    metaDb: env.open<unknown>('meta'),
     generations: [openGeneration(0), options.readOnly ? tryOpenGeneration(1) : openGeneration(1)] as (Generation | undefined)[],
     runtimeDb: env.open<RuntimeRecord>('runtime'),
     journalDb: env.open<JournalEntry>('journal'),
