@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const CONNECTIONS = 64;
-/** The API key scripts/bench/agent-server.ts seeds. */
+/** The API key scripts/bench/seed.ts seeds. */
 export const BENCH_AUTH = `Basic ${Buffer.from('apiKey:bench-key').toString('base64')}`;
 
 export interface Figures {
@@ -26,18 +26,25 @@ export function requireWrk(): void {
   }
 }
 
-/** Runs `bun <args>` and waits for the `PORT n` line it prints. */
-export async function startPortPrinter(args: string[]): Promise<{ port: number; proc: Bun.Subprocess<'ignore', 'pipe', 'inherit'> }> {
-  const proc = Bun.spawn([process.execPath, ...args], { stdin: 'ignore', stdout: 'pipe', stderr: 'inherit' });
+/**
+ * Runs `bun <args>` (in `cwd`) and waits for the line it prints with its port:
+ * `PORT n` by default, or what `portPattern` matches (its first group is the port).
+ */
+export async function startPortPrinter(
+  args: string[],
+  options: { cwd?: string; portPattern?: RegExp } = {},
+): Promise<{ port: number; proc: Bun.Subprocess<'ignore', 'pipe', 'inherit'> }> {
+  const pattern = options.portPattern ?? /PORT (\d+)/;
+  const proc = Bun.spawn([process.execPath, ...args], { stdin: 'ignore', stdout: 'pipe', stderr: 'inherit', ...(options.cwd ? { cwd: options.cwd } : {}) });
   const reader = proc.stdout.getReader();
   let text = '';
-  while (!/PORT \d+/.test(text)) {
+  while (!pattern.test(text)) {
     const { value, done } = await reader.read();
     if (done) throw new Error(`${args[0]} exited before printing its port`);
     text += new TextDecoder().decode(value);
   }
   reader.releaseLock();
-  return { port: Number(/PORT (\d+)/.exec(text)![1]), proc };
+  return { port: Number(pattern.exec(text)![1]), proc };
 }
 
 export function parseWrk(output: string): Figures {

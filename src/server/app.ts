@@ -18,13 +18,14 @@ import { licenseeNotFound, validateLicensee, type WriteSealing } from '../servic
 import type { AssetStore } from '../store/asset-store.ts';
 import { createDefinitionsCache } from '../store/definitions-cache.ts';
 import { StoreError } from '../store/errors.ts';
-import { createAuthenticator, mayRead, mayValidate, REALM, type AuthResult, type Principal } from './auth.ts';
+import { createAuthenticator, mayRead, mayValidate, REALM, type AuthResult } from './auth.ts';
 import { MalformedRequestError, parseForm, queryOf } from './form.ts';
 import { routeOf, type RequestObserver } from './ops/observer.ts';
 import { HTTP_LIMITS } from './limits.ts';
 import { CONTENT_TYPE, negotiateFormat, renderEnvelope, type WireFormat } from './negotiate.ts';
 import { apiCors } from './cors.ts';
 import { createAnswerCache, renderAnswer } from './answer-cache.ts';
+import type { XmlSignerFor } from './signing.ts';
 
 export interface AppDeps {
   store: AssetStore;
@@ -33,8 +34,8 @@ export interface AppDeps {
   /** How long clients may cache a validate answer. */
   ttlMs: number;
   allowAnonymous: boolean;
-  /** Signs XML validate answers for API keys that carry a private key (optional). */
-  signXml?: (envelope: Envelope, principal: Principal) => string | undefined;
+  /** Signs XML validate answers for API keys that carry a private key, or all with an operator key (signing.ts). */
+  signXml?: XmlSignerFor;
   /** Operator metrics (src/server/ops): told about every request and validate answer. */
   observer?: RequestObserver;
   /** Smart-card sealing of validate writes (503 while the card is unavailable); absent without a card. */
@@ -79,11 +80,10 @@ const VALIDATE_URL = /^[a-z]+:\/\/[^/]+\/(?:core\/v2\/)?rest\/licensee\/([^/?#]+
 
 export function createApp(deps: AppDeps): Hono {
   const { log } = deps;
-  // The definitions version (an LMDB read) is read at most once per request: cleared when a
-  // request starts (app.fetch below), so every read is at least as new as that start — as if
-  // the request had run a moment earlier, never mixing two imports (see definitions-cache.ts).
-  let versionOfThisRequest: number | undefined;
-  const store: AssetStore = { ...deps.store, definitionsVersion: () => (versionOfThisRequest ??= deps.store.definitionsVersion()) };
+  // The definitions version (an LMDB read) is read at most once per event-loop turn
+  // (asset-store.ts, definitionsVersionOfTurn): a request never mixes two imports
+  // (see definitions-cache.ts), and sees an import from the turn after it was committed.
+  const store: AssetStore = { ...deps.store, definitionsVersion: () => deps.store.definitionsVersionOfTurn() };
   const definitions = createDefinitionsCache(store);
   const serviceDeps = { ...deps, definitions };
   const answers = createAnswerCache({ ttlMs: deps.ttlMs });
@@ -192,7 +192,8 @@ export function createApp(deps: AppDeps): Hono {
     const format = formatOf(c);
     const headers = { 'content-type': CONTENT_TYPE[format] };
     // Signed answers are signed one by one (their ttl is signed too): never reused.
-    const signs = format === 'xml' && deps.signXml !== undefined;
+    const signer = format === 'xml' ? deps.signXml?.(authResult.principal) : undefined;
+    const signs = signer !== undefined;
     const cacheKey = signs || deps.reuseAnswers === false ? undefined : `${c.method} ${format} ${licensee.number}\u0000${query}\u0000${body}`;
     const nowMs = deps.clock.nowMs();
     const runtimeRevision = store.runtimeRevision(licensee.number);
@@ -207,7 +208,7 @@ export function createApp(deps: AppDeps): Hono {
     const result = await validateLicensee(serviceDeps, licensee, request, nowMs);
     if (result.kind === 'error') return send(c, result.status, result.envelope);
     observer?.validated(result.envelope);
-    if (signs) return send(c, 200, result.envelope, deps.signXml?.(result.envelope, authResult.principal));
+    if (signer) return send(c, 200, result.envelope, signer(result.envelope));
     if (cacheKey === undefined || result.wrote || result.stableUntilMs <= nowMs) {
       return new Response(renderEnvelope(result.envelope, format), { status: 200, headers });
     }
@@ -268,7 +269,6 @@ export function createApp(deps: AppDeps): Hono {
     return response;
   };
   app.fetch = (request, ...rest) => {
-    versionOfThisRequest = undefined;
     if ((request.method === 'POST' || request.method === 'GET') && !request.headers.has('origin')) {
       const match = VALIDATE_URL.exec(request.url);
       if (match) {

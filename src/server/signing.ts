@@ -17,7 +17,13 @@ export interface SignerOptions {
 
 const TOKEN_KEY_CACHE_MAX = 256;
 
-export function createSigner(options: SignerOptions): (envelope: Envelope, principal: Principal) => string | undefined {
+/**
+ * The signer of a caller's XML validate answers, or undefined when they are not signed (no token
+ * key, no operator key): the app reuses unsigned answers (answer-cache.ts), never signed ones.
+ */
+export type XmlSignerFor = (principal: Principal) => ((envelope: Envelope) => string) | undefined;
+
+export function createSigner(options: SignerOptions): XmlSignerFor {
   const tokenKeys = new Map<string, KeyObject | undefined>();
   const keyOfToken = (principal: Principal): KeyObject | undefined => {
     if (principal.kind !== 'apiKey') return undefined;
@@ -31,8 +37,8 @@ export function createSigner(options: SignerOptions): (envelope: Envelope, princ
     }
     return tokenKeys.get(cacheKey);
   };
-  return (envelope, principal) => {
+  return (principal) => {
     const key = keyOfToken(principal) ?? options.operatorKey;
-    return key ? signResponse(envelope, key, options.algorithm) : undefined;
+    return key ? (envelope) => signResponse(envelope, key, options.algorithm) : undefined;
   };
 }

@@ -348,6 +348,12 @@ export interface AssetStore {
   definitionsGenerations(): DefinitionsGenerations;
   /** Goes up with every committed change of definitions (import switch, importTransaction, proxy refresh). */
   definitionsVersion(): number;
+  /**
+   * definitionsVersion for the serving hot path: read at most once per event-loop turn, and again
+   * at once after this process changed definitions. A change committed by another process (an
+   * import) is seen from the next turn on; the requests of one turn all see one version.
+   */
+  definitionsVersionOfTurn(): number;
   backup(path: string): Promise<void>;
   close(): Promise<void>;
 
@@ -588,6 +594,21 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
 
   const readMeta = () => metaDb.get('meta') as StoreMeta;
   const definitionsVersion = () => (metaDb.get(VERSION_KEY) as number | undefined) ?? 0;
+  // definitionsVersionOfTurn: read once per event-loop turn. lmdb-js gives the reads of a turn one
+  // read snapshot anyway (node_modules/lmdb/read.js, renewReadTxn: reset by a 0 ms timer, and after
+  // this process's own commits), so a read per request mostly re-read the same value: one LMDB
+  // lookup per validate request. Dropped at once when this process changes definitions.
+  let versionOfTurn: number | undefined;
+  const forgetVersionOfTurn = () => {
+    versionOfTurn = undefined;
+  };
+  const definitionsVersionOfTurn = (): number => {
+    if (versionOfTurn === undefined) {
+      versionOfTurn = definitionsVersion();
+      setImmediate(forgetVersionOfTurn);
+    }
+    return versionOfTurn;
+  };
   const journalHead = (): JournalHead =>
     (metaDb.get('journalHead') as JournalHead | undefined) ?? { seq: 0, hash: GENESIS_HASH };
 
@@ -668,6 +689,8 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
         });
       } catch (cause) {
         throw wrapWriteError(cause);
+      } finally {
+        forgetVersionOfTurn();
       }
   };
 
@@ -703,6 +726,8 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
         throw wrapWriteError(cause);
       }
       throw cause;
+    } finally {
+      forgetVersionOfTurn();
     }
   };
 
@@ -887,6 +912,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       for (const { value } of runtimeDb.getRange({})) yield { licenseeNumber: value.licenseeNumber, state: runtimeStateOf(value) };
     },
     definitionsVersion,
+    definitionsVersionOfTurn,
     importTransaction(action) {
       return definitionsWrite(() => {
         const result = action(importTransaction());

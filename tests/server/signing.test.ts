@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { ManualClock } from '../../src/platform/clock.ts';
 import { silentLogger } from '../../src/platform/log.ts';
 import { createApp } from '../../src/server/app.ts';
-import { createSigner } from '../../src/server/signing.ts';
+import { createSigner, type XmlSignerFor } from '../../src/server/signing.ts';
 import type { AssetStore } from '../../src/store/asset-store.ts';
 import { parsePrivateKey, verifyResponse } from '../../src/wire/xmldsig.ts';
 import { xmlsecVerify } from '../wire/xml-tools.ts';
@@ -29,6 +29,16 @@ afterAll(async () => {
   await store.close();
 });
 
+const appSigningWith = (signXml: XmlSignerFor) =>
+  createApp({
+    store,
+    clock: new ManualClock(Date.parse('2026-11-15T12:00:00.000Z')),
+    log: silentLogger(),
+    ttlMs: 600_000,
+    allowAnonymous: false,
+    signXml,
+  });
+
 const post = (app: ReturnType<typeof createApp>, authorization: string, accept?: string) =>
   app.request('/rest/licensee/L-1/validate', {
     method: 'POST',
@@ -37,14 +47,7 @@ const post = (app: ReturnType<typeof createApp>, authorization: string, accept?:
   });
 
 test('an API key with a private key gets a signed XML answer that verifies, and xmlsec1 agrees', async () => {
-  const app = createApp({
-    store,
-    clock: new ManualClock(Date.parse('2026-11-15T12:00:00.000Z')),
-    log: silentLogger(),
-    ttlMs: 600_000,
-    allowAnonymous: false,
-    signXml: createSigner({ algorithm: 'rsa-sha1' }),
-  });
+  const app = appSigningWith(createSigner({ algorithm: 'rsa-sha1' }));
   const signed = await (await post(app, apiKeyAuth('signing-key'))).text();
   expect(signed).toContain('<ns2:netlicensing xmlns="http://www.w3.org/2000/09/xmldsig#" xmlns:ns2="http://netlicensing.labs64.com/schema/context" ttl="2026-11-15T12:10:00.000Z"><Signature>');
   expect(verifyResponse(signed, publicPem)).toBe(true);
@@ -58,15 +61,33 @@ test('an API key with a private key gets a signed XML answer that verifies, and 
 });
 
 test('an operator key signs every XML validate answer, with rsa-sha256 when chosen', async () => {
-  const app = createApp({
-    store,
-    clock: new ManualClock(Date.parse('2026-11-15T12:00:00.000Z')),
-    log: silentLogger(),
-    ttlMs: 600_000,
-    allowAnonymous: false,
-    signXml: createSigner({ algorithm: 'rsa-sha256', operatorKey: parsePrivateKey(privatePem) }),
-  });
+  const app = appSigningWith(createSigner({ algorithm: 'rsa-sha256', operatorKey: parsePrivateKey(privatePem) }));
   const signed = await (await post(app, vendorAuth())).text();
   expect(signed).toContain('Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"');
   expect(verifyResponse(signed, publicPem)).toBe(true);
+});
+
+test('unsigned XML answers are reused even when signing is configured; signed ones are decided every time', async () => {
+  const app = appSigningWith(createSigner({ algorithm: 'rsa-sha1' }));
+  let decisions = 0;
+  const commitRuntime = store.commitRuntime;
+  store.commitRuntime = (...args) => {
+    decisions += 1;
+    return commitRuntime(...args);
+  };
+  try {
+    // The vendor's answers carry no signature (no token key, no operator key): the second is reused.
+    const first = await (await post(app, vendorAuth())).text();
+    const second = await (await post(app, vendorAuth())).text();
+    expect(second).toBe(first);
+    expect(second).not.toContain('<Signature>');
+    expect(decisions).toBe(1);
+    // The signing key's answers are signed one by one.
+    decisions = 0;
+    expect(await (await post(app, apiKeyAuth('signing-key'))).text()).toContain('<Signature>');
+    expect(await (await post(app, apiKeyAuth('signing-key'))).text()).toContain('<Signature>');
+    expect(decisions).toBe(2);
+  } finally {
+    store.commitRuntime = commitRuntime;
+  }
 });

@@ -1,0 +1,50 @@
+/**
+ * The benchmark data set: a product with a Subscription, a Floating
+ * (effectively unlimited seats) and a Pay-per-Use module, one licensee `L`
+ * holding a license of each, and the API key `bench-key` (wrk.ts, BENCH_AUTH).
+ * Every validate of `L` decides all three modules, as the cloud does.
+ */
+import { chmodSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Entity, EntityKind } from '../../src/core/entities.ts';
+import { hashCredential } from '../../src/platform/credentials.ts';
+import { openAssetStore, type AssetStore } from '../../src/store/asset-store.ts';
+
+const e = (kind: EntityKind, number: string, props: Record<string, string>): Entity => ({
+  kind,
+  number,
+  props: { number, active: 'true', ...props },
+});
+
+/** Creates the database at `databasePath` with the benchmark data set and returns it open. */
+export function seedBenchDatabase(databasePath: string): AssetStore {
+  const store = openAssetStore(databasePath, { create: true });
+  store.importTransaction((tx) => {
+    for (const entity of [
+      e('Product', 'P', { name: 'Bench' }),
+      e('ProductModule', 'M-SUB', { productNumber: 'P', licensingModel: 'Subscription', name: 'Sub' }),
+      e('LicenseTemplate', 'T-SUB', { productModuleNumber: 'M-SUB', licenseType: 'TIMEVOLUME', timeVolume: '10', timeVolumePeriod: 'YEAR' }),
+      e('ProductModule', 'M-FLOAT', { productNumber: 'P', licensingModel: 'Floating', name: 'Float', maxCheckoutValidity: '3600' }),
+      e('LicenseTemplate', 'T-FLOAT', { productModuleNumber: 'M-FLOAT', licenseType: 'FLOATING', maxSessions: '1000000000' }),
+      e('ProductModule', 'M-PPU', { productNumber: 'P', licensingModel: 'PayPerUse', name: 'PPU' }),
+      e('LicenseTemplate', 'T-PPU', { productModuleNumber: 'M-PPU', licenseType: 'QUANTITY', quantity: '1000000000' }),
+      e('Licensee', 'L', { productNumber: 'P' }),
+      e('License', 'L-SUB', { licenseeNumber: 'L', licenseTemplateNumber: 'T-SUB', startDate: '2026-01-01T00:00:00.000Z', timeVolume: '10', timeVolumePeriod: 'YEAR' }),
+      e('License', 'L-FLOAT', { licenseeNumber: 'L', licenseTemplateNumber: 'T-FLOAT', maxSessions: '1000000000' }),
+      e('License', 'L-PPU', { licenseeNumber: 'L', licenseTemplateNumber: 'T-PPU', quantity: '1000000000' }),
+      e('Token', 'bench-key', { tokenType: 'APIKEY' }),
+    ]) {
+      tx.put(entity);
+    }
+    tx.setMeta({
+      ...tx.meta(),
+      withoutCard: true,
+      vendorCredentials: hashCredential('vendor', 'secret'),
+      lastImport: { exportId: 'bench', createdAt: '', sourceHost: 'bench', importedAt: '', files: 1, entities: 12 },
+    });
+  });
+  // The agent warns about a database others can read (it holds licensing secrets).
+  chmodSync(databasePath, 0o700);
+  for (const file of readdirSync(databasePath)) chmodSync(join(databasePath, file), 0o600);
+  return store;
+}
