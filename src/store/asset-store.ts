@@ -9,7 +9,8 @@
  *   rel:<Kind>       `<parent>\x1f<number>` → number (children of a parent, e.g. licenses of a licensee)
  *   alias            licensee alias → licensee number
  *   runtime          licensee number → RuntimeState (what the agent itself changed)
- *   journal          sequence → JournalEntry (append-only, hash-chained)
+ *   journal          first sequence of a group commit → its entries (append-only, hash-chained;
+ *                    journal-records.ts)
  *
  * Definitions exist in two generations: def:/rel:/alias (generation 0) and
  * def1:/rel1:/alias1 (generation 1). Meta `definitionsGeneration` says which
@@ -39,14 +40,17 @@ import { StoreError } from './errors.ts';
 import { openKvEnvironment, type KvDatabase, type KvEnvironment, type OpenOptions } from './lmdb.ts';
 import { join } from 'node:path';
 import { acquireExclusiveLock, LockHeldError, type HeldLock } from '../platform/exclusive-lock.ts';
-import { createRuntimeWriter, runtimeStateOf, type JournalEntry, type JournalHead, type RuntimeRecord, type RuntimeWriter } from './runtime-writer.ts';
+import { entriesOfRecord, journalGroupRecord, type JournalEntry, type JournalRecord } from './journal-records.ts';
+import { createRuntimeWriter, runtimeStateOf, type JournalHead, type RuntimeRecord, type RuntimeWriter } from './runtime-writer.ts';
 
 /**
- * 2: runtime records store floating session tables as msgpack maps (1: as objects; still read,
- * upgraded on open), and the journal is hash-chained per group commit (a schema-1 journal is
- * the special case of groups of one, so it verifies unchanged).
+ * 2: runtime records store floating session tables as msgpack maps (1: as objects; still read),
+ * and the journal is hash-chained per group commit (a schema-1 journal is the special case of
+ * groups of one, so it verifies unchanged).
+ * 3: the journal stores one record per group commit (journal-records.ts); the per-entry records
+ * of schemas 1 and 2 are still read. Older databases are upgraded on open by stamping the version.
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 export { StoreError } from './errors.ts';
 
 export interface ImportRecord {
@@ -74,7 +78,8 @@ export interface StoreMeta {
   vendorCredentials?: { user: string; salt: string; hash: string };
 }
 
-export type { JournalEntry } from './runtime-writer.ts';
+export type { JournalEntry } from './journal-records.ts';
+export { journalHash } from './journal-records.ts';
 
 const RUNTIME_WRITER_LOCK = 'runtime-writer.lock';
 
@@ -159,20 +164,6 @@ function processStartMs(pid: number): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-/**
- * The journal's chain link for the entries of one group commit (see
- * JournalEntry in runtime-writer.ts): SHA-256 (hex) of the previous link
- * followed by each entry's JSON; every entry of the group stores this one
- * link. A group of one entry hashes exactly as journals written before group
- * links did (one link per entry, as in schema-1 databases), so those verify
- * unchanged. One hash per group commit, so Bun's one-shot hash (no hasher object).
- */
-export function journalHash(prevHash: string, entries: readonly Omit<JournalEntry, 'hash' | 'prevHash'>[]): string {
-  let text = prevHash;
-  for (const entry of entries) text += JSON.stringify([entry.seq, entry.atMs, entry.licenseeNumber, entry.events]);
-  return Bun.CryptoHasher.hash('sha256', text, 'hex');
 }
 
 /**
@@ -483,7 +474,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     metaDb: env.open<unknown>('meta'),
     generations: [openGeneration(0), options.readOnly ? tryOpenGeneration(1) : openGeneration(1)] as (Generation | undefined)[],
     runtimeDb: env.open<RuntimeRecord>('runtime'),
-    journalDb: env.open<JournalEntry>('journal'),
+    journalDb: env.open<JournalRecord>('journal'),
   }));
 
 
@@ -502,12 +493,12 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       createdAt: new Date(options.nowMs ?? Date.now()).toISOString(),
     };
     env.commitSync(() => metaDb.putSync('meta', meta));
-  } else if (existing.schemaVersion === 1 && !options.readOnly) {
-    // Schema 1 differs only in how runtime records store session tables, and schema-2 code
-    // reads both (runtime-writer.ts, runtimeStateOf): upgrading is stamping the new version,
-    // so that an older agent refuses the database once records of the new form may be in it.
+  } else if ((existing.schemaVersion === 1 || existing.schemaVersion === 2) && !options.readOnly) {
+    // Schemas 1 and 2 differ only in the form of records that this code also reads (runtimeStateOf,
+    // entriesOfRecord): upgrading is stamping the new version, so that an older agent refuses the
+    // database once records of the new form may be in it.
     env.commitSync(() => metaDb.putSync('meta', { ...existing, schemaVersion: SCHEMA_VERSION }));
-  } else if (existing.schemaVersion !== SCHEMA_VERSION && existing.schemaVersion !== 1) {
+  } else if (existing.schemaVersion !== SCHEMA_VERSION && existing.schemaVersion !== 1 && existing.schemaVersion !== 2) {
     void env.close();
     throw new StoreError(
       'schema_mismatch',
@@ -621,6 +612,12 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     return new StoreError('io', `write to the database in ${path} failed: ${message}`, { cause });
   };
 
+  /** Key of the journal record that holds entry `seq` if there is one: the greatest key up to it. */
+  const recordKeyHolding = (seq: number): number | undefined => {
+    for (const key of journalDb.getKeys({ start: seq, reverse: true, limit: 1 })) return key as number;
+    return undefined;
+  };
+
   const storedRuntime = (licenseeNumber: string): RuntimeState => runtimeStateOf(runtimeDb.get(keyPart(licenseeNumber)));
 
   /**
@@ -631,10 +628,10 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   const appendRuntimeEvents = (licenseeNumber: string, atMs: number, state: RuntimeState, events: RuntimeEvent[]) => {
     runtimeDb.putSync(keyPart(licenseeNumber), { licenseeNumber, state: applyEvents(state, events) });
     const head = journalHead();
-    const body = { seq: head.seq + 1, atMs, licenseeNumber, events };
-    const hash = journalHash(head.hash, [body]);
-    journalDb.putSync(body.seq, { ...body, prevHash: head.hash, hash });
-    metaDb.putSync('journalHead', { seq: body.seq, hash });
+    const seq = head.seq + 1;
+    const { hash, record } = journalGroupRecord(head.hash, [{ seq, atMs, licenseeNumber, events }]);
+    journalDb.putSync(seq, record);
+    metaDb.putSync('journalHead', { seq, hash });
   };
   const replayCursor = () => (metaDb.get(REPLAY_CURSOR_KEY) as number | undefined) ?? 0;
 
@@ -651,7 +648,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       metaDb,
       keyOf: keyPart,
       readJournalHead: journalHead,
-      journalHash,
+      journalGroupRecord,
       wrapWriteError,
       onReload: () => {
         replayHeadInMemory = undefined;
@@ -896,10 +893,17 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     },
     runtimeRevision: (licenseeNumber) => runtimeWriter().revision(licenseeNumber),
     *journal(fromSeq = 1) {
-      for (const { value } of journalDb.getRange({ start: fromSeq })) yield value;
+      for (const { value } of journalDb.getRange({ start: recordKeyHolding(fromSeq) ?? fromSeq })) {
+        for (const entry of entriesOfRecord(value)) if (entry.seq >= fromSeq) yield entry;
+      }
     },
     journalHead,
-    journalHashAt: (seq) => (seq === 0 ? GENESIS_HASH : journalDb.get(seq)?.hash),
+    journalHashAt: (seq) => {
+      if (seq === 0) return GENESIS_HASH;
+      const key = recordKeyHolding(seq);
+      const record = key === undefined ? undefined : journalDb.get(key);
+      return record === undefined ? undefined : entriesOfRecord(record).find((entry) => entry.seq === seq)?.hash;
+    },
     cardCheckpoint: () => metaDb.get(CARD_CHECKPOINT_KEY) as StoredCheckpoint | undefined,
     async saveCardCheckpoint(record) {
       try {

@@ -22,6 +22,7 @@
  * from the database, which still holds the last durable state.
  */
 import { applyEventsInPlace, emptyRuntimeState, type FloatingSession, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
+import type { JournalEntryBody, JournalRecord } from './journal-records.ts';
 import type { KvDatabase, KvEnvironment, KvKey } from './lmdb.ts';
 
 /**
@@ -55,22 +56,14 @@ export function runtimeStateOf(record: RuntimeRecord | undefined): RuntimeState 
 }
 
 /**
- * One runtime change. The journal is hash-chained per group commit: the
- * entries one transaction wrote share `prevHash` (the chain before them) and
- * `hash` = journalHash(prevHash, those entries) (asset-store.ts). A group of
- * one is hashed exactly as earlier databases hashed every entry, so their
+ * The journal is hash-chained per group commit: one link, and one stored
+ * record, for the entries one transaction wrote (journal-records.ts). A group
+ * of one is hashed exactly as earlier databases hashed every entry, so their
  * journals verify unchanged. Hashing once per group instead of once per
  * entry: Floating check-out/check-in pairs went from 34,100–35,500 req/s
  * (4 runs) to 36,700–37,300 (2 runs), wrk -t1 -c64 on the 2-core machine.
  */
-export interface JournalEntry {
-  seq: number;
-  atMs: number;
-  licenseeNumber: string;
-  events: RuntimeEvent[];
-  prevHash: string;
-  hash: string;
-}
+export type { JournalEntry } from './journal-records.ts';
 
 export interface JournalHead {
   seq: number;
@@ -86,11 +79,12 @@ export interface ExtraRecord {
 export interface RuntimeWriterDeps {
   env: KvEnvironment;
   runtimeDb: KvDatabase<RuntimeRecord>;
-  journalDb: KvDatabase<JournalEntry>;
+  journalDb: KvDatabase<JournalRecord>;
   metaDb: KvDatabase<unknown>;
   keyOf(licenseeNumber: string): string;
   readJournalHead(): JournalHead;
-  journalHash(prevHash: string, entries: readonly Omit<JournalEntry, 'hash' | 'prevHash'>[]): string;
+  /** The record of a group commit and its chain link (journal-records.ts, journalGroupRecord). */
+  journalGroupRecord(prevHash: string, entries: readonly JournalEntryBody[]): { hash: string; record: string };
   /** Turns a commit failure into the store's error (disk full, I/O). */
   wrapWriteError(cause: unknown): Error;
   /** Called whenever the memory is reloaded from the database (after a failed commit or an exclusive write). */
@@ -128,7 +122,7 @@ export interface RuntimeWriter {
 interface Job {
   licenseeKey: string;
   licenseeNumber: string;
-  entry: JournalEntry;
+  entry: JournalEntryBody;
   extra: ExtraRecord[];
 }
 
@@ -210,13 +204,11 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
     const done = queuedDone!;
     queue = [];
     queuedDone = undefined;
-    // One link of the hash chain for the whole group (see JournalEntry).
+    // One link of the hash chain, and one journal record, for the whole group (see JournalEntry).
     const entries = batch.map((job) => job.entry);
-    const hash = deps.journalHash(chainHash, entries);
-    for (const entry of entries) {
-      entry.prevHash = chainHash;
-      entry.hash = hash;
-    }
+    const first = entries[0]!;
+    const last = entries[entries.length - 1]!;
+    const { hash, record } = deps.journalGroupRecord(chainHash, entries);
     chainHash = hash;
     const write = () => {
       const written = new Set<string>();
@@ -226,12 +218,9 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
         const slot = slots.get(job.licenseeKey)!;
         deps.runtimeDb.putInBatch(job.licenseeKey, { licenseeNumber: job.licenseeNumber, state: slot.state });
       }
-      for (const job of batch) {
-        deps.journalDb.putInBatch(job.entry.seq, job.entry);
-        for (const { key, value } of job.extra) deps.metaDb.putInBatch(key, value);
-      }
-      const last = batch[batch.length - 1]!.entry;
-      deps.metaDb.putInBatch('journalHead', { seq: last.seq, hash: last.hash });
+      deps.journalDb.putInBatch(first.seq, record);
+      for (const job of batch) for (const { key, value } of job.extra) deps.metaDb.putInBatch(key, value);
+      deps.metaDb.putInBatch('journalHead', { seq: last.seq, hash });
     };
     // A write thread applies the batch (lmdb.ts, commitBatchDurable); this thread goes on deciding.
     deps.env.commitBatchDurable(write).then(
@@ -268,8 +257,8 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
       return slot.pending > 0 && slot.lastDone ? slot.lastDone.then(() => result) : Promise.resolve(result);
     }
     const seq = ++lastSeq;
-    // prevHash and hash are set when the entry's group commit is formed (startCommit).
-    const entry: JournalEntry = { seq, atMs, licenseeNumber, events, prevHash: '', hash: '' };
+    // Its chain link is made with its group's (startCommit).
+    const entry: JournalEntryBody = { seq, atMs, licenseeNumber, events };
     const job: Job = {
       licenseeKey: deps.keyOf(licenseeNumber),
       licenseeNumber,

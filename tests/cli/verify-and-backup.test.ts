@@ -6,11 +6,27 @@ import { describe, expect, test } from 'bun:test';
 import { join } from 'node:path';
 import { runCli } from '../../src/cli/run.ts';
 import { silentLogger } from '../../src/platform/log.ts';
-import { openKvEnvironment } from '../../src/store/lmdb.ts';
+import { entriesOfRecord, type JournalRecord } from '../../src/store/journal-records.ts';
+import { openKvEnvironment, type KvEnvironment } from '../../src/store/lmdb.ts';
 import { openAssetStore } from '../../src/store/asset-store.ts';
 import { captureIo, tempDir } from '../helpers.ts';
 import { entity, seedStore } from '../support/seed-store.ts';
 
+/**
+ * Tampering: replaces the events of journal entry `seq` in its stored record and keeps the
+ * record's chain links as they were (what an editor of the file would do), inside a transaction.
+ */
+function alterJournalEntry(env: KvEnvironment, seq: number, events: unknown[]): void {
+  const journal = env.open<JournalRecord>('journal');
+  const [key] = journal.getKeys({ start: seq, reverse: true, limit: 1 });
+  const record = journal.get(key!) as string;
+  const texts = entriesOfRecord(record).map((entry) =>
+    JSON.stringify([entry.seq, entry.atMs, entry.licenseeNumber, entry.seq === seq ? events : entry.events]),
+  );
+  const altered = record.slice(0, 128) + texts.join('\n');
+  expect(altered).not.toBe(record);
+  journal.putSync(key!, altered);
+}
 
 async function seedWithJournal(): Promise<string> {
   const { store, cwd } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);
@@ -40,11 +56,9 @@ describe('verify-database', () => {
   test('an altered journal entry and a counter changed outside the journal are both reported', async () => {
     const cwd = await seedWithJournal();
     const env = openKvEnvironment(join(cwd, 'database'));
-    const journal = env.open<{ events: unknown[] }>('journal');
     const runtime = env.open<{ licenseeNumber: string; state: { usedQuantity: Record<string, number> } }>('runtime');
     env.commitSync(() => {
-      const entry = journal.get(3)!;
-      journal.putSync(3, { ...entry, events: [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 1 }] });
+      alterJournalEntry(env, 3, [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 1 }]);
       const record = runtime.get('L')!;
       runtime.putSync('L', { ...record, state: { ...record.state, usedQuantity: { X: 1 } } });
     });
@@ -70,8 +84,7 @@ describe('verify-database, group commits', () => {
     expect(entries[0]!.hash).not.toBe(entries[1]!.hash);
     expect(new Set(entries.slice(1).map((e) => e.hash)).size).toBe(1);
     const env = openKvEnvironment(join(cwd, 'database'));
-    const journal = env.open<{ events: unknown[] }>('journal');
-    env.commitSync(() => journal.putSync(4, { ...journal.get(4)!, events: [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 2 }] }));
+    env.commitSync(() => alterJournalEntry(env, 4, [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 2 }]));
     await env.close();
     const io = captureIo();
     expect(await runCli(['--action=verify-database'], io, { cwd, log: silentLogger() })).toBe(5);

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { EXIT } from '../../src/cli/exit-codes.ts';
 import { runCli } from '../../src/cli/run.ts';
 import { hashCredential } from '../../src/platform/credentials.ts';
+import { SCHEMA_VERSION } from '../../src/store/asset-store.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
 import { tempDir } from '../helpers.ts';
 import { API_KEY, apiKeyAuth, demoEntities, entity, seedStore } from '../support/seed-store.ts';
@@ -75,7 +76,7 @@ describe('status action', () => {
     const io = captureIo();
     expect(await runCli(['--action=status'], io, { cwd })).toBe(EXIT.ok);
     expect(io.out).toMatch(/^agent: +netlicensing-agent \d+\.\d+\.\d+ \(build /m);
-    expect(io.out).toMatch(/^schema version: +2$/m);
+    expect(io.out).toMatch(new RegExp(`^schema version: +${SCHEMA_VERSION}$`, 'm'));
     expect(io.out).toMatch(/^last import: +export test-export at 2026-01-01T00:00:00.000Z from test /m);
     expect(io.out).toMatch(/^licensees: +2 \(0 with runtime state\)$/m);
     expect(io.out).toMatch(/^floating sessions: +0 in use of 2 seat\(s\)$/m);

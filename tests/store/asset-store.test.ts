@@ -2,7 +2,7 @@
 // durable. Method: real LMDB in a temp directory, reopened between steps.
 import { describe, expect, test } from 'bun:test';
 import { join } from 'node:path';
-import { openAssetStore, SCHEMA_VERSION, StoreError } from '../../src/store/asset-store.ts';
+import { journalHash, openAssetStore, SCHEMA_VERSION, StoreError } from '../../src/store/asset-store.ts';
 import { openKvEnvironment } from '../../src/store/lmdb.ts';
 import type { Entity } from '../../src/core/entities.ts';
 import { verifyDatabase } from '../../src/service/verify-database.ts';
@@ -140,6 +140,53 @@ describe('asset store', () => {
     });
     expect([...(store.getRuntime('L1').sessions['M']?.keys() ?? [])]).toEqual(['b']);
     await store.close();
+  });
+
+  test('a schema-2 journal (one record per entry) is read, extended with group records and verifies as one chain', async () => {
+    // What a schema-2 agent left: entries 1 and 2 committed alone, 3 and 4 in one group (both
+    // records carry the group's links), the head, and the state they produced.
+    const dir = await databaseWithSchema(2, {
+      licenseeNumber: 'L1',
+      state: { createdLicenses: {}, startDates: {}, sessions: {}, usedQuantity: { X: 10 }, nodeSecrets: {} },
+    });
+    const body = (seq: number) => ({ seq, atMs: 1000 + seq, licenseeNumber: 'L1', events: [{ type: 'quantityUsed' as const, licenseNumber: 'X', quantity: seq }] });
+    const h1 = journalHash('0'.repeat(64), [body(1)]);
+    const h2 = journalHash(h1, [body(2)]);
+    const h34 = journalHash(h2, [body(3), body(4)]);
+    const env = openKvEnvironment(dir);
+    const journal = env.open<unknown>('journal');
+    const meta = env.open<unknown>('meta');
+    env.commitSync(() => {
+      journal.putSync(1, { ...body(1), prevHash: '0'.repeat(64), hash: h1 });
+      journal.putSync(2, { ...body(2), prevHash: h1, hash: h2 });
+      journal.putSync(3, { ...body(3), prevHash: h2, hash: h34 });
+      journal.putSync(4, { ...body(4), prevHash: h2, hash: h34 });
+      meta.putSync('journalHead', { seq: 4, hash: h34 });
+    });
+    await env.close();
+
+    const store = openAssetStore(dir);
+    expect(store.meta().schemaVersion).toBe(SCHEMA_VERSION);
+    // Three changes decided at once: the first is committed alone, the two decided meanwhile
+    // share the next group commit, stored as one record keyed 6.
+    await Promise.all([5, 6, 7].map((seq) => store.commitRuntime('L1', 2000, () => ({ events: body(seq).events, result: null }))));
+    const head = store.journalHead();
+    expect(head.seq).toBe(7);
+    expect([...store.journal()].map((entry) => entry.seq)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect([...store.journal(7)].map((entry) => [entry.seq, entry.hash])).toEqual([[7, head.hash]]);
+    expect([...store.journal(4)].map((entry) => entry.hash)).toEqual([h34, store.journalHashAt(5)!, head.hash, head.hash]);
+    expect(store.journalHashAt(5)).not.toBe(head.hash);
+    expect(store.journalHashAt(3)).toBe(h34);
+    expect(store.journalHashAt(7)).toBe(head.hash);
+    expect(store.journalHashAt(8)).toBeUndefined();
+    expect(store.getRuntime('L1').usedQuantity['X']).toBe(28);
+    const report = verifyDatabase(store);
+    expect(report.problems).toEqual([]);
+    expect(report.entries).toBe(7);
+    await store.close();
+    const records = openKvEnvironment(dir);
+    expect([...records.open<unknown>('journal').getKeys({})]).toEqual([1, 2, 3, 4, 5, 6]);
+    await records.close();
   });
 
   test('a database of an unknown schema version is refused with a clear message and left as it is', async () => {

@@ -1,0 +1,78 @@
+/**
+ * How the runtime journal is stored: one record per group commit.
+ *
+ * The chain has one link per group commit (runtime-writer.ts): the link is
+ * SHA-256 (hex) of the previous link followed by each entry's text, and the
+ * text of an entry is the JSON of `[seq, atMs, licenseeNumber, events]`.
+ * Since schema 3 the group is stored as that text, in one record keyed by the
+ * group's first sequence number:
+ *
+ *     prevHash (64 hex) + hash (64 hex) + entry texts joined by "\n"
+ *
+ * So a group commit hashes and stores the same text, encoded once, with one
+ * put, instead of encoding and putting every entry on its own (the serving
+ * thread's share of a durable write). JSON never contains a raw newline, so
+ * the separator is unambiguous; JSON.parse then JSON.stringify gives the text
+ * back exactly (its values are strings, integers, arrays and plain objects),
+ * which is what verify-database re-hashes.
+ *
+ * Schema 1 and 2 databases stored one msgpack object per entry, keyed by its
+ * sequence number, with its group's links; they are read as groups of one
+ * (their chain verifies unchanged), and new groups are appended after them.
+ */
+import type { RuntimeEvent } from '../core/runtime.ts';
+
+export interface JournalEntry {
+  seq: number;
+  atMs: number;
+  licenseeNumber: string;
+  events: RuntimeEvent[];
+  /** The chain link before this entry's group. */
+  prevHash: string;
+  /** The link of this entry's group (every entry of a group has the same). */
+  hash: string;
+}
+
+export type JournalEntryBody = Omit<JournalEntry, 'hash' | 'prevHash'>;
+
+/** A stored journal record: a group's text (schema 3), or one entry (schemas 1 and 2). */
+export type JournalRecord = string | JournalEntry;
+
+const HASH_CHARS = 64;
+
+function entryText(entry: JournalEntryBody): string {
+  return JSON.stringify([entry.seq, entry.atMs, entry.licenseeNumber, entry.events]);
+}
+
+function sha256Hex(text: string): string {
+  // One hash per group commit: Bun's one-shot hash (no hasher object).
+  return Bun.CryptoHasher.hash('sha256', text, 'hex');
+}
+
+/** The chain link of a group of entries after the link `prevHash`. */
+export function journalHash(prevHash: string, entries: readonly JournalEntryBody[]): string {
+  let text = prevHash;
+  for (const entry of entries) text += entryText(entry);
+  return sha256Hex(text);
+}
+
+/** The record that stores a group commit's entries (consecutive sequence numbers), and its link. */
+export function journalGroupRecord(prevHash: string, entries: readonly JournalEntryBody[]): { hash: string; record: string } {
+  const texts = entries.map(entryText);
+  const hash = sha256Hex(prevHash + texts.join(''));
+  return { hash, record: prevHash + hash + texts.join('\n') };
+}
+
+/** The entries a stored record holds, in sequence order. */
+export function entriesOfRecord(record: JournalRecord): JournalEntry[] {
+  if (typeof record !== 'string') return [record];
+  const prevHash = record.slice(0, HASH_CHARS);
+  const hash = record.slice(HASH_CHARS, 2 * HASH_CHARS);
+  return record
+    .slice(2 * HASH_CHARS)
+    .split('\n')
+    .map((text) => {
+      const [seq, atMs, licenseeNumber, events] = JSON.parse(text) as [number, number, string, RuntimeEvent[]];
+      return { seq, atMs, licenseeNumber, events, prevHash, hash };
+    });
+}
