@@ -36,6 +36,8 @@ export interface ValidateOptions {
   nowMs: number;
   /** How long a response may be cached by the client (cloud: vendor setting). */
   ttlMs: number;
+  /** Reuse modules' earlier decisions where nothing they depend on changed (validate.ts); default true. */
+  reuseModuleResults?: boolean;
 }
 
 export interface ValidateOutcome {

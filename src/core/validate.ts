@@ -75,14 +75,31 @@ export function validate(
   const changesAt = (ms: number): void => {
     if (ms < stableUntilMs) stableUntilMs = ms;
   };
+  const reuse = options.reuseModuleResults !== false;
   for (const module of activeModules) {
+    const params = request.modules.get(module.number);
+    // Only a module the request gives no parameters can be answered from an earlier decision.
+    const reusable = reuse && (params === undefined || isEmpty(params));
+    const known = reusable ? reusableModuleResult(assets, module, runtime, nowMs, licenseeActive, mayCreateLicenses) : undefined;
+    if (known) {
+      changesAt(known.untilMs);
+      mergeInfos(infos, known.result.infos);
+      items.push(known.item);
+      continue;
+    }
     const stored = module.props['licensingModel'] ?? '';
     const model = resolveLicensingModel(stored);
     let result: ModelResult;
+    let moduleUntilMs = Number.POSITIVE_INFINITY;
+    const moduleChangesAt = (ms: number): void => {
+      if (ms < moduleUntilMs) moduleUntilMs = ms;
+      changesAt(ms);
+    };
+    let ctx: ModelContext | undefined;
     if (model === undefined) {
       result = { properties: [['valid', 'false']], lists: [], warningLevel: 'RED', events: [], infos: [] };
     } else {
-      const ctx = moduleContext(assets, runtime, module, request, nowMs, changesAt, licenseeActive, mayCreateLicenses);
+      ctx = moduleContext(assets, runtime, module, request, nowMs, moduleChangesAt, licenseeActive, mayCreateLicenses);
       try {
         result = modelHandler(model)(ctx);
       } catch (error) {
@@ -99,14 +116,122 @@ export function validate(
       };
     }
     if (write) events.push(...result.events);
-    for (const info of result.infos) {
-      if (!infos.some((known) => known.id === info.id && known.value === info.value)) infos.push(info);
+    mergeInfos(infos, result.infos);
+    const item = moduleItem(module, model ?? stored, result);
+    items.push(item);
+    // A decision with events is never reused: its events carry this moment (e.g. a trial start).
+    if (reusable && result.events.length === 0 && moduleUntilMs > nowMs) {
+      rememberModuleResult(assets, module, ctx, {
+        runtime,
+        licenseeActive,
+        mayCreateLicenses,
+        fromMs: nowMs,
+        untilMs: moduleUntilMs,
+        result,
+        item,
+      });
     }
-    items.push(moduleItem(module, model ?? stored, result));
   }
 
   const envelope: Envelope = { infos, items, ttl: toIso(Math.min(nowMs + options.ttlMs, ttlCapMs(items))) };
   return { envelope, events, stableUntilMs };
+}
+
+function mergeInfos(infos: Info[], more: readonly Info[]): void {
+  for (const info of more) {
+    if (!infos.some((known) => known.id === info.id && known.value === info.value)) infos.push(info);
+  }
+}
+
+function isEmpty(params: Record<string, string>): boolean {
+  for (const _ in params) return false;
+  return true;
+}
+
+/**
+ * Module results reused between requests. Validating a licensee decides every module of its
+ * product, and a request usually changes one (a check-out) or none: the others' decisions are
+ * taken again from the last request, which on a three-module product was most of the core's
+ * time. A decision is reused only while everything it was made from is the same:
+ * - the definitions: entries hang off the LicenseeAssets object, which an import replaces;
+ * - no parameters for the module, in both requests;
+ * - the licensee's runtime state object (the runtime writer keeps one per licensee and
+ *   replaces it on a reload) and the values the module's decision read from it
+ *   (`runtimeReadsOf`: everything ModelContext and the models read; a module with open
+ *   floating sessions is never reused, since every validation may expire one);
+ * - the licensee and product flags; and time: from the decision until the first instant it
+ *   reported through changesAt (the same contract the server's answer reuse relies on).
+ * Pure memoisation, weakly held by the definitions.
+ */
+interface ReusableModuleResult {
+  runtime: RuntimeState;
+  /** Where the decision read the runtime state: this module's templates and licenses. */
+  templateNumbers: readonly string[];
+  licenseNumbers: readonly string[];
+  /** What it read there, in the order of `runtimeReads`. */
+  reads: readonly unknown[];
+  licenseeActive: boolean;
+  mayCreateLicenses: boolean;
+  fromMs: number;
+  untilMs: number;
+  result: ModelResult;
+  item: WireItem;
+}
+
+const MODULE_RESULTS = new WeakMap<LicenseeAssets, Map<string, ReusableModuleResult>>();
+
+/**
+ * The runtime values a module's decision reads — ModelContext: agent-created licenses of its
+ * templates, start dates the agent set on its licenses; the models: used quantities of its
+ * licenses (Pay-per-Use), its node secrets (Node-Locked, append-only, so their count), its
+ * floating sessions (not reusable when there are any, see above). Licenses come after
+ * templates: which licenses there are depends on the created ones.
+ */
+function runtimeReads(runtime: RuntimeState, moduleNumber: string, templateNumbers: readonly string[], licenseNumbers: readonly string[]): unknown[] {
+  const reads: unknown[] = [runtime.nodeSecrets[moduleNumber]?.length ?? 0];
+  for (const number of templateNumbers) reads.push(runtime.createdLicenses[number]);
+  for (const number of licenseNumbers) reads.push(runtime.startDates[number], runtime.usedQuantity[number]);
+  return reads;
+}
+
+function reusableModuleResult(
+  assets: LicenseeAssets,
+  module: Entity,
+  runtime: RuntimeState,
+  nowMs: number,
+  licenseeActive: boolean,
+  mayCreateLicenses: boolean,
+): ReusableModuleResult | undefined {
+  const known = MODULE_RESULTS.get(assets)?.get(module.number);
+  if (
+    known === undefined ||
+    known.runtime !== runtime ||
+    known.licenseeActive !== licenseeActive ||
+    known.mayCreateLicenses !== mayCreateLicenses ||
+    nowMs < known.fromMs ||
+    nowMs >= known.untilMs ||
+    runtime.sessions[module.number] !== undefined
+  ) {
+    return undefined;
+  }
+  const reads = runtimeReads(runtime, module.number, known.templateNumbers, known.licenseNumbers);
+  for (let i = 0; i < reads.length; i++) if (reads[i] !== known.reads[i]) return undefined;
+  return known;
+}
+
+function rememberModuleResult(
+  assets: LicenseeAssets,
+  module: Entity,
+  ctx: ModelContext | undefined,
+  entry: Omit<ReusableModuleResult, 'templateNumbers' | 'licenseNumbers' | 'reads'>,
+): void {
+  if (entry.runtime.sessions[module.number] !== undefined) return;
+  const templateNumbers = ctx ? ctx.templates.map((template) => template.number) : [];
+  const licenseNumbers = ctx ? ctx.licenses.map((view) => view.number) : [];
+  const reads = runtimeReads(entry.runtime, module.number, templateNumbers, licenseNumbers);
+  let perModule = MODULE_RESULTS.get(assets);
+  if (perModule === undefined) MODULE_RESULTS.set(assets, (perModule = new Map()));
+  perModule.set(module.number, { ...entry, templateNumbers, licenseNumbers, reads });
 }
 
 /**

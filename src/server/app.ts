@@ -40,7 +40,10 @@ export interface AppDeps {
   observer?: RequestObserver;
   /** Smart-card sealing of validate writes (503 while the card is unavailable); absent without a card. */
   sealing?: WriteSealing;
-  /** Reuse rendered read-only answers (answer-cache.ts); default true. Off: every answer is computed (tests, benchmarks). */
+  /**
+   * Reuse rendered read-only answers (answer-cache.ts) and modules' earlier decisions
+   * (core/validate.ts); default true. Off: every answer is computed in full (tests, benchmarks).
+   */
   reuseAnswers?: boolean;
 }
 
@@ -85,7 +88,8 @@ export function createApp(deps: AppDeps): Hono {
   // (see definitions-cache.ts), and sees an import from the turn after it was committed.
   const store: AssetStore = { ...deps.store, definitionsVersion: () => deps.store.definitionsVersionOfTurn() };
   const definitions = createDefinitionsCache(store);
-  const serviceDeps = { ...deps, definitions };
+  // Off with answer reuse: "every answer computed" then means every module decided in full too.
+  const serviceDeps = { ...deps, definitions, reuseModuleResults: deps.reuseAnswers !== false };
   const answers = createAnswerCache({ ttlMs: deps.ttlMs });
   const authenticator = createAuthenticator(
     {

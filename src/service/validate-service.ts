@@ -26,6 +26,8 @@ export interface ValidateServiceDeps {
   ttlMs: number;
   /** Card sealing of runtime writes (src/card/session.ts); absent when the database runs without a card. */
   sealing?: WriteSealing;
+  /** Reuse modules' earlier decisions (core/validate.ts); default true. */
+  reuseModuleResults?: boolean;
 }
 
 /** Seals runtime writes; errors thrown or rejected here carry the message the client sees with 503. */
@@ -77,7 +79,7 @@ export async function validateLicensee(
       ),
     };
   }
-  const options = { nowMs, ttlMs: deps.ttlMs };
+  const options = { nowMs, ttlMs: deps.ttlMs, reuseModuleResults: deps.reuseModuleResults !== false };
   const sealing = deps.sealing;
   let sealingError: unknown;
   // One decision per request, against the latest runtime state (store/runtime-writer.ts):
