@@ -4,7 +4,7 @@
  * empty collections as `[]`, `signature`/`id` null. Key order follows the
  * cloud's serialiser (value before name), which some tests pin.
  */
-import type { Envelope, WireList } from '../core/envelope.ts';
+import type { Envelope, WireItem, WireList } from '../core/envelope.ts';
 
 interface JsonList {
   property: { value: string; name: string }[];
@@ -20,24 +20,36 @@ function toJsonList(list: WireList): JsonList {
   };
 }
 
+// Items are never changed once built, and the core hands out the same item object again while a
+// module's decision is reused (core/validate.ts): an item's JSON is rendered once, weakly held.
+const ITEM_JSON = new WeakMap<WireItem, string>();
+
+function itemJson(item: WireItem): string {
+  let text = ITEM_JSON.get(item);
+  if (text === undefined) {
+    text = JSON.stringify({
+      property: item.properties.map(([name, value]) => ({ value, name })),
+      list: item.lists.map(toJsonList),
+      type: item.type,
+    });
+    ITEM_JSON.set(item, text);
+  }
+  return text;
+}
+
+/** The JSON of `value` (a string, number or null): what JSON.stringify writes for it inside an object. */
+const scalar = (value: string | number | boolean | null | undefined): string => JSON.stringify(value ?? null);
+
+// Written as JSON.stringify would write the envelope object (same keys, same order, no spaces),
+// item by item so that reused items cost a lookup.
 export function renderJson(envelope: Envelope): string {
   const paging = envelope.paging;
-  return JSON.stringify({
-    signature: null,
-    infos: { info: envelope.infos.map((i) => ({ value: i.value, id: i.id, type: i.type })) },
-    items: {
-      item: envelope.items.map((item) => ({
-        property: item.properties.map(([name, value]) => ({ value, name })),
-        list: item.lists.map(toJsonList),
-        type: item.type,
-      })),
-      pagenumber: paging?.pagenumber ?? null,
-      itemsnumber: paging?.itemsnumber ?? null,
-      totalpages: paging?.totalpages ?? null,
-      totalitems: paging?.totalitems ?? null,
-      hasnext: paging?.hasnext ?? null,
-    },
-    id: envelope.id ?? null,
-    ttl: envelope.ttl ?? null,
-  });
+  let items = '';
+  for (const item of envelope.items) items += (items === '' ? '' : ',') + itemJson(item);
+  return (
+    `{"signature":null,"infos":{"info":${JSON.stringify(envelope.infos.map((i) => ({ value: i.value, id: i.id, type: i.type })))}},` +
+    `"items":{"item":[${items}],"pagenumber":${scalar(paging?.pagenumber)},"itemsnumber":${scalar(paging?.itemsnumber)},` +
+    `"totalpages":${scalar(paging?.totalpages)},"totalitems":${scalar(paging?.totalitems)},"hasnext":${scalar(paging?.hasnext)}},` +
+    `"id":${scalar(envelope.id)},"ttl":${scalar(envelope.ttl)}}`
+  );
 }

@@ -8,7 +8,7 @@
  * prefixes before checking a signature, and C# looks for an unprefixed
  * `Signature` element.
  */
-import type { Envelope, Info, WireList } from '../core/envelope.ts';
+import type { Envelope, Info, WireItem, WireList } from '../core/envelope.ts';
 
 export const CONTEXT_NS = 'http://netlicensing.labs64.com/schema/context';
 export const XMLDSIG_NS = 'http://www.w3.org/2000/09/xmldsig#';
@@ -70,13 +70,23 @@ export function renderXml(envelope: Envelope, signatureXml = ''): string {
   }
   if (envelope.items.length === 0) return `${out}/></ns2:netlicensing>`;
   out += '>';
-  for (const item of envelope.items) {
-    out += `<ns2:item type="${escapeAttribute(item.type)}">`;
-    for (const [name, value] of item.properties) {
-      out += `<ns2:property name="${escapeAttribute(name)}">${escapeText(value)}</ns2:property>`;
-    }
-    for (const list of item.lists) out += renderList(list);
-    out += '</ns2:item>';
-  }
+  for (const item of envelope.items) out += itemXml(item);
   return `${out}</ns2:items></ns2:netlicensing>`;
+}
+
+// Items are never changed once built, and the core hands out the same item object again while a
+// module's decision is reused (core/validate.ts): an item's XML is rendered once, weakly held.
+const ITEM_XML = new WeakMap<WireItem, string>();
+
+function itemXml(item: WireItem): string {
+  let out = ITEM_XML.get(item);
+  if (out !== undefined) return out;
+  out = `<ns2:item type="${escapeAttribute(item.type)}">`;
+  for (const [name, value] of item.properties) {
+    out += `<ns2:property name="${escapeAttribute(name)}">${escapeText(value)}</ns2:property>`;
+  }
+  for (const list of item.lists) out += renderList(list);
+  out += '</ns2:item>';
+  ITEM_XML.set(item, out);
+  return out;
 }
