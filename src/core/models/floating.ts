@@ -82,14 +82,17 @@ export function validateFloating(ctx: ModelContext): ModelResult {
   const licenses = ofType(ctx.licenses, 'FLOATING');
   const capacity = licenses.reduce((sum, view) => sum + Math.max(0, licenseInt(view, 'maxSessions') ?? 0), 0);
 
-  const imported = new Map<string, KnownSession>();
+  // Most exports carry no open sessions: then no table is made.
+  let importedTable: Map<string, KnownSession> | undefined;
   for (const view of licenses) {
     for (const [id, checkedOutMs] of importedSessionsOf(view.props)) {
       const expiresMs = checkedOutMs + moduleValiditySeconds * 1000;
-      const known = imported.get(id);
-      if (known === undefined || known.expiresMs < expiresMs) imported.set(id, { checkedOutMs, expiresMs });
+      importedTable ??= new Map();
+      const known = importedTable.get(id);
+      if (known === undefined || known.expiresMs < expiresMs) importedTable.set(id, { checkedOutMs, expiresMs });
     }
   }
+  const imported: ReadonlyMap<string, KnownSession> = importedTable ?? NO_SESSIONS;
   const runtimeSessions: ReadonlyMap<string, KnownSession> = ctx.runtime.sessions[moduleNumber] ?? NO_SESSIONS;
   const isLive = (session: KnownSession | undefined): session is KnownSession => {
     if (session === undefined || session.expiresMs <= ctx.nowMs) return false;
@@ -100,10 +103,15 @@ export function validateFloating(ctx: ModelContext): ModelResult {
   // One pass over the runtime sessions (every validation of the module walks the whole pool).
   let used = 0;
   const expiredRuntimeIds: string[] = [];
+  // isLive, written out: one changesAt for the earliest expiry instead of one per open session.
+  let earliestExpiryMs = Number.POSITIVE_INFINITY;
   for (const [id, session] of runtimeSessions) {
-    if (isLive(session)) used += 1;
-    else expiredRuntimeIds.push(id);
+    if (session.expiresMs > ctx.nowMs) {
+      used += 1;
+      if (session.expiresMs < earliestExpiryMs) earliestExpiryMs = session.expiresMs;
+    } else expiredRuntimeIds.push(id);
   }
+  if (used > 0) ctx.changesAt(earliestExpiryMs);
   for (const [id, session] of imported) if (!runtimeSessions.has(id) && isLive(session)) used += 1;
   const sessionOf = (id: string): KnownSession | undefined => runtimeSessions.get(id) ?? imported.get(id);
 
