@@ -390,7 +390,8 @@ export async function licenseeActivity(
     if (!licensee) return;
     const assets = store.loadLicenseeAssets(licensee);
     if (!assets) return;
-    const outcome = validate(assets, state, DRY_RUN, { nowMs, ttlMs: 0 });
+    // Assets read afresh for this scan: nothing to reuse a module's decision from later.
+    const outcome = validate(assets, state, DRY_RUN, { nowMs, ttlMs: 0, reuseModuleResults: false });
     const templates = new Map(assets.templates.map((t) => [t.number, t]));
     const modules: ModuleActivity[] = [];
     for (const item of outcome.envelope.items) {
