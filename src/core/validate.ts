@@ -161,7 +161,8 @@ function isEmpty(params: Record<string, string>): boolean {
  *   floating sessions is never reused, since every validation may expire one);
  * - the licensee and product flags; and time: from the decision until the first instant it
  *   reported through changesAt (the same contract the server's answer reuse relies on).
- * Pure memoisation, weakly held by the definitions.
+ * Pure memoisation, weakly held by the definitions; an entry holds the runtime state object it
+ * was decided on, so at most one per module of each licensee in the definitions cache.
  */
 interface ReusableModuleResult {
   runtime: RuntimeState;
