@@ -24,13 +24,19 @@ function decodeComponent(raw: string): string {
 
 export function parseForm(body: string): Array<[string, string]> {
   const pairs: Array<[string, string]> = [];
-  if (body === '') return pairs;
-  for (const part of body.split('&')) {
-    if (part === '') continue;
-    const eq = part.indexOf('=');
-    const key = decodeComponent(eq === -1 ? part : part.slice(0, eq));
-    const value = eq === -1 ? '' : decodeComponent(part.slice(eq + 1));
-    if (key !== '') pairs.push([key, value]);
+  // One pass with indexOf (no array of parts): this runs for every decided validate.
+  let start = 0;
+  while (start < body.length) {
+    let end = body.indexOf('&', start);
+    if (end === -1) end = body.length;
+    if (end > start) {
+      const eq = body.indexOf('=', start);
+      const hasValue = eq !== -1 && eq < end;
+      const key = decodeComponent(body.slice(start, hasValue ? eq : end));
+      const value = hasValue ? decodeComponent(body.slice(eq + 1, end)) : '';
+      if (key !== '') pairs.push([key, value]);
+    }
+    start = end + 1;
   }
   return pairs;
 }
