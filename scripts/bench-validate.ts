@@ -7,7 +7,8 @@
  * XML), Floating check-out/check-in pairs and Pay-per-Use usedQuantity=1
  * (durable writes), each as a ratio to a bare Bun.serve constant response
  * (the ceiling, measured in the same run right before and right after each
- * scenario); and, for information, Subscription JSON with answer reuse off.
+ * scenario); and, for information, Subscription JSON with answer and module
+ * reuse off (every answer decided in full).
  * The agent is the real run-agent-offline action (bun src/main.ts) over the
  * data set of bench/seed.ts, started as an administrator would start it.
  * Targets: read-only validate ≥ 0.5 × ceiling; durable writes ≥ 0.25 × ceiling
