@@ -4,8 +4,6 @@
  * holding a license of each, and the API key `bench-key` (wrk.ts, BENCH_AUTH).
  * Every validate of `L` decides all three modules, as the cloud does.
  */
-import { chmodSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Entity, EntityKind } from '../../src/core/entities.ts';
 import { hashCredential } from '../../src/platform/credentials.ts';
 import { openAssetStore, type AssetStore } from '../../src/store/asset-store.ts';
@@ -18,7 +16,14 @@ const e = (kind: EntityKind, number: string, props: Record<string, string>): Ent
 
 /** Creates the database at `databasePath` with the benchmark data set and returns it open. */
 export function seedBenchDatabase(databasePath: string): AssetStore {
-  const store = openAssetStore(databasePath, { create: true });
+  // Owner-only files, as src/main.ts makes them (the agent warns about a database others can read).
+  const umask = process.umask(0o077);
+  let store: AssetStore;
+  try {
+    store = openAssetStore(databasePath, { create: true });
+  } finally {
+    process.umask(umask);
+  }
   store.importTransaction((tx) => {
     for (const entity of [
       e('Product', 'P', { name: 'Bench' }),
@@ -43,8 +48,5 @@ export function seedBenchDatabase(databasePath: string): AssetStore {
       lastImport: { exportId: 'bench', createdAt: '', sourceHost: 'bench', importedAt: '', files: 1, entities: 12 },
     });
   });
-  // The agent warns about a database others can read (it holds licensing secrets).
-  chmodSync(databasePath, 0o700);
-  for (const file of readdirSync(databasePath)) chmodSync(join(databasePath, file), 0o600);
   return store;
 }

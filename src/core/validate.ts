@@ -83,7 +83,7 @@ export function validate(
     const known = reusable ? reusableModuleResult(assets, module, runtime, nowMs, licenseeActive, mayCreateLicenses) : undefined;
     if (known) {
       changesAt(known.untilMs);
-      mergeInfos(infos, known.result.infos);
+      mergeInfos(infos, known.infos);
       items.push(known.item);
       continue;
     }
@@ -127,8 +127,8 @@ export function validate(
         mayCreateLicenses,
         fromMs: nowMs,
         untilMs: moduleUntilMs,
-        result,
         item,
+        infos: result.infos,
       });
     }
   }
@@ -157,7 +157,7 @@ function isEmpty(params: Record<string, string>): boolean {
  * - no parameters for the module, in both requests;
  * - the licensee's runtime state object (the runtime writer keeps one per licensee and
  *   replaces it on a reload) and the values the module's decision read from it
- *   (`runtimeReadsOf`: everything ModelContext and the models read; a module with open
+ *   (`runtimeReads`: everything ModelContext and the models read; a module with open
  *   floating sessions is never reused, since every validation may expire one);
  * - the licensee and product flags; and time: from the decision until the first instant it
  *   reported through changesAt (the same contract the server's answer reuse relies on).
@@ -175,8 +175,9 @@ interface ReusableModuleResult {
   mayCreateLicenses: boolean;
   fromMs: number;
   untilMs: number;
-  result: ModelResult;
+  /** What the decision adds to the answer: its item and its infos. */
   item: WireItem;
+  infos: readonly Info[];
 }
 
 const MODULE_RESULTS = new WeakMap<LicenseeAssets, Map<string, ReusableModuleResult>>();

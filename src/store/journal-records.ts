@@ -49,17 +49,19 @@ function sha256Hex(text: string): string {
   return Bun.CryptoHasher.hash('sha256', text, 'hex');
 }
 
+function chainLink(prevHash: string, texts: readonly string[]): string {
+  return sha256Hex(prevHash + texts.join(''));
+}
+
 /** The chain link of a group of entries after the link `prevHash`. */
 export function journalHash(prevHash: string, entries: readonly JournalEntryBody[]): string {
-  let text = prevHash;
-  for (const entry of entries) text += entryText(entry);
-  return sha256Hex(text);
+  return chainLink(prevHash, entries.map(entryText));
 }
 
 /** The record that stores a group commit's entries (consecutive sequence numbers), and its link. */
 export function journalGroupRecord(prevHash: string, entries: readonly JournalEntryBody[]): { hash: string; record: string } {
   const texts = entries.map(entryText);
-  const hash = sha256Hex(prevHash + texts.join(''));
+  const hash = chainLink(prevHash, texts);
   return { hash, record: prevHash + hash + texts.join('\n') };
 }
 
