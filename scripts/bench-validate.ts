@@ -19,7 +19,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { measureCommitIo } from './bench/disk-flush.ts';
+import { measureCommitIo } from './bench/commit-io.ts';
 import { seedBenchDatabase } from './bench/seed.ts';
 import { BENCH_AUTH, CONNECTIONS, luaScript, postScript as writePostScript, requireWrk, runWrk, startPortPrinter, type Figures } from './bench/wrk.ts';
 
@@ -77,13 +77,13 @@ interface Run {
 }
 const runsByScenario = new Map<string, Run[]>();
 const ceilings: number[] = [];
+// The disk's own floor for one commit, measured before any server is started.
+const commitIo = measureCommitIo(work);
 const ceiling = await startServer('ceiling-server.ts');
 // The scenarios run against the real run-agent-offline action (metrics, trusted clock, signer and
 // all), over the benchmark data set; only the "every answer computed" row uses the in-process
 // wiring, because the action has no switch for answer reuse.
 const agentDir = join(work, 'agent');
-// Measured before any server is loaded: the disk's own floor for one commit.
-const commitIo = measureCommitIo(work);
 await seedBenchDatabase(join(agentDir, 'database')).close();
 const agent = await startPortPrinter(
   [join(import.meta.dir, '..', 'src', 'main.ts'), '--action=run-agent-offline', '--without-card', '--host=127.0.0.1', '--port=0', '--admin.port=off'],
@@ -144,7 +144,7 @@ console.log(`\nceiling (bare Bun.serve constant answer) measured ${ceilings.leng
 console.log('each round\'s ratio is against the higher of the two ceilings measured right before and right after it; a row shows the median round (p99: the worst round)');
 console.log('the agent is the run-agent-offline action; * in-process wiring (scripts/bench/agent-server.ts) with answer and module reuse off');
 console.log(
-  `disk under the database: one commit's I/O (8 pages, fdatasync, O_DSYNC meta write) took ${commitIo.medianMs.toFixed(2)} ms (median of 200, p90 ${commitIo.p90Ms.toFixed(2)} ms), measured idle before the servers started;`,
+  `disk under the database: one commit's I/O (8 pages, fdatasync, O_DSYNC meta write) took ${commitIo.medianMs.toFixed(2)} ms (median of 200, p90 ${commitIo.p90Ms.toFixed(2)} ms), measured before any server was started;`,
 );
 console.log(`with ${connections} connections a durable write waits for about two commits (the one running when it arrives, then its own), so the durable rate is bounded by the disk as well as by the serving thread`);
 console.log('targets: read-only ratio >= 0.50; durable writes ratio >= 0.25 with p99 < 10 ms');
