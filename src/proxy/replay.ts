@@ -139,6 +139,16 @@ export class Replayer {
     try {
       for (;;) {
         if (this.closed) break;
+        // A replay entry reaches the database with a checkpoint, a few ms after its change was acknowledged.
+        try {
+          await store.settled();
+        } catch (error) {
+          stats.replayStalls++;
+          result.stopped = 'store-failure';
+          log.error(`replay waits: the database cannot take the newest changes yet: ${(error as Error).message}`);
+          this.retryLater(REPLAY_RETRY_MS);
+          break;
+        }
         const entry = first(store.replayBacklog());
         if (!entry) break;
         const permit = breaker.acquire();

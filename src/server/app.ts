@@ -246,13 +246,15 @@ export function createApp(deps: AppDeps): Hono {
 
     app.post(`${prefix}/licensee/:number{.+}/transfer`, (c) => notOffline(c));
 
-    const readEntities = (c: Context, read: (kind: EntityKind) => EntityResult): Response => {
+    const readEntities = async (c: Context, read: (kind: EntityKind) => EntityResult): Promise<Response> => {
       const authResult = auth.authenticate(c.req.header('authorization'));
       if (!authResult.ok) return unauthorized(c, authResult.message);
       const resource = c.req.param('resource') ?? '';
       const kind = kindOfResource(resource);
       if (!kind) return unknownResource(c, resource);
       if (!mayRead(authResult.principal)) return readDenied(c);
+      // A license shows its runtime state as LMDB holds it: wait for the changes already acknowledged.
+      if (kind === 'License') await store.settled();
       const result = read(kind);
       return send(c, result.status, result.envelope);
     };

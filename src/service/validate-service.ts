@@ -100,8 +100,10 @@ export async function validateLicensee(
   // Without a sealing error, the decision's events are exactly what was written.
   const wrote = outcome.events.length > 0;
   if (sealing && wrote) {
-    // The durable head may include later writes: waiting for those too is safe.
+    // The card seals LMDB's journal head, which the write reaches with a checkpoint. That head
+    // may include later writes: waiting for those too is safe.
     try {
+      await deps.store.settled();
       await sealing.sealed(deps.store.journalHead().seq);
     } catch (error) {
       return sealingUnavailable(error);

@@ -29,10 +29,10 @@
  * replaces definitions cannot lose runtime state.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { ENTITY_KINDS, PARENT_PROPERTY, type Entity, type EntityKind } from '../core/entities.ts';
-import { applyEvents, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
+import { applyEvents, applyEventsInPlace, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
 import type { LicenseeAssets } from '../core/validate-types.ts';
 import type { StoredCheckpoint } from '../card/checkpoint.ts';
 import type { CardBinding } from '../card/open.ts';
@@ -40,8 +40,9 @@ import { StoreError } from './errors.ts';
 import { openKvEnvironment, type KvDatabase, type KvEnvironment, type OpenOptions } from './lmdb.ts';
 import { join } from 'node:path';
 import { acquireExclusiveLock, LockHeldError, type HeldLock } from '../platform/exclusive-lock.ts';
-import { entriesOfRecord, journalGroupRecord, type JournalEntry, type JournalRecord } from './journal-records.ts';
-import { createRuntimeWriter, runtimeStateOf, type JournalHead, type RuntimeRecord, type RuntimeWriter } from './runtime-writer.ts';
+import { entriesOfRecord, journalGroupRecord, journalRecordHead, type JournalEntry, type JournalRecord } from './journal-records.ts';
+import { createRuntimeWriter, runtimeStateOf, WAL_RESUME_KEY, type JournalHead, type RuntimeRecord, type RuntimeWriter } from './runtime-writer.ts';
+import { openRuntimeWal, readWalGroupsAfter, WAL_FILE, WalChainError, type RuntimeWalFile } from './runtime-wal.ts';
 
 /**
  * 2: runtime records store floating session tables as msgpack maps (1: as objects; still read),
@@ -317,6 +318,14 @@ export interface AssetStore {
   claimRuntimeWriter(describe: string): void;
   /** Changes whenever `commitRuntime` changes the licensee's state (unique per process; for answer caches). */
   runtimeRevision(licenseeNumber: string): number;
+  /**
+   * Resolves once the database (what getRuntime, journal, runtimeEntries and
+   * other processes read) holds every runtime change acknowledged before the
+   * call: acknowledged changes are durable in the runtime journal file first
+   * and reach LMDB in checkpoints a few milliseconds later (runtime-writer.ts).
+   * Rejects when the checkpoint fails (the changes stay durable in the file).
+   */
+  settled(): Promise<void>;
   journal(fromSeq?: number): Iterable<JournalEntry>;
   journalHead(): JournalHead;
   /** Hash of journal entry `seq` (seq 0: the empty journal's hash); undefined when there is none. */
@@ -438,7 +447,23 @@ export interface OpenStoreOptions extends OpenOptions {
   /** Create the database when it does not exist (import); otherwise a missing one is an error. */
   create?: boolean;
   nowMs?: number;
+  /**
+   * Past this offset the runtime journal file starts again at 0 (runtime-wal.ts); default 8 MiB,
+   * about 8 s of Pay-per-Use writes at the benchmark's rate. Tests make it small.
+   */
+  walRewindAtBytes?: number;
+  /** Runtime checkpoints into LMDB (runtime-writer.ts): every this many groups under load, and this many ms after the writes stop. */
+  checkpointEveryGroups?: number;
+  checkpointQuietMs?: number;
+  /** A checkpoint of runtime changes into LMDB failed; it is retried and nothing acknowledged is lost (for the log). */
+  onCheckpointError?: (error: Error) => void;
+  /** Journal entries that were durable only in the runtime journal file were applied to LMDB at open (for the log). */
+  onRecovered?: (entries: number) => void;
 }
+
+const WAL_REWIND_AT_BYTES = 8 * 2 ** 20;
+/** Written beyond the rewind offset when the file is created: room for the group that passes it (a bigger one grows the file). */
+const WAL_SLACK_BYTES = 64 * 2 ** 10;
 
 export function openAssetStore(path: string, options: OpenStoreOptions = {}): AssetStore {
   let env: KvEnvironment;
@@ -635,11 +660,75 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   };
   const replayCursor = () => (metaDb.get(REPLAY_CURSOR_KEY) as number | undefined) ?? 0;
 
+  const walPath = join(path, WAL_FILE);
+  const walRewindAtBytes = options.walRewindAtBytes ?? WAL_REWIND_AT_BYTES;
+  /**
+   * Applies the runtime journal file's records after LMDB's journal head (the changes a crashed
+   * or killed server had acknowledged but not yet checkpointed) in one durable transaction.
+   * Only the runtime writer may do this: call it holding the runtime-writer lock.
+   */
+  const recoverRuntimeJournal = () => {
+    if (!existsSync(walPath)) return;
+    const head = journalHead();
+    let groups;
+    try {
+      groups = readWalGroupsAfter(walPath, readMeta().databaseId, head, (metaDb.get(WAL_RESUME_KEY) as number | undefined) ?? 0);
+    } catch (cause) {
+      if (cause instanceof WalChainError) {
+        throw new StoreError('corrupt', `${cause.message}; move that file away to open the database without it (its changes are then lost)`, { cause });
+      }
+      throw new StoreError('io', `cannot read ${walPath}: ${(cause as Error).message}`, { cause });
+    }
+    const last = groups[groups.length - 1];
+    if (last === undefined) return;
+    let entries = 0;
+    try {
+      env.commitSync(() => {
+        const states = new Map<string, { licenseeNumber: string; state: RuntimeState }>();
+        for (const group of groups) {
+          for (const entry of entriesOfRecord(group.record)) {
+            const key = keyPart(entry.licenseeNumber);
+            let latest = states.get(key);
+            if (latest === undefined) states.set(key, (latest = { licenseeNumber: entry.licenseeNumber, state: storedRuntime(entry.licenseeNumber) }));
+            applyEventsInPlace(latest.state, entry.events);
+            entries += 1;
+          }
+          journalDb.putSync(group.firstSeq, group.record);
+          for (const { key, value } of group.extras) metaDb.putSync(key, value);
+        }
+        for (const [key, latest] of states) runtimeDb.putSync(key, latest);
+        metaDb.putSync('journalHead', { seq: last.lastSeq, hash: journalRecordHead(last.record).hash });
+        metaDb.putSync(WAL_RESUME_KEY, last.end);
+      });
+    } catch (cause) {
+      throw wrapWriteError(cause);
+    }
+    options.onRecovered?.(entries);
+  };
+  /** Recovery at open, where no server holds the database (a server recovers when it claims it). */
+  if (!options.readOnly && existsSync(walPath)) {
+    let lock: HeldLock | undefined;
+    try {
+      lock = acquireExclusiveLock(join(path, RUNTIME_WRITER_LOCK), `pid ${process.pid}, applying ${WAL_FILE}`);
+    } catch (error) {
+      if (!(error instanceof LockHeldError)) throw error;
+    }
+    try {
+      if (lock) recoverRuntimeJournal();
+    } catch (error) {
+      void env.close();
+      throw error;
+    } finally {
+      lock?.release();
+    }
+  }
+
   // Runtime writes of a serving process (runtime-writer.ts): created on first use, so
   // that read-only users of the store (status, verify, backup) never hold its memory.
   let replayHeadInMemory: number | undefined;
   let writerLock: HeldLock | undefined;
   let writer: RuntimeWriter | undefined;
+  let wal: RuntimeWalFile | undefined;
   const runtimeWriter = (): RuntimeWriter =>
     (writer ??= createRuntimeWriter({
       env,
@@ -650,9 +739,16 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       readJournalHead: journalHead,
       journalGroupRecord,
       wrapWriteError,
+      wal: (wal = openRuntimeWal(walPath, { preallocateBytes: walRewindAtBytes + WAL_SLACK_BYTES, ...(options.failWrites ? { failWrites: options.failWrites } : {}) })),
+      databaseId: readMeta().databaseId,
+      walOffset: (metaDb.get(WAL_RESUME_KEY) as number | undefined) ?? 0,
+      rewindAtBytes: walRewindAtBytes,
       onReload: () => {
         replayHeadInMemory = undefined;
       },
+      ...(options.onCheckpointError ? { onCheckpointError: options.onCheckpointError } : {}),
+      ...(options.checkpointEveryGroups === undefined ? {} : { checkpointEveryGroups: options.checkpointEveryGroups }),
+      ...(options.checkpointQuietMs === undefined ? {} : { checkpointQuietMs: options.checkpointQuietMs }),
     }));
 
   /** The proxy's refresh of one licensee: definitions and runtime in one durable transaction (run exclusively). */
@@ -892,6 +988,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       return runtimeWriter().commit(licenseeNumber, atMs, decide);
     },
     runtimeRevision: (licenseeNumber) => runtimeWriter().revision(licenseeNumber),
+    settled: () => writer?.settled() ?? Promise.resolve(),
     *journal(fromSeq = 1) {
       for (const { value } of journalDb.getRange({ start: recordKeyHolding(fromSeq) ?? fromSeq })) {
         for (const entry of entriesOfRecord(value)) if (entry.seq >= fromSeq) yield entry;
@@ -954,6 +1051,8 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       }
     },
     async acknowledgeReplay(seq, ack, conflict) {
+      // The entry reaches LMDB with a checkpoint: acknowledge it there, not beside it.
+      await writer?.settled();
       try {
         await env.commitDurable(() => {
           const cursor = replayCursor();
@@ -1002,9 +1101,28 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
         if (error instanceof LockHeldError) throw new RuntimeWriterTakenError(path, error.holder);
         throw error;
       }
+      try {
+        // Between this store's open and the claim, a server may have run and stopped.
+        recoverRuntimeJournal();
+      } catch (error) {
+        writerLock.release();
+        writerLock = undefined;
+        throw error;
+      }
     },
     async close() {
-      await writer?.drained();
+      if (writer) {
+        try {
+          await writer.drained();
+        } catch (error) {
+          // Its changes stay durable in the runtime journal file and are applied at the next open.
+          options.onCheckpointError?.(error as Error);
+        }
+        writer.close();
+        writer = undefined;
+        wal?.close();
+        wal = undefined;
+      }
       await env.close();
       writerLock?.release();
       writerLock = undefined;

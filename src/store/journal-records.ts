@@ -78,3 +78,14 @@ export function entriesOfRecord(record: JournalRecord): JournalEntry[] {
       return { seq, atMs, licenseeNumber, events, prevHash, hash };
     });
 }
+
+/** The chain links a group record (schema 3) starts with: the one before its group, and its own. */
+export function journalRecordHead(record: string): { prevHash: string; hash: string } {
+  return { prevHash: record.slice(0, HASH_CHARS), hash: record.slice(HASH_CHARS, 2 * HASH_CHARS) };
+}
+
+/** Whether a group record's own link is the hash of its previous link and its entry texts. */
+export function journalRecordIsIntact(record: string): boolean {
+  const { prevHash, hash } = journalRecordHead(record);
+  return chainLink(prevHash, record.slice(2 * HASH_CHARS).split('\n')) === hash;
+}

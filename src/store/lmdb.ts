@@ -3,13 +3,14 @@
  * durability-relevant option written out (never library defaults), and
  * exposes the few operations the store needs.
  *
- * Durability, as used everywhere in this project: a write is *durable* when
- * LMDB has committed its transaction and the OS has reported the data
- * synced to the storage device (fdatasync). `commitDurable` resolves only
- * then. A process killed with SIGKILL after that point, or the machine
- * losing power, still finds the write on restart; a write whose promise had
- * not resolved may or may not be there, but never half of it (LMDB
- * transactions are atomic).
+ * Durability of an LMDB write: it is *durable* when LMDB has committed its
+ * transaction and the OS has reported the data synced to the storage device
+ * (fdatasync). `commitDurable` resolves only then. A process killed with
+ * SIGKILL after that point, or the machine losing power, still finds the
+ * write on restart; a write whose promise had not resolved may or may not be
+ * there, but never half of it (LMDB transactions are atomic). Runtime counter
+ * changes are durable earlier, in the runtime journal file (runtime-wal.ts),
+ * and reach LMDB in checkpoints (runtime-writer.ts) that use this.
  */
 import { loadLibc, MADV_DONTNEED } from '../platform/libc.ts';
 import { readFileSync, realpathSync, statSync } from 'node:fs';

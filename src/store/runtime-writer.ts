@@ -1,5 +1,6 @@
 /**
- * Runtime state writes of a serving agent: decide in memory, commit in groups.
+ * Runtime state writes of a serving agent: decide in memory, make durable in
+ * groups, checkpoint into LMDB behind.
  *
  * The serving process is the only writer of runtime state (the store's
  * claimRuntimeWriter lock, platform/exclusive-lock.ts, keeps a second server
@@ -9,21 +10,35 @@
  * it: the JavaScript event loop serialises deciders, so two check-outs for the
  * last seat cannot both see it free.
  *
- * Decided changes (new state snapshot, journal entry, replay entry) are queued
- * and written by ONE LMDB write transaction at a time: everything queued while
- * the previous transaction was committing goes into the next one (group
- * commit), sharing its fdatasync. A change is acknowledged — its promise
- * resolves — only when the transaction holding it is durable (see lmdb.ts).
+ * Decided changes are queued; everything queued while the previous group was
+ * being written forms the next group (group commit): ONE record in the
+ * runtime journal file (runtime-wal.ts), written with O_DSYNC. A change is
+ * acknowledged — its promise resolves — when that write has returned: from
+ * then on it survives a kill or a power loss.
+ *
+ * LMDB receives the same changes in checkpoints, one LMDB transaction at a
+ * time, each covering every group made durable since the previous one: the
+ * licensees' states as they were after the checkpoint's last group (copied
+ * when that group was formed, as later decisions change the memory in place),
+ * the groups' journal records and extra records, the journal head, and the
+ * file offset after the last group (walResume). So LMDB is always a consistent
+ * state at a group boundary, a few milliseconds behind the acknowledged one;
+ * after a crash the file's records after LMDB's head are applied on the next
+ * open (asset-store.ts). Readers of LMDB that must see every acknowledged
+ * change first wait for `settled()`.
  *
  * No dirty reads: a decision without changes for a licensee that has queued,
  * not yet durable changes is answered only once those are durable; if their
- * transaction fails, that answer fails too. A failed transaction fails every
- * queued change (they were decided on top of it) and the memory is reloaded
- * from the database, which still holds the last durable state.
+ * write fails, that answer fails too. A failed write fails every queued change
+ * (they were decided on top of it), and the memory is rebuilt from LMDB and
+ * the durable groups not yet checkpointed. A failed checkpoint loses nothing
+ * (its groups are in the file): it is retried, and meanwhile the file is not
+ * rewound.
  */
 import { applyEventsInPlace, emptyRuntimeState, type FloatingSession, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
-import type { JournalEntryBody, JournalRecord } from './journal-records.ts';
+import { entriesOfRecord, type JournalEntryBody, type JournalRecord } from './journal-records.ts';
 import type { KvDatabase, KvEnvironment, KvKey } from './lmdb.ts';
+import { encodeWalGroup, type RuntimeWalFile, type WalExtra } from './runtime-wal.ts';
 
 /**
  * A licensee's runtime state as stored (msgpack): schema 2 stores the state as
@@ -57,7 +72,7 @@ export function runtimeStateOf(record: RuntimeRecord | undefined): RuntimeState 
 
 /**
  * The journal is hash-chained per group commit: one link, and one stored
- * record, for the entries one transaction wrote (journal-records.ts). A group
+ * record, for the entries one group holds (journal-records.ts). A group
  * of one is hashed exactly as earlier databases hashed every entry, so their
  * journals verify unchanged. Hashing once per group instead of once per
  * entry: Floating check-out/check-in pairs went from 34,100–35,500 req/s
@@ -76,20 +91,39 @@ export interface ExtraRecord {
   value: unknown;
 }
 
+/** Meta key of the journal file offset where the records after LMDB's journal head start. */
+export const WAL_RESUME_KEY = 'walResume';
+
 export interface RuntimeWriterDeps {
   env: KvEnvironment;
   runtimeDb: KvDatabase<RuntimeRecord>;
   journalDb: KvDatabase<JournalRecord>;
   metaDb: KvDatabase<unknown>;
+  /** The runtime journal file, with LMDB holding every record in it (asset-store.ts recovers first). */
+  wal: RuntimeWalFile;
+  /** meta.databaseId, written into every record (runtime-wal.ts). */
+  databaseId: string;
+  /** Where the next record goes: LMDB's walResume. */
+  walOffset: number;
+  /** Past this offset, the file starts again at 0 once LMDB holds every record in it. */
+  rewindAtBytes: number;
   keyOf(licenseeNumber: string): string;
   readJournalHead(): JournalHead;
   /** The record of a group commit and its chain link (journal-records.ts, journalGroupRecord). */
   journalGroupRecord(prevHash: string, entries: readonly JournalEntryBody[]): { hash: string; record: string };
-  /** Turns a commit failure into the store's error (disk full, I/O). */
+  /** Turns a write failure into the store's error (disk full, I/O). */
   wrapWriteError(cause: unknown): Error;
-  /** Called whenever the memory is reloaded from the database (after a failed commit or an exclusive write). */
+  /** Called whenever the memory is reloaded from the database (after a failed write or an exclusive write). */
   onReload?(): void;
-  /** Most licensees kept in memory (those with queued changes are never dropped). */
+  /** A checkpoint into LMDB failed (it is retried; nothing acknowledged is lost): for the log. */
+  onCheckpointError?(error: Error): void;
+  /** Under load, a checkpoint every this many groups (default 32). */
+  checkpointEveryGroups?: number;
+  /** When the writes stop, the last ones reach LMDB this many ms later (default 2; see checkpointWhenQuiet). */
+  checkpointQuietMs?: number;
+  /** Wait before a failed checkpoint is tried again without anything else asking for it (default 1 s). */
+  checkpointRetryMs?: number;
+  /** Most licensees kept in memory (those with changes not yet in LMDB are never dropped). */
   licenseesInMemoryMax?: number;
 }
 
@@ -110,13 +144,22 @@ export interface RuntimeWriter {
    */
   commit<R>(licenseeNumber: string, atMs: number, decide: (state: RuntimeState) => Decision<R>, extra?: ExtraRecords<R>): Promise<R>;
   /**
+   * Resolves once LMDB holds every change acknowledged before the call
+   * (rejects when the checkpoint that should bring them there fails).
+   */
+  settled(): Promise<void>;
+  /**
    * Runs a write that bypasses the queue (e.g. the proxy's refresh of a
-   * licensee): waits until the queue is empty, holds new decisions back while
-   * it runs, then reloads the memory from the database.
+   * licensee): waits until everything is in LMDB, holds new decisions back
+   * while it runs, then reloads the memory from the database.
    */
   exclusive<T>(write: () => Promise<T>): Promise<T>;
-  /** Resolves when nothing is queued or committing (for close and tests). */
+  /** Resolves when nothing is queued, being written or waiting for a checkpoint (for close and tests); rejects when a checkpoint fails. */
   drained(): Promise<void>;
+  /** Journal entries that are durable in the journal file and not yet in LMDB (status, close). */
+  readonly uncheckpointedEntries: number;
+  /** Stops the timers (quiet checkpoint, retry); call after `drained`, before the environment closes. */
+  close(): void;
 }
 
 interface Job {
@@ -129,10 +172,31 @@ interface Job {
 interface Slot {
   state: RuntimeState;
   rev: number;
-  /** Queued or committing jobs of this licensee. */
-  pending: number;
+  /** Jobs of this licensee queued or being written to the journal file. */
+  writing: number;
+  /** Jobs of this licensee not yet in LMDB (`writing` included): the slot must stay in memory. */
+  unsaved: number;
   /** Durability of its newest queued job. */
   lastDone?: Promise<void>;
+}
+
+/** A group commit: one record in the journal file. */
+interface Group {
+  firstSeq: number;
+  lastSeq: number;
+  hash: string;
+  record: string;
+  extras: ExtraRecord[];
+  /** Licensee key of each of its jobs. */
+  keys: string[];
+  offset: number;
+  end: number;
+}
+
+/** The states of the licensees changed since the previous checkpoint, as they were right after group `upTo`. */
+interface Checkpoint {
+  upTo: Group;
+  states: { key: string; licenseeNumber: string; state: RuntimeState }[];
 }
 
 interface Deferred {
@@ -160,96 +224,276 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
   let revCounter = 0;
   /** Seq of the newest decided entry, and the chain hash after the newest group formed. */
   let { seq: lastSeq, hash: chainHash } = deps.readJournalHead();
+  /** The newest durable group's seq (LMDB's head until one is written). */
+  let durableSeq = lastSeq;
+  let checkpointedSeq = lastSeq;
   let queue: Job[] = [];
-  /** Durability of the queued jobs: one promise per group commit, shared by its jobs. */
+  /** Durability of the queued jobs: one promise per group, shared by its jobs. */
   let queuedDone: Deferred | undefined;
   /**
-   * A transaction has been started and not yet finished. One at a time: with two or three queued
-   * to lmdb-js at once, LMDB still commits them one after the other, groups shrink and the rate
-   * did not rise (Pay-per-Use 10,483 / 10,290 / 11,322 req/s for 1 / 2 / 3, README "Benchmarks").
+   * The group being written to the journal file. One at a time: the next group forms from
+   * everything decided meanwhile (with two or three LMDB commits in flight at once, LMDB still
+   * committed them one after the other, groups shrank and the rate did not rise: Pay-per-Use
+   * 10,483 / 10,290 / 11,322 req/s for 1 / 2 / 3, README "Benchmarks").
    */
-  let committing = false;
+  let writing: Group | undefined;
+  let walOffset = deps.walOffset;
+  /** Past rewindAtBytes: the next group waits until LMDB holds every record, then goes to offset 0. */
+  let rewinding = walOffset >= deps.rewindAtBytes;
+  /** Durable groups not yet in LMDB, oldest first. */
+  let durable: Group[] = [];
+  /** Checkpoints formed and not yet committed, oldest first; the first may be committing. */
+  let checkpoints: Checkpoint[] = [];
+  let checkpointing = false;
+  /** Groups formed since the newest checkpoint was formed. */
+  let groupsSinceCheckpoint = 0;
+  /** Someone waits for LMDB (settled, drained): the next group formed carries a checkpoint. */
+  let checkpointWanted = false;
+  let idleTimer: ReturnType<typeof setTimeout> | undefined;
+  const checkpointEveryGroups = deps.checkpointEveryGroups ?? 32;
+  /**
+   * The newest checkpoint attempt failed (LMDB's disk is full, say): new decisions wait for a
+   * retry (commit), and a rewind of the file waits for none (the groups already formed go on).
+   */
+  let checkpointFailing = false;
+  /** From a failed write until rebuildMemory has dropped its changes from the memory. */
+  let memoryStale = false;
+  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  let closed = false;
+  /** Licensees changed by formed groups since the newest checkpoint was formed: key → number. */
+  const dirty = new Map<string, string>();
   let barrier: Promise<void> | undefined;
-  let idleWaiters: Array<() => void> = [];
+  let idleWaiters: Deferred[] = [];
+  let settleWaiters: { seq: number; waiter: Deferred }[] = [];
 
+  const loadSlot = (key: string): Slot => ({ state: runtimeStateOf(deps.runtimeDb.get(key)), rev: ++revCounter, writing: 0, unsaved: 0 });
   const slotOf = (licenseeNumber: string): Slot => {
     const key = deps.keyOf(licenseeNumber);
     let slot = slots.get(key);
     if (slot === undefined) {
       if (slots.size >= inMemoryMax) {
-        for (const [k, s] of slots) if (s.pending === 0) slots.delete(k);
+        for (const [k, s] of slots) if (s.unsaved === 0) slots.delete(k);
       }
-      slot = { state: runtimeStateOf(deps.runtimeDb.get(key)), rev: ++revCounter, pending: 0 };
+      slot = loadSlot(key);
       slots.set(key, slot);
     }
     return slot;
   };
 
-  const forgetMemory = () => {
-    slots.clear();
-    ({ seq: lastSeq, hash: chainHash } = deps.readJournalHead());
-    deps.onReload?.();
-  };
-
+  const isIdle = () => writing === undefined && queue.length === 0 && durable.length === 0 && !checkpointing && checkpoints.length === 0;
   const notifyIdle = () => {
-    if (committing || queue.length > 0) return;
+    if (!isIdle()) return;
     const waiters = idleWaiters;
     idleWaiters = [];
-    for (const wake of waiters) wake();
+    for (const waiter of waiters) waiter.resolve();
   };
 
-  const startCommit = () => {
-    if (committing || queue.length === 0) return;
-    committing = true;
+  /** Copies the dirty licensees' states: the memory is the state right after `upTo` (nothing else queued). */
+  const formCheckpoint = (upTo: Group) => {
+    groupsSinceCheckpoint = 0;
+    checkpointWanted = false;
+    const states: Checkpoint['states'] = [];
+    for (const [key, licenseeNumber] of dirty) states.push({ key, licenseeNumber, state: structuredClone(slots.get(key)!.state) });
+    dirty.clear();
+    checkpoints.push({ upTo, states });
+  };
+
+  /**
+   * Starts the oldest formed checkpoint once its last group is durable. With `formIfIdle`, and
+   * none formed, forms one first where the memory is exactly the durable state: nothing queued
+   * or being written (and no failed write whose changes rebuildMemory is about to drop).
+   */
+  const startCheckpoint = (formIfIdle: boolean) => {
+    if (checkpointing || closed) return;
+    if (checkpoints.length === 0) {
+      const newest = durable[durable.length - 1];
+      if (!formIfIdle || newest === undefined || memoryStale) return;
+      if (writing !== undefined || queue.length > 0) {
+        // Busy: the next group formed carries one (formGroup).
+        checkpointWanted = true;
+        return;
+      }
+      formCheckpoint(newest);
+    }
+    const checkpoint = checkpoints[0]!;
+    const coveredCount = durable.findIndex((group) => group === checkpoint.upTo) + 1;
+    // Its last group is still being written: it starts when that write is durable.
+    if (coveredCount === 0) return;
+    const covered = durable.slice(0, coveredCount);
+    checkpointing = true;
+    if (retryTimer !== undefined) clearTimeout(retryTimer);
+    retryTimer = undefined;
+    const write = () => {
+      for (const { key, licenseeNumber, state } of checkpoint.states) deps.runtimeDb.putInBatch(key, { licenseeNumber, state });
+      for (const group of covered) {
+        deps.journalDb.putInBatch(group.firstSeq, group.record);
+        for (const { key, value } of group.extras) deps.metaDb.putInBatch(key, value);
+      }
+      deps.metaDb.putInBatch('journalHead', { seq: checkpoint.upTo.lastSeq, hash: checkpoint.upTo.hash });
+      deps.metaDb.putInBatch(WAL_RESUME_KEY, checkpoint.upTo.end);
+    };
+    // A write thread applies the batch (lmdb.ts, commitBatchDurable); this thread goes on deciding.
+    deps.env.commitBatchDurable(write).then(
+      () => {
+        checkpointing = false;
+        checkpointFailing = false;
+        checkpoints.shift();
+        durable = durable.slice(coveredCount);
+        for (const group of covered) {
+          for (const key of group.keys) {
+            const slot = slots.get(key);
+            if (slot) slot.unsaved -= 1;
+          }
+        }
+        checkpointedSeq = checkpoint.upTo.lastSeq;
+        settleWaiters = settleWaiters.filter(({ seq, waiter }) => (seq <= checkpointedSeq ? (waiter.resolve(), false) : true));
+        startCheckpoint(settleWaiters.length > 0 || idleWaiters.length > 0);
+        formGroup();
+        notifyIdle();
+      },
+      (cause: unknown) => {
+        checkpointing = false;
+        checkpointFailing = true;
+        const error = deps.wrapWriteError(cause);
+        deps.onCheckpointError?.(error);
+        // Nothing is lost (the groups are durable in the file); whoever waits for LMDB is told.
+        const waiting = [...settleWaiters.map(({ waiter }) => waiter), ...idleWaiters];
+        settleWaiters = [];
+        idleWaiters = [];
+        for (const waiter of waiting) waiter.reject(error);
+        // A group held back for a rewind goes on now (the file grows; see formGroup).
+        formGroup();
+        retryTimer = setTimeout(() => {
+          retryTimer = undefined;
+          startCheckpoint(true);
+        }, deps.checkpointRetryMs ?? 1000);
+        retryTimer.unref?.();
+      },
+    );
+  };
+
+  /**
+   * Under load a checkpoint forms every `checkpointEveryGroups` groups; when the writes stop, the
+   * last ones reach LMDB this soon after. Checking right when a write returns found the queue
+   * empty nearly every time (the next requests were still on their way) and checkpointed after
+   * every ~3 groups: their fdatasyncs slowed the journal file's writes (1.1 ms instead of 0.15).
+   */
+  const checkpointWhenQuiet = () => {
+    if (idleTimer !== undefined || durable.length === 0) return;
+    idleTimer = setTimeout(() => {
+      idleTimer = undefined;
+      if (writing === undefined && queue.length === 0) startCheckpoint(true);
+    }, deps.checkpointQuietMs ?? 2);
+    idleTimer.unref?.();
+  };
+
+  const formGroup = () => {
+    if (writing !== undefined || queue.length === 0) return;
+    if (rewinding) {
+      // Every record must be in LMDB before offset 0 is written over. While checkpoints fail,
+      // the file grows instead: acknowledging goes on as long as the file takes records.
+      if (durable.length === 0 && checkpoints.length === 0) {
+        walOffset = 0;
+        rewinding = false;
+      } else if (!checkpointFailing) {
+        return;
+      }
+    }
     // Takes every job decided until now. The in-memory state of a licensee is exactly the state
-    // after its last job in the batch (states are changed in place, so no snapshot per job is
-    // needed); it is encoded here, before any later decision changes it.
+    // after its last job in the group (states are changed in place, so no copy per job is needed).
     const batch = queue;
     const done = queuedDone!;
     queue = [];
     queuedDone = undefined;
     // One link of the hash chain, and one journal record, for the whole group (see JournalEntry).
     const entries = batch.map((job) => job.entry);
-    const first = entries[0]!;
-    const last = entries[entries.length - 1]!;
     const { hash, record } = deps.journalGroupRecord(chainHash, entries);
     chainHash = hash;
-    const write = () => {
-      const written = new Set<string>();
-      for (const job of batch) {
-        if (written.has(job.licenseeKey)) continue;
-        written.add(job.licenseeKey);
-        const slot = slots.get(job.licenseeKey)!;
-        deps.runtimeDb.putInBatch(job.licenseeKey, { licenseeNumber: job.licenseeNumber, state: slot.state });
-      }
-      deps.journalDb.putInBatch(first.seq, record);
-      for (const job of batch) for (const { key, value } of job.extra) deps.metaDb.putInBatch(key, value);
-      deps.metaDb.putInBatch('journalHead', { seq: last.seq, hash });
-    };
-    // A write thread applies the batch (lmdb.ts, commitBatchDurable); this thread goes on deciding.
-    deps.env.commitBatchDurable(write).then(
+    const extras = batch.flatMap((job) => job.extra);
+    const firstSeq = entries[0]!.seq;
+    const lastSeq = entries[entries.length - 1]!.seq;
+    const bytes = encodeWalGroup({ databaseId: deps.databaseId, firstSeq, lastSeq, record, extras: extras as WalExtra[] });
+    const group: Group = { firstSeq, lastSeq, hash, record, extras, keys: [], offset: walOffset, end: walOffset + bytes.byteLength };
+    for (const job of batch) {
+      group.keys.push(job.licenseeKey);
+      dirty.set(job.licenseeKey, job.licenseeNumber);
+    }
+    walOffset = group.end;
+    if (walOffset >= deps.rewindAtBytes) rewinding = true;
+    // A checkpoint at this group when none is waiting (so there is always one on its way to LMDB
+    // under load), and always before a rewind, which waits for LMDB to hold this group.
+    groupsSinceCheckpoint += 1;
+    if ((checkpoints.length === 0 && (groupsSinceCheckpoint >= checkpointEveryGroups || checkpointWanted)) || rewinding) formCheckpoint(group);
+    writing = group;
+    deps.wal.write(bytes, group.offset).then(
       () => {
-        committing = false;
-        for (const job of batch) {
-          const slot = slots.get(job.licenseeKey);
-          if (slot) slot.pending -= 1;
-        }
+        writing = undefined;
+        durable.push(group);
+        durableSeq = group.lastSeq;
+        for (const key of group.keys) slots.get(key)!.writing -= 1;
         done.resolve();
-        startCommit();
+        startCheckpoint(false);
+        formGroup();
+        checkpointWhenQuiet();
         notifyIdle();
       },
       (cause: unknown) => {
+        writing = undefined;
         const error = deps.wrapWriteError(cause);
-        // Everything queued was decided on top of the failed batch: fail it all, reload from the database.
+        // Everything queued was decided on top of the failed group: fail it all.
         const failed = [done, queuedDone];
-        committing = false;
         queue = [];
         queuedDone = undefined;
-        forgetMemory();
+        // The next record goes where this one was: its bytes may be torn there.
+        walOffset = group.offset;
+        rewinding = walOffset >= deps.rewindAtBytes;
+        if (checkpoints[checkpoints.length - 1]?.upTo === group) checkpoints.pop();
         for (const waiting of failed) waiting?.reject(error);
-        notifyIdle();
+        memoryStale = true;
+        rebuildMemory();
       },
     );
+  };
+
+  /**
+   * After a failed write: the memory holds changes that are not durable. Rebuilt from LMDB plus
+   * the durable groups not yet in it, once no checkpoint is committing (so LMDB does not change
+   * under the rebuild); decisions wait meanwhile.
+   */
+  const rebuildMemory = () => {
+    let release!: () => void;
+    const rebuilt = new Promise<void>((resolve) => (release = resolve));
+    const previous = barrier;
+    barrier = rebuilt;
+    const run = async () => {
+      if (previous) await previous;
+      while (checkpointing) await new Promise<void>((resolve) => setTimeout(resolve, 1));
+      slots.clear();
+      dirty.clear();
+      for (const group of durable) {
+        for (const entry of entriesOfRecord(group.record)) {
+          const key = deps.keyOf(entry.licenseeNumber);
+          let slot = slots.get(key);
+          if (slot === undefined) slots.set(key, (slot = loadSlot(key)));
+          applyEventsInPlace(slot.state, entry.events);
+          slot.unsaved += 1;
+          dirty.set(key, entry.licenseeNumber);
+        }
+      }
+      // Checkpoints formed for durable groups keep their copies; a new one covers what they do not.
+      const newest = durable[durable.length - 1];
+      const head = newest ? { seq: newest.lastSeq, hash: newest.hash } : deps.readJournalHead();
+      lastSeq = head.seq;
+      chainHash = head.hash;
+      memoryStale = false;
+      deps.onReload?.();
+    };
+    void run().finally(() => {
+      if (barrier === rebuilt) barrier = undefined;
+      release();
+      startCheckpoint(true);
+      notifyIdle();
+    });
   };
 
   const commit = <R>(licenseeNumber: string, atMs: number, decide: (state: RuntimeState) => Decision<R>, extra?: ExtraRecords<R>): Promise<R> => {
@@ -258,10 +502,14 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
     const { events, result } = decide(slot.state);
     if (events.length === 0) {
       // Answer only what is durable: wait for the queued changes this decision saw.
-      return slot.pending > 0 && slot.lastDone ? slot.lastDone.then(() => result) : Promise.resolve(result);
+      return slot.writing > 0 && slot.lastDone ? slot.lastDone.then(() => result) : Promise.resolve(result);
     }
+    // LMDB cannot take changes (its disk is full, say): try again now, and refuse this change with
+    // the cause if it still cannot (deciding again if it can), rather than let the journal file
+    // grow without a bound and hide the problem. Reads are answered all the same.
+    if (checkpointFailing) return settled().then(() => commit(licenseeNumber, atMs, decide, extra));
     const seq = ++lastSeq;
-    // Its chain link is made with its group's (startCommit).
+    // Its chain link is made with its group's (formGroup).
     const entry: JournalEntryBody = { seq, atMs, licenseeNumber, events };
     const job: Job = {
       licenseeKey: deps.keyOf(licenseeNumber),
@@ -272,32 +520,67 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
     const done = (queuedDone ??= deferred());
     applyEventsInPlace(slot.state, events);
     slot.rev = ++revCounter;
-    slot.pending += 1;
+    slot.writing += 1;
+    slot.unsaved += 1;
     slot.lastDone = done.promise;
     queue.push(job);
-    startCommit();
+    formGroup();
     return done.promise.then(() => result);
   };
 
-  const drained = (): Promise<void> =>
-    !committing && queue.length === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve));
+  const settled = (): Promise<void> => {
+    if (checkpointedSeq >= durableSeq) return Promise.resolve();
+    const waiter = deferred();
+    settleWaiters.push({ seq: durableSeq, waiter });
+    startCheckpoint(true);
+    return waiter.promise;
+  };
+
+  const drained = (): Promise<void> => {
+    if (isIdle()) return Promise.resolve();
+    const waiter = deferred();
+    idleWaiters.push(waiter);
+    startCheckpoint(true);
+    return waiter.promise;
+  };
 
   return {
     revision: (licenseeNumber) => slotOf(licenseeNumber).rev,
     commit,
+    settled,
     async exclusive(write) {
       while (barrier !== undefined) await barrier;
       let release!: () => void;
       barrier = new Promise<void>((resolve) => (release = resolve));
       try {
         await drained();
+      } catch (error) {
+        // LMDB does not hold everything: the write must not run, and the memory stays as it is.
+        barrier = undefined;
+        release();
+        throw error;
+      }
+      try {
         return await write();
       } finally {
-        forgetMemory();
+        slots.clear();
+        dirty.clear();
+        ({ seq: lastSeq, hash: chainHash } = deps.readJournalHead());
+        durableSeq = checkpointedSeq = lastSeq;
+        deps.onReload?.();
         barrier = undefined;
         release();
       }
     },
     drained,
+    get uncheckpointedEntries() {
+      return durable.reduce((sum, group) => sum + group.keys.length, 0);
+    },
+    close() {
+      closed = true;
+      if (idleTimer !== undefined) clearTimeout(idleTimer);
+      if (retryTimer !== undefined) clearTimeout(retryTimer);
+      idleTimer = retryTimer = undefined;
+    },
   };
 }

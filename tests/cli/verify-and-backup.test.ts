@@ -78,6 +78,7 @@ describe('verify-database, group commits', () => {
         store.commitRuntime('L', 1000 + i, () => ({ events: [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 1 }], result: null })),
       ),
     );
+    await store.settled();
     const entries = [...store.journal()];
     await store.close();
     // The first change is committed alone; the seven decided meanwhile share the next commit.

@@ -41,10 +41,16 @@ test('real full disk (tmpfs): 5xx envelope on writes, reads served, writes resum
   }
   mounts.push(mountPoint);
   const ballast = join(mountPoint, 'ballast');
-  writeFileSync(ballast, Buffer.alloc(1024 * 1024));
+  // 2 MiB: the licensee's state grows to ~1 MiB of session ids here, and LMDB writes a changed
+  // value anew (copy on write), once for the changes made before the disk filled and once for the
+  // change after: freeing the ballast must leave room for both.
+  writeFileSync(ballast, Buffer.alloc(2 * 1024 * 1024));
   const cwd = join(mountPoint, 'work');
   mkdirSync(cwd);
-  const { store } = seedStore(floatingEntities(), { dir: cwd });
+  // The runtime journal file takes up to its rewind offset of the disk (8 MiB by default, nothing on
+  // a real disk); on this 4 MiB one it is kept to 64 KiB, so that the disk fills with LMDB's data
+  // and freeing the ballast leaves LMDB the room to take the changes, as it would on a real disk.
+  const { store } = seedStore(floatingEntities(), { dir: cwd, open: { walRewindAtBytes: 64 * 1024 } });
   const app = createApp({ store, clock: new ManualClock(NOW), log: silentLogger(), ttlMs: 600_000, allowAnonymous: false });
 
   const acknowledged: string[] = [];
@@ -74,6 +80,8 @@ test('real full disk (tmpfs): 5xx envelope on writes, reads served, writes resum
   expect(resumed.status).toBe(200);
   acknowledged.push('after-space-is-back');
 
+  // Acknowledged changes were durable in the runtime journal file; LMDB receives them once it has room.
+  await store.settled();
   const sessions = store.getRuntime('L-1').sessions['M-FLOAT'] ?? new Map();
   for (const id of acknowledged) expect(sessions.get(id)).toBeDefined();
   expect(sessions.size).toBe(acknowledged.length);
@@ -94,11 +102,13 @@ test('injected ENOSPC: the write fails with 507, state is unchanged, and writes 
   });
   const app = createApp({ store, clock: new ManualClock(NOW), log: silentLogger(), ttlMs: 600_000, allowAnonymous: false });
   expect((await app.request('/rest/licensee/L-1/validate', checkOut('a'))).status).toBe(200);
+  await store.settled();
   diskFull = true;
   expect((await app.request('/rest/licensee/L-1/validate', checkOut('b'))).status).toBe(507);
   expect([...(store.getRuntime('L-1').sessions['M-FLOAT']?.keys() ?? [])]).toEqual(['a']);
   diskFull = false;
   expect((await app.request('/rest/licensee/L-1/validate', checkOut('c'))).status).toBe(200);
+  await store.settled();
   expect([...(store.getRuntime('L-1').sessions['M-FLOAT']?.keys() ?? [])].sort()).toEqual(['a', 'c']);
   expect(verifyDatabase(store).ok).toBe(true);
   await store.close();

@@ -45,6 +45,7 @@ beforeAll(async () => {
   expect(first.code).toBe(EXIT.ok);
   const store = openAssetStore(join(cwd, 'database'));
   await store.commitRuntime('L1', 1, () => ({ events: [{ type: 'quantityUsed', licenseNumber: 'X1', quantity: 2 }], result: null }));
+  await store.settled();
   checksum = storeChecksum(store);
   await store.close();
 });

@@ -101,6 +101,7 @@ describe('import', () => {
       ],
       result: null,
     }));
+    await store.settled();
     const runtimeBefore = store.getRuntime('L1');
 
     // Second export: only L1, without X3, T1, V2, M-EXTRA/T-EXTRA; L1 lost its note.

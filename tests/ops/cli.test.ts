@@ -114,7 +114,9 @@ describe('the agent binary entry point (src/main.ts)', () => {
       const health = await fetch(`http://127.0.0.1:${agent.adminPort}/health`);
       expect(await health.json()).toEqual({ status: 'ok' });
 
-      // Another process reads the live database.
+      // Another process reads the live database. The agent copies acknowledged changes into it a few
+      // ms later (store/runtime-writer.ts); its status page waits for that, so after it they are there.
+      expect((await fetch(`http://127.0.0.1:${agent.adminPort}/status`)).status).toBe(200);
       const io = captureIo();
       expect(await runCli(['--action=status'], io, { cwd })).toBe(EXIT.ok);
       expect(io.out).toMatch(/^last import: +export 6f1c7a52-6c1e-4b8e-9d7e-0a2f3c4b5d6e at \S+ from https:\/\/go\.netlicensing\.io /m);

@@ -27,7 +27,11 @@ async function warmUp(f: ProxyFixture, licensees: string[] = ['L-1']): Promise<v
   await f.proxy.idle();
 }
 
-const upstreamUsed = () => upstream.store.getRuntime('L-1').usedQuantity['LIC-PPU'] ?? 0;
+/** What the upstream's database holds (it receives acknowledged changes with a checkpoint). */
+const upstreamUsed = async () => {
+  await upstream.store.settled();
+  return upstream.store.getRuntime('L-1').usedQuantity['LIC-PPU'] ?? 0;
+};
 
 beforeEach(() => {
   upstream = StandinUpstream.start();
@@ -41,7 +45,7 @@ describe('replay after recovery', () => {
   test('7 × usedQuantity=1 offline: the upstream counts 7 more, once; the local copy then agrees', async () => {
     fixture = startProxy(upstream);
     await warmUp(fixture);
-    const before = upstreamUsed();
+    const before = await upstreamUsed();
     await upstream.stop();
     for (let i = 1; i <= 7; i++) {
       const res = await validate(fixture, 'productModuleNumber0=M-PPU&usedQuantity0=1');
@@ -50,12 +54,14 @@ describe('replay after recovery', () => {
     }
     expect(fixture.proxy.stats.localAnswers).toBe(7);
     expect(fixture.proxy.stats.replayPending).toBe(7);
+    // The store's backlog is read from LMDB, which the entries reach with a checkpoint.
+    await fixture.store.settled();
     expect([...fixture.store.replayBacklog()].map((e) => e.form)).toEqual(Array(7).fill('productModuleNumber0=M-PPU&usedQuantity0=1'));
 
     upstream.restart();
     fixture.clock.advance(COOL_DOWN_MS);
     expect(await fixture.proxy.drainReplay()).toEqual({ replayed: 7, conflicts: 0 });
-    expect(upstreamUsed()).toBe(before + 7);
+    expect(await upstreamUsed()).toBe(before + 7);
     expect(upstream.replayHits()).toBe(7);
     expect(fixture.store.replayCursor()).toBe(7);
     expect(fixture.proxy.stats.replayPending).toBe(0);
@@ -95,6 +101,7 @@ describe('replay after recovery', () => {
     upstream.restart();
     fixture.clock.advance(COOL_DOWN_MS);
     expect(await fixture.proxy.drainReplay()).toEqual({ replayed: 4, conflicts: 0 });
+    await upstream.store.settled();
     expect([...(upstream.store.getRuntime('L-1').sessions['M-FLOAT']?.keys() ?? [])]).toEqual(['s2']);
     expect(Object.keys(upstream.store.getRuntime(L2).createdLicenses)).toEqual(['T-TRY-TRIAL']);
     expect(upstream.seen.filter((r) => r.userAgent.includes('replay')).map((r) => r.path)).toEqual([
@@ -121,7 +128,7 @@ describe('replay after recovery', () => {
     expect((await validate(fixture, '', L2)).status).toBe(200);
     await fixture.proxy.idle();
     expect(fixture.proxy.stats.replayed).toBe(2);
-    expect(upstreamUsed()).toBe(2);
+    expect(await upstreamUsed()).toBe(2);
     // Backlog empty: L-1 is forwarded again.
     const forwarded = fixture.proxy.stats.forwarded;
     await validate(fixture, 'productModuleNumber0=M-PPU');
@@ -172,7 +179,7 @@ describe('conflicts', () => {
     upstream.restart();
     fixture.clock.advance(COOL_DOWN_MS);
     expect(await fixture.proxy.drainReplay()).toEqual({ replayed: 1, conflicts: 1 });
-    expect(upstreamUsed()).toBe(60);
+    expect(await upstreamUsed()).toBe(60);
     expect([...fixture.store.replayConflicts()][0]?.upstream.valid['M-PPU']).toBe('false');
   });
 
@@ -211,7 +218,7 @@ describe('durability', () => {
     upstream.restart();
     fixture.clock.advance(COOL_DOWN_MS);
     expect(await fixture.proxy.drainReplay()).toEqual({ replayed: 4, conflicts: 0 });
-    expect(upstreamUsed()).toBe(4);
+    expect(await upstreamUsed()).toBe(4);
   });
 
   test('the documented window: when the acknowledgement cannot be written, the request is sent again', async () => {
@@ -220,15 +227,17 @@ describe('durability', () => {
     await warmUp(fixture);
     await upstream.stop();
     await validate(fixture, 'productModuleNumber0=M-PPU&usedQuantity0=1');
+    // The local change is in the database (checkpointed) before the acknowledgement's write fails.
+    await fixture.store.settled();
     upstream.restart();
     fixture.clock.advance(COOL_DOWN_MS);
     failAck = true;
     expect(await fixture.proxy.drainReplay()).toEqual({ replayed: 0, conflicts: 0, stopped: 'store-failure' });
-    expect(upstreamUsed()).toBe(1);
+    expect(await upstreamUsed()).toBe(1);
     failAck = false;
     expect(await fixture.proxy.drainReplay()).toEqual({ replayed: 1, conflicts: 0 });
     // The upstream processed the one request in the window twice.
-    expect(upstreamUsed()).toBe(2);
+    expect(await upstreamUsed()).toBe(2);
     expect(upstream.replayHits()).toBe(2);
   });
 });

@@ -22,6 +22,7 @@ describe('run-agent store records', () => {
     await store.commitRuntimeWithReplay('L', 1, () => ({ events: [], result: 'none' }), () => ({ form: 'a=0', decision }));
     await store.commitRuntimeWithReplay('L', 2, () => ({ events: [used(2)], result: 'one' }), () => ({ form: 'a=1', decision }));
     await store.commitRuntimeWithReplay('L', 3, () => ({ events: [used(3)], result: 'two' }), () => ({ form: 'a=2', decision }));
+    await store.settled();
     const backlog = [...store.replayBacklog()];
     expect(backlog.map((e) => [e.seq, e.form, e.events])).toEqual([
       [1, 'a=1', [used(2)]],

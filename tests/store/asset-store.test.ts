@@ -110,10 +110,13 @@ describe('asset store', () => {
         })),
       ),
     );
+    // Acknowledged changes reach LMDB (what getRuntime reads) with the next checkpoint.
+    await store.settled();
     expect([...(store.getRuntime('L1').sessions['M']?.keys() ?? [])]).toEqual(ids);
     await Promise.all(
       ids.map((sessionId) => store.commitRuntime('L1', 2000, () => ({ events: [{ type: 'sessionCheckedIn', moduleNumber: 'M', sessionId }], result: null }))),
     );
+    await store.settled();
     expect(store.getRuntime('L1').sessions).toEqual({});
     expect(verifyDatabase(store).problems).toEqual([]);
     await store.close();
@@ -138,6 +141,7 @@ describe('asset store', () => {
       expect(state.sessions['M']?.get('b')?.expiresMs).toBe(6000);
       return { events: [{ type: 'sessionCheckedIn', moduleNumber: 'M', sessionId: 'a' }], result: null };
     });
+    await store.settled();
     expect([...(store.getRuntime('L1').sessions['M']?.keys() ?? [])]).toEqual(['b']);
     await store.close();
   });
@@ -170,6 +174,7 @@ describe('asset store', () => {
     // Three changes decided at once: the first is committed alone, the two decided meanwhile
     // share the next group commit, stored as one record keyed 6.
     await Promise.all([5, 6, 7].map((seq) => store.commitRuntime('L1', 2000, () => ({ events: body(seq).events, result: null }))));
+    await store.settled();
     const head = store.journalHead();
     expect(head.seq).toBe(7);
     expect([...store.journal()].map((entry) => entry.seq)).toEqual([1, 2, 3, 4, 5, 6, 7]);

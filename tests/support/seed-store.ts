@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import type { Entity, EntityKind } from '../../src/core/entities.ts';
 import { hashCredential } from '../../src/platform/credentials.ts';
-import { openAssetStore, type AssetStore } from '../../src/store/asset-store.ts';
+import { openAssetStore, type AssetStore, type OpenStoreOptions } from '../../src/store/asset-store.ts';
 import { tempDir } from '../helpers.ts';
 
 export const VENDOR = { user: 'vendor', password: 'vendor-secret' };
@@ -26,9 +26,9 @@ export const apiKeyAuth = (key = API_KEY) => basic('apiKey', key);
 export const vendorAuth = () => basic(VENDOR.user, VENDOR.password);
 
 /** Opens a fresh store in a temp working directory and writes `entities` plus API keys. */
-export function seedStore(entities: Entity[], options: { dir?: string } = {}): { store: AssetStore; cwd: string } {
+export function seedStore(entities: Entity[], options: { dir?: string; open?: OpenStoreOptions } = {}): { store: AssetStore; cwd: string } {
   const cwd = options.dir ?? tempDir();
-  const store = openAssetStore(join(cwd, 'database'), { create: true });
+  const store = openAssetStore(join(cwd, 'database'), { ...options.open, create: true });
   store.importTransaction((tx) => {
     for (const e of entities) tx.put(e);
     tx.put(entity('Token', API_KEY, { tokenType: 'APIKEY', apiKeyRole: 'ROLE_APIKEY_LICENSEE' }));

@@ -33,6 +33,7 @@ import {
   type KindCounts,
 } from '../../importer/import-transfer.ts';
 import { openAssetStore, StagedImportError } from '../../store/asset-store.ts';
+import { runtimeJournalLogging } from './runtime-writer-claim.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { ActionContext, ActionDef, CliIo } from '../actions.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
@@ -130,7 +131,7 @@ export const importAssetsAction: ActionDef = {
       const withoutCardHint = ' (to run this host without a card, ask for an export made with --without-card)';
       // The PIN is asked for before anything is created (and before libpcsclite is loaded).
       let pin = bindTo === undefined ? undefined : withCardContext(() => cardPin(options, io, log, exportContext), exportContext, withoutCardHint);
-      const store = openAssetStore(databasePath, { create: true, nowMs: startMs });
+      const store = openAssetStore(databasePath, { create: true, nowMs: startMs, ...runtimeJournalLogging(log) });
       created = !databaseExisted;
       let summary: ImportSummary;
       let boundSerial: string | undefined;

@@ -27,7 +27,7 @@ import { createOps, isLoopback, parseAdminPort } from '../../server/ops/ops.ts';
 import { loadTlsConfig, TlsConfigError, type TlsConfig } from '../../server/tls.ts';
 import { buildInfo, versionText } from '../run.ts';
 import { openAssetStore } from '../../store/asset-store.ts';
-import { claimRuntimeWriter } from './runtime-writer-claim.ts';
+import { claimRuntimeWriter, runtimeJournalLogging } from './runtime-writer-claim.ts';
 import type { ActionContext, ActionDef } from '../actions.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 import { parsePort, parseTtlMs } from '../option-values.ts';
@@ -110,7 +110,7 @@ export const runAgentOfflineAction: ActionDef = {
     }
     const seal = parseCardSeal(options);
     const tls = loadTls(options, clock.nowMs());
-    const store = openAssetStore(join(cwd, 'database'));
+    const store = openAssetStore(join(cwd, 'database'), runtimeJournalLogging(log));
     let cardSession: CardSession | undefined;
     try {
       claimRuntimeWriter(store, port, clock.nowMs());
@@ -248,7 +248,8 @@ export const runAgentOfflineAction: ActionDef = {
       ops.draining();
       await server.stop();
       if (cardSession) {
-        // Final checkpoint: what was written since the last one is sealed too.
+        // Final checkpoint: what was written since the last one is sealed too (once LMDB holds it).
+        await store.settled().catch(() => undefined);
         const warning = await cardSession.close();
         cardSession = undefined;
         if (warning) log.warn(`smart card: ${warning}`);

@@ -20,7 +20,7 @@ import { createSigner } from '../../server/signing.ts';
 import { loadTlsConfig, TlsConfigError } from '../../server/tls.ts';
 import { createTrustedClock } from '../../service/trusted-clock.ts';
 import { openAssetStore } from '../../store/asset-store.ts';
-import { claimRuntimeWriter } from './runtime-writer-claim.ts';
+import { claimRuntimeWriter, runtimeJournalLogging } from './runtime-writer-claim.ts';
 import { loadSigningKeyFile, parseSigningAlgorithm } from '../../wire/xmldsig.ts';
 import type { ActionContext, ActionDef } from '../actions.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
@@ -114,7 +114,7 @@ export const runAgentAction: ActionDef = {
     const tls = loadTls(options, clock.nowMs());
 
     // The database is created on first use: run-agent fills it from the upstream.
-    const store = openAssetStore(join(cwd, 'database'), { create: true, nowMs: clock.nowMs() });
+    const store = openAssetStore(join(cwd, 'database'), { create: true, nowMs: clock.nowMs(), ...runtimeJournalLogging(log) });
     let cache: ProxyCache | undefined;
     try {
       claimRuntimeWriter(store, port, clock.nowMs());

@@ -3,7 +3,8 @@
  * database (the store keeps the latest runtime state in memory; see
  * store/runtime-writer.ts). A second one is refused with exit 8.
  */
-import { RuntimeWriterTakenError, type AssetStore } from '../../store/asset-store.ts';
+import type { Logger } from '../../platform/log.ts';
+import { RuntimeWriterTakenError, type AssetStore, type OpenStoreOptions } from '../../store/asset-store.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 
 export function claimRuntimeWriter(store: AssetStore, port: number, nowMs: number): void {
@@ -15,4 +16,14 @@ export function claimRuntimeWriter(store: AssetStore, port: number, nowMs: numbe
     }
     throw error;
   }
+}
+
+/** Log lines for the runtime journal file (store/runtime-wal.ts): what was applied at open, failing checkpoints. */
+export function runtimeJournalLogging(log: Pick<Logger, 'info' | 'warn'>): Pick<OpenStoreOptions, 'onRecovered' | 'onCheckpointError'> {
+  return {
+    onRecovered: (entries) =>
+      log.info(`applied ${entries} journal entr${entries === 1 ? 'y' : 'ies'} that a stopped server had made durable only in database/runtime.wal`),
+    onCheckpointError: (error) =>
+      log.warn(`runtime changes could not be copied into the database yet (they are durable in database/runtime.wal and are retried): ${error.message}`),
+  };
 }

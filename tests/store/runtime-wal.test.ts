@@ -1,0 +1,176 @@
+// Goal: a counter change is durable when acknowledged, although LMDB receives it later: the
+// runtime journal file (src/store/runtime-wal.ts) holds it until a checkpoint, and the next
+// open applies what a crashed server left only there. Method: a "crash" is a copy of the
+// database directory's files taken right after the acknowledgements, while no checkpoint has
+// run (checkpoints are held back with a long quiet delay; each test checks that LMDB in the
+// copy lacks the changes, so the recovery path is what the test exercises).
+import { describe, expect, test } from 'bun:test';
+import { copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { RuntimeEvent } from '../../src/core/runtime.ts';
+import { verifyDatabase } from '../../src/service/verify-database.ts';
+import { openAssetStore, StoreError, type AssetStore, type OpenStoreOptions } from '../../src/store/asset-store.ts';
+import { readWalGroupsAfter, WAL_FILE } from '../../src/store/runtime-wal.ts';
+import { tempDir } from '../helpers.ts';
+
+const GENESIS = { seq: 0, hash: '0'.repeat(64) };
+/** No quiet checkpoint during a test; checkpoints under load only every 1,000 groups. */
+const HELD: OpenStoreOptions = { create: true, checkpointQuietMs: 60_000, checkpointEveryGroups: 1000 };
+const used = (quantity: number): RuntimeEvent[] => [{ type: 'quantityUsed', licenseNumber: 'X', quantity }];
+
+function newDatabase(options: OpenStoreOptions = HELD): { dir: string; store: AssetStore } {
+  const dir = join(tempDir(), 'database');
+  return { dir, store: openAssetStore(dir, options) };
+}
+
+/** The files a crash right now would leave on disk (what the page cache holds survives a kill). */
+function crashCopy(dir: string): string {
+  const copy = join(tempDir(), 'database');
+  mkdirSync(copy);
+  for (const file of ['data.mdb', WAL_FILE]) copyFileSync(join(dir, file), join(copy, file));
+  return copy;
+}
+
+/** LMDB's own journal head in a database directory, without applying its journal file. */
+async function lmdbHeadSeq(dir: string): Promise<number> {
+  const readOnly = openAssetStore(dir, { readOnly: true });
+  try {
+    return readOnly.journalHead().seq;
+  } finally {
+    await readOnly.close();
+  }
+}
+
+describe('runtime journal file', () => {
+  test('acknowledged changes that only the journal file holds survive a crash, replay entries included', async () => {
+    const { dir, store } = newDatabase();
+    await Promise.all([
+      ...Array.from({ length: 30 }, () => store.commitRuntime('L1', 1000, () => ({ events: used(1), result: null }))),
+      store.commitRuntime('L ü 2', 1000, () => ({
+        events: [{ type: 'sessionCheckedOut', moduleNumber: 'M', sessionId: 's1', checkedOutMs: 1000, expiresMs: 9000 }],
+        result: null,
+      })),
+      store.commitRuntimeWithReplay('L1', 1000, () => ({ events: used(5), result: 'r' }), () => ({ form: 'usedQuantity0=5', decision: { status: 200, valid: { M: 'true' } } })),
+    ]);
+    const copy = crashCopy(dir);
+    await store.close();
+    expect(await lmdbHeadSeq(copy)).toBe(0);
+
+    let recovered = 0;
+    const reopened = openAssetStore(copy, { onRecovered: (entries) => (recovered = entries) });
+    expect(recovered).toBe(32);
+    expect(reopened.journalHead().seq).toBe(32);
+    expect(reopened.getRuntime('L1').usedQuantity['X']).toBe(35);
+    expect([...(reopened.getRuntime('L ü 2').sessions['M']?.keys() ?? [])]).toEqual(['s1']);
+    expect([...reopened.replayBacklog()].map((entry) => [entry.form, entry.events])).toEqual([['usedQuantity0=5', used(5)]]);
+    expect(verifyDatabase(reopened).problems).toEqual([]);
+    await reopened.close();
+    // Applied once: a second open finds nothing more to apply.
+    recovered = 0;
+    const again = openAssetStore(copy, { onRecovered: (entries) => (recovered = entries) });
+    expect(recovered).toBe(0);
+    expect(again.getRuntime('L1').usedQuantity['X']).toBe(35);
+    await again.close();
+  });
+
+  test('the file starts again at offset 0 once LMDB holds its records; a crash after that is recovered from there', async () => {
+    const { dir, store } = newDatabase({ ...HELD, walRewindAtBytes: 4096 });
+    for (let i = 0; i < 200; i++) await store.commitRuntime('L1', 1000 + i, () => ({ events: used(1), result: null }));
+    const copy = crashCopy(dir);
+    // Each record is a few hundred bytes: 200 of them went round the 4 KiB several times, and the
+    // file kept the size it was created with (rewind threshold + 64 KiB).
+    expect(statSync(join(dir, WAL_FILE)).size).toBe(4096 + 64 * 1024);
+    await store.close();
+    // LMDB holds what preceded the newest rewind; what followed it is in the file only.
+    const lmdbSeq = await lmdbHeadSeq(copy);
+    expect(lmdbSeq).toBeGreaterThan(0);
+    expect(lmdbSeq).toBeLessThan(200);
+    const reopened = openAssetStore(copy);
+    expect(reopened.journalHead().seq).toBe(200);
+    expect(reopened.getRuntime('L1').usedQuantity['X']).toBe(200);
+    expect(verifyDatabase(reopened).problems).toEqual([]);
+    await reopened.close();
+  });
+
+  test('a torn last record is not applied: the changes before it are', async () => {
+    const { dir, store } = newDatabase();
+    for (let i = 1; i <= 3; i++) await store.commitRuntime('L1', 1000, () => ({ events: used(i), result: null }));
+    const copy = crashCopy(dir);
+    await store.close();
+    const readOnly = openAssetStore(copy, { readOnly: true });
+    const databaseId = readOnly.meta().databaseId;
+    await readOnly.close();
+    const groups = readWalGroupsAfter(join(copy, WAL_FILE), databaseId, GENESIS, 0);
+    expect(groups.map((group) => group.firstSeq)).toEqual([1, 2, 3]);
+    // A power loss in the middle of the third write: its end never reached the disk.
+    const file = readFileSync(join(copy, WAL_FILE));
+    file.fill(0, groups[2]!.end - 10, groups[2]!.end);
+    writeFileSync(join(copy, WAL_FILE), file);
+    const reopened = openAssetStore(copy);
+    expect(reopened.journalHead().seq).toBe(2);
+    expect(reopened.getRuntime('L1').usedQuantity['X']).toBe(3);
+    expect(verifyDatabase(reopened).problems).toEqual([]);
+    // The next change continues the journal after entry 2.
+    await reopened.commitRuntime('L1', 2000, () => ({ events: used(10), result: null }));
+    await reopened.close();
+    const last = openAssetStore(copy);
+    expect(last.getRuntime('L1').usedQuantity['X']).toBe(13);
+    expect(verifyDatabase(last).problems).toEqual([]);
+    await last.close();
+  });
+
+  test('a failed journal write fails what was decided on top of it; acknowledged changes not yet in LMDB stay', async () => {
+    let diskFull = false;
+    const { dir, store } = newDatabase({
+      ...HELD,
+      failWrites: () => (diskFull ? Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }) : undefined),
+    });
+    await store.commitRuntime('L1', 1000, () => ({ events: used(1), result: null }));
+    expect(await lmdbHeadSeq(dir)).toBe(0);
+    diskFull = true;
+    const failed = store.commitRuntime('L1', 1001, () => ({ events: used(100), result: null }));
+    await expect(failed).rejects.toMatchObject({ code: 'disk_full' });
+    diskFull = false;
+    // Decided against the rebuilt memory: the acknowledged change is there, the failed one is not.
+    const seen = await store.commitRuntime('L1', 1002, (state) => ({ events: used(2), result: state.usedQuantity['X'] }));
+    expect(seen).toBe(1);
+    await store.settled();
+    expect(store.getRuntime('L1').usedQuantity['X']).toBe(3);
+    expect(store.journalHead().seq).toBe(2);
+    await store.close();
+    const reopened = openAssetStore(dir);
+    expect(reopened.getRuntime('L1').usedQuantity['X']).toBe(3);
+    expect(verifyDatabase(reopened).problems).toEqual([]);
+    await reopened.close();
+  });
+
+  test("another database's journal file is refused at open with what to do, and nothing is applied", async () => {
+    const a = newDatabase();
+    await a.store.commitRuntime('L1', 1000, () => ({ events: used(7), result: null }));
+    const b = newDatabase();
+    await b.store.close();
+    copyFileSync(join(a.dir, WAL_FILE), join(b.dir, WAL_FILE));
+    await a.store.close();
+    let error: unknown;
+    try {
+      openAssetStore(b.dir);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(StoreError);
+    expect(error).toMatchObject({ code: 'corrupt' });
+    expect((error as Error).message).toContain('belongs to another database');
+    expect((error as Error).message).toContain('move that file away');
+    expect(await lmdbHeadSeq(b.dir)).toBe(0);
+  });
+
+  test('settled() waits for the checkpoint that brings acknowledged changes into LMDB', async () => {
+    const { store } = newDatabase();
+    await store.commitRuntime('L1', 1000, () => ({ events: used(4), result: null }));
+    expect(store.getRuntime('L1').usedQuantity['X']).toBeUndefined();
+    await store.settled();
+    expect(store.getRuntime('L1').usedQuantity['X']).toBe(4);
+    expect(store.journalHead().seq).toBe(1);
+    await store.close();
+  });
+});
