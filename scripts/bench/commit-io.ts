@@ -1,9 +1,11 @@
 /**
- * The I/O one durable LMDB commit does, timed on the disk the benchmark's database is on: a few
- * data pages written, fdatasync, then the meta page written through a descriptor opened O_DSYNC
- * (LMDB's two syncs per commit, see src/store/lmdb.ts). It is the floor under a durable write's
- * latency that no code of ours can lower, and it differs a lot between machines: the durable
- * ratios of bench-validate are read against it.
+ * The I/O under a durable write, timed on the disk the benchmark's database is on, before any
+ * server runs. A durable write waits for one record written with O_DSYNC into the pre-written
+ * runtime journal file (src/store/runtime-wal.ts): `measureJournalWrite` is the floor under its
+ * latency that no code of ours can lower. LMDB's checkpoints do what `measureCommitIo` times: a
+ * few data pages written, fdatasync, then the meta page written through a descriptor opened
+ * O_DSYNC (LMDB's two syncs per commit, see src/store/lmdb.ts); they share the disk. Both differ a
+ * lot between machines: the durable ratios of bench-validate are read against them.
  */
 import { closeSync, constants, fdatasyncSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -34,6 +36,34 @@ export function measureCommitIo(dir: string, commits = 200, dataPages = 8): Comm
     closeSync(data);
     rmSync(file, { force: true });
   }
+  return figuresOf(times);
+}
+
+/** One journal record (`bytes`, about a group of 24 writes) written with O_DSYNC into a pre-written file, as runtime-wal.ts does. */
+export function measureJournalWrite(dir: string, writes = 200, bytes = 6000): CommitIoFigures {
+  const file = join(dir, 'journal-write.bin');
+  const zeros = Buffer.alloc(2 ** 20);
+  const setup = openSync(file, 'w');
+  writeSync(setup, zeros, 0, zeros.length, 0);
+  fdatasyncSync(setup);
+  closeSync(setup);
+  const journal = openSync(file, constants.O_RDWR | constants.O_DSYNC);
+  const record = Buffer.alloc(bytes, 5);
+  const times: number[] = [];
+  try {
+    for (let i = 0, offset = 0; i < writes; i++, offset = (offset + bytes) % (zeros.length - bytes)) {
+      const started = performance.now();
+      writeSync(journal, record, 0, record.length, offset);
+      times.push(performance.now() - started);
+    }
+  } finally {
+    closeSync(journal);
+    rmSync(file, { force: true });
+  }
+  return figuresOf(times);
+}
+
+function figuresOf(times: number[]): CommitIoFigures {
   times.sort((a, b) => a - b);
   return { medianMs: times[Math.floor(times.length / 2)]!, p90Ms: times[Math.floor(times.length * 0.9)]! };
 }

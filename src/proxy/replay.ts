@@ -139,7 +139,7 @@ export class Replayer {
     try {
       for (;;) {
         if (this.closed) break;
-        // A replay entry reaches the database with a checkpoint, a few ms after its change was acknowledged.
+        // A replay entry reaches the database with a checkpoint, after its change was acknowledged.
         try {
           await store.settled();
         } catch (error) {

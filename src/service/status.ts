@@ -305,7 +305,7 @@ export function createStatusReader(store: AssetStore, scan: ScanOptions = SCAN_A
   };
   return {
     async snapshot(nowMs) {
-      // Runtime changes reach the database a few ms after they are acknowledged (store/runtime-writer.ts):
+      // Runtime changes reach the database with a checkpoint, after they are acknowledged (store/runtime-writer.ts):
       // show those too. Should that checkpoint fail, the page shows what the database holds.
       await store.settled().catch(() => undefined);
       const defs = await definitions();

@@ -322,7 +322,7 @@ export interface AssetStore {
    * Resolves once the database (what getRuntime, journal, runtimeEntries and
    * other processes read) holds every runtime change acknowledged before the
    * call: acknowledged changes are durable in the runtime journal file first
-   * and reach LMDB in checkpoints a few milliseconds later (runtime-writer.ts).
+   * and reach LMDB in checkpoints, milliseconds to tens of milliseconds later (runtime-writer.ts).
    * Rejects when the checkpoint fails (the changes stay durable in the file).
    */
   settled(): Promise<void>;
