@@ -455,13 +455,29 @@ export interface OpenStoreOptions extends OpenOptions {
   /** Runtime checkpoints into LMDB (runtime-writer.ts): every this many groups under load, and this many ms after the writes stop. */
   checkpointEveryGroups?: number;
   checkpointQuietMs?: number;
+  /** Wait before a failed checkpoint is tried again when nothing else asks for it (default 1 s). */
+  checkpointRetryMs?: number;
   /** A checkpoint of runtime changes into LMDB failed; it is retried and nothing acknowledged is lost (for the log). */
   onCheckpointError?: (error: Error) => void;
   /** Journal entries that were durable only in the runtime journal file were applied to LMDB at open (for the log). */
   onRecovered?: (entries: number) => void;
+  /** Test hook: makes the runtime checkpoints into LMDB fail (as if only LMDB's disk were full). */
+  failCheckpoints?: () => Error | undefined;
 }
 
 const WAL_REWIND_AT_BYTES = 8 * 2 ** 20;
+
+/** For the failCheckpoints test hook: the environment with commitBatchDurable failing while `fail` says so. */
+function withFailingBatches(env: KvEnvironment, fail: () => Error | undefined): KvEnvironment {
+  return {
+    ...env,
+    commitBatchDurable: (queue) => {
+      const failure = fail();
+      return failure ? Promise.reject(failure) : env.commitBatchDurable(queue);
+    },
+  };
+}
+
 /** Written beyond the rewind offset when the file is created: room for the group that passes it (a bigger one grows the file). */
 const WAL_SLACK_BYTES = 64 * 2 ** 10;
 
@@ -731,7 +747,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   let wal: RuntimeWalFile | undefined;
   const runtimeWriter = (): RuntimeWriter =>
     (writer ??= createRuntimeWriter({
-      env,
+      env: options.failCheckpoints ? withFailingBatches(env, options.failCheckpoints) : env,
       runtimeDb,
       journalDb,
       metaDb,
@@ -749,6 +765,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       ...(options.onCheckpointError ? { onCheckpointError: options.onCheckpointError } : {}),
       ...(options.checkpointEveryGroups === undefined ? {} : { checkpointEveryGroups: options.checkpointEveryGroups }),
       ...(options.checkpointQuietMs === undefined ? {} : { checkpointQuietMs: options.checkpointQuietMs }),
+      ...(options.checkpointRetryMs === undefined ? {} : { checkpointRetryMs: options.checkpointRetryMs }),
     }));
 
   /** The proxy's refresh of one licensee: definitions and runtime in one durable transaction (run exclusively). */
@@ -1104,6 +1121,8 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       try {
         // Between this store's open and the claim, a server may have run and stopped.
         recoverRuntimeJournal();
+        // The journal file is created (and pre-written) now, at start, not by the first write request.
+        runtimeWriter();
       } catch (error) {
         writerLock.release();
         writerLock = undefined;

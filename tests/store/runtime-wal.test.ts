@@ -144,6 +144,35 @@ describe('runtime journal file', () => {
     await reopened.close();
   });
 
+  test('a failing checkpoint loses nothing: new changes are refused with its cause, reads are answered, writes resume', async () => {
+    let lmdbFull = false;
+    const errors: string[] = [];
+    const { dir, store } = newDatabase({
+      ...HELD,
+      failCheckpoints: () => (lmdbFull ? Object.assign(new Error('MDB_MAP_FULL: no space left on device'), { code: 'ENOSPC' }) : undefined),
+      onCheckpointError: (error) => errors.push(error.message),
+    });
+    await store.commitRuntime('L1', 1000, () => ({ events: used(1), result: null }));
+    lmdbFull = true;
+    await expect(store.settled()).rejects.toMatchObject({ code: 'disk_full' });
+    expect(errors).toHaveLength(1);
+    // Acknowledged before: durable in the file, so a crash now keeps it.
+    const copy = crashCopy(dir);
+    // A change is refused with the cause; a read is answered from the latest state.
+    await expect(store.commitRuntime('L1', 1001, () => ({ events: used(100), result: null }))).rejects.toMatchObject({ code: 'disk_full' });
+    expect(await store.commitRuntime('L1', 1002, (state) => ({ events: [], result: state.usedQuantity['X'] }))).toBe(1);
+    lmdbFull = false;
+    // The next change first gets the checkpoint through, then is decided and made durable.
+    await store.commitRuntime('L1', 1003, () => ({ events: used(2), result: null }));
+    await store.settled();
+    expect(store.getRuntime('L1').usedQuantity['X']).toBe(3);
+    expect(verifyDatabase(store).problems).toEqual([]);
+    await store.close();
+    const reopened = openAssetStore(copy);
+    expect(reopened.getRuntime('L1').usedQuantity['X']).toBe(1);
+    await reopened.close();
+  });
+
   test("another database's journal file is refused at open with what to do, and nothing is applied", async () => {
     const a = newDatabase();
     await a.store.commitRuntime('L1', 1000, () => ({ events: used(7), result: null }));
