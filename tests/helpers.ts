@@ -46,3 +46,15 @@ export function captureIo(options: { isTTY?: boolean; env?: Record<string, strin
   };
   return io;
 }
+
+/** mulberry32: a small seeded PRNG, so that a failing randomised test can be replayed with its seed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -10,23 +10,12 @@ import { expect, test } from 'bun:test';
 import { join } from 'node:path';
 import { verifyDatabase } from '../../src/service/verify-database.ts';
 import { openAssetStore } from '../../src/store/asset-store.ts';
+import { seededRandom } from '../helpers.ts';
 import { apiKeyAuth, entity, seedStore } from '../support/seed-store.ts';
 
 const ROUNDS = 50;
 const WORKERS = 12;
 const seed = Number(process.env['AGENT_SEED'] ?? Math.floor(Math.random() * 2 ** 31));
-
-/** mulberry32: small seeded PRNG so a failing run can be replayed with AGENT_SEED. */
-function random(seedValue: number): () => number {
-  let a = seedValue >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function startChild(cwd: string): Promise<{ proc: Bun.Subprocess<'ignore', 'pipe', 'inherit'>; port: number }> {
   const proc = Bun.spawn([process.execPath, join(import.meta.dir, 'agent-child.ts'), cwd], {
@@ -57,7 +46,7 @@ test(`kill -9 under concurrent Floating and Pay-per-Use load, ${ROUNDS} times: n
     entity('License', 'LP', { licenseeNumber: 'L', licenseTemplateNumber: 'T-PPU', quantity: '1000000' }),
   ]);
   await store.close();
-  const rand = random(seed);
+  const rand = seededRandom(seed);
   let usedAcknowledged = 0;
   let usedSent = 0;
   const sessionsAcknowledged = new Set<string>();

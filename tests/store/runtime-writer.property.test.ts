@@ -10,26 +10,15 @@ import { join } from 'node:path';
 import { verifyDatabase } from '../../src/service/verify-database.ts';
 import { openAssetStore } from '../../src/store/asset-store.ts';
 import { WAL_FILE } from '../../src/store/runtime-wal.ts';
-import { tempDir } from '../helpers.ts';
+import { seededRandom, tempDir } from '../helpers.ts';
 
 const seed = Number(process.env['WRITER_SEED'] ?? Math.floor(Math.random() * 2 ** 31));
 const LICENSEES = ['L1', 'L 2', 'L-ü'];
 
-function random(seedValue: number): () => number {
-  let a = seedValue >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const full = () => Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
 
 test(`random failures of journal writes and checkpoints: acknowledged = durable, refused = absent (seed ${seed})`, async () => {
-  const rand = random(seed);
+  const rand = seededRandom(seed);
   const dir = join(tempDir(), 'database');
   let journalFailing = false;
   let checkpointsFailing = false;
