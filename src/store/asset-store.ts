@@ -745,6 +745,13 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   let writerLock: HeldLock | undefined;
   let writer: RuntimeWriter | undefined;
   let wal: RuntimeWalFile | undefined;
+  const openWal = (): RuntimeWalFile => {
+    try {
+      return openRuntimeWal(walPath, { preallocateBytes: walRewindAtBytes + WAL_SLACK_BYTES, ...(options.failWrites ? { failWrites: options.failWrites } : {}) });
+    } catch (cause) {
+      throw wrapWriteError(new Error(`cannot open ${walPath}: ${(cause as Error).message}`, { cause }));
+    }
+  };
   const runtimeWriter = (): RuntimeWriter =>
     (writer ??= createRuntimeWriter({
       env: options.failCheckpoints ? withFailingBatches(env, options.failCheckpoints) : env,
@@ -755,7 +762,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       readJournalHead: journalHead,
       journalGroupRecord,
       wrapWriteError,
-      wal: (wal = openRuntimeWal(walPath, { preallocateBytes: walRewindAtBytes + WAL_SLACK_BYTES, ...(options.failWrites ? { failWrites: options.failWrites } : {}) })),
+      wal: (wal = openWal()),
       databaseId: readMeta().databaseId,
       walOffset: (metaDb.get(WAL_RESUME_KEY) as number | undefined) ?? 0,
       rewindAtBytes: walRewindAtBytes,

@@ -3,10 +3,10 @@
  * becomes durable before LMDB holds it (a write-ahead log).
  *
  * Why a file of our own: an LMDB commit syncs twice (fdatasync of the data
- * file, then an O_DSYNC write of its meta page), 0.5–0.9 ms on the 2-core test
- * machine idle and ~1.4 ms under load. One O_DSYNC write into this
- * pre-written file took 0.15 ms (median of 400, scripts/bench/commit-io.ts
- * measures both). The serving process appends each group commit's journal
+ * file, then an O_DSYNC write of its meta page): 0.50–1.08 ms idle on the
+ * 2-core test machine, ~1.4 ms under load. One O_DSYNC write of a 6,000-byte
+ * record into this pre-written file took 0.15–0.31 ms (bench-validate prints
+ * both, scripts/bench/commit-io.ts). The serving process appends each group commit's journal
  * record here and acknowledges it when the write returns; LMDB receives the
  * same changes later, in checkpoints (runtime-writer.ts), and this file's
  * records after LMDB's journal head are applied at the next open after a
@@ -73,8 +73,11 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
 
 /** What a record stores of the database id: fixed length, ASCII, whatever form the id has. */
 function walMarkOf(databaseId: string): string {
-  return Bun.CryptoHasher.hash('sha256', databaseId, 'hex').slice(0, ID_BYTES);
+  if (databaseId !== lastMark.id) lastMark = { id: databaseId, mark: Bun.CryptoHasher.hash('sha256', databaseId, 'hex').slice(0, ID_BYTES) };
+  return lastMark.mark;
 }
+/** A process serves one database: its mark is computed once, not for every record. */
+let lastMark = { id: '', mark: '' };
 
 /** The bytes of one record. */
 export function encodeWalGroup(group: WalGroup): Uint8Array {

@@ -24,9 +24,8 @@
  * file offset after the last group (walResume): every `checkpointEveryGroups`
  * groups under load (about every 60 ms at 20,000 writes/s), and soon after the
  * writes stop. So LMDB is always a consistent state at a group boundary,
- * somewhat behind the acknowledged one;
- * after a crash the file's records after LMDB's head are applied on the next
- * open (asset-store.ts). Readers of LMDB that must see every acknowledged
+ * somewhat behind the acknowledged one; after a crash the file's records
+ * after LMDB's head are applied on the next open (asset-store.ts). Readers of LMDB that must see every acknowledged
  * change first wait for `settled()`.
  *
  * No dirty reads: a decision without changes for a licensee that has queued,
@@ -34,8 +33,9 @@
  * write fails, that answer fails too. A failed write fails every queued change
  * (they were decided on top of it), and the memory is rebuilt from LMDB and
  * the durable groups not yet checkpointed. A failed checkpoint loses nothing
- * (its groups are in the file): it is retried, and meanwhile the file is not
- * rewound.
+ * (its groups are in the file): it is retried, new changes wait for a retry
+ * that succeeds (and fail with the cause when it does not), and meanwhile the
+ * file is not rewound.
  */
 import { applyEventsInPlace, emptyRuntimeState, type FloatingSession, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
 import { entriesOfRecord, type JournalEntryBody, type JournalRecord } from './journal-records.ts';
@@ -158,8 +158,6 @@ export interface RuntimeWriter {
   exclusive<T>(write: () => Promise<T>): Promise<T>;
   /** Resolves when nothing is queued, being written or waiting for a checkpoint (for close and tests); rejects when a checkpoint fails. */
   drained(): Promise<void>;
-  /** Journal entries that are durable in the journal file and not yet in LMDB (status, close). */
-  readonly uncheckpointedEntries: number;
   /** Stops the timers (quiet checkpoint, retry); call after `drained`, before the environment closes. */
   close(): void;
 }
@@ -576,9 +574,6 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
       }
     },
     drained,
-    get uncheckpointedEntries() {
-      return durable.reduce((sum, group) => sum + group.keys.length, 0);
-    },
     close() {
       closed = true;
       if (idleTimer !== undefined) clearTimeout(idleTimer);

@@ -24,6 +24,9 @@ export function runtimeJournalLogging(log: Pick<Logger, 'info' | 'warn'>): Pick<
     onRecovered: (entries) =>
       log.info(`applied ${entries} journal entr${entries === 1 ? 'y' : 'ies'} that a stopped server had made durable only in database/runtime.wal`),
     onCheckpointError: (error) =>
-      log.warn(`runtime changes could not be copied into the database yet (they are durable in database/runtime.wal and are retried): ${error.message}`),
+      log.warn(
+        'runtime changes could not be copied into the database yet (they are durable in database/runtime.wal; ' +
+          `the copy is retried, and the next start applies them at the latest): ${error.message}`,
+      ),
   };
 }
