@@ -58,3 +58,8 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** The error a write to a full disk fails with (for the stores' failWrites / failCheckpoints test hooks). */
+export function diskFullError(): Error {
+  return Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+}

@@ -32,7 +32,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { ENTITY_KINDS, PARENT_PROPERTY, type Entity, type EntityKind } from '../core/entities.ts';
-import { applyEvents, applyEventsInPlace, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
+import { applyEvents, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
 import type { LicenseeAssets } from '../core/validate-types.ts';
 import type { StoredCheckpoint } from '../card/checkpoint.ts';
 import type { CardBinding } from '../card/open.ts';
@@ -41,7 +41,7 @@ import { openKvEnvironment, type KvDatabase, type KvEnvironment, type OpenOption
 import { join } from 'node:path';
 import { acquireExclusiveLock, LockHeldError, type HeldLock } from '../platform/exclusive-lock.ts';
 import { entriesOfRecord, journalGroupRecord, journalRecordHead, type JournalEntry, type JournalRecord } from './journal-records.ts';
-import { createRuntimeWriter, runtimeStateOf, WAL_RESUME_KEY, type JournalHead, type RuntimeRecord, type RuntimeWriter } from './runtime-writer.ts';
+import { applyJournalRecords, createRuntimeWriter, runtimeStateOf, WAL_RESUME_KEY, type JournalHead, type RuntimeRecord, type RuntimeWriter } from './runtime-writer.ts';
 import { openRuntimeWal, readWalGroupsAfter, WAL_FILE, WalChainError, type RuntimeWalFile } from './runtime-wal.ts';
 
 /**
@@ -701,14 +701,16 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     try {
       env.commitSync(() => {
         const states = new Map<string, { licenseeNumber: string; state: RuntimeState }>();
-        for (const group of groups) {
-          for (const entry of entriesOfRecord(group.record)) {
-            const key = keyPart(entry.licenseeNumber);
+        entries = applyJournalRecords(
+          groups.map((group) => group.record),
+          (licenseeNumber) => {
+            const key = keyPart(licenseeNumber);
             let latest = states.get(key);
-            if (latest === undefined) states.set(key, (latest = { licenseeNumber: entry.licenseeNumber, state: storedRuntime(entry.licenseeNumber) }));
-            applyEventsInPlace(latest.state, entry.events);
-            entries += 1;
-          }
+            if (latest === undefined) states.set(key, (latest = { licenseeNumber, state: storedRuntime(licenseeNumber) }));
+            return latest.state;
+          },
+        );
+        for (const group of groups) {
           journalDb.putSync(group.firstSeq, group.record);
           for (const { key, value } of group.extras) metaDb.putSync(key, value);
         }

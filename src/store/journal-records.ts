@@ -68,8 +68,7 @@ export function journalGroupRecord(prevHash: string, entries: readonly JournalEn
 /** The entries a stored record holds, in sequence order. */
 export function entriesOfRecord(record: JournalRecord): JournalEntry[] {
   if (typeof record !== 'string') return [record];
-  const prevHash = record.slice(0, HASH_CHARS);
-  const hash = record.slice(HASH_CHARS, 2 * HASH_CHARS);
+  const { prevHash, hash } = journalRecordHead(record);
   return record
     .slice(2 * HASH_CHARS)
     .split('\n')

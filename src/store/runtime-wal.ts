@@ -53,7 +53,7 @@ export interface WalExtra {
 
 /** A group commit as the journal file holds it. */
 export interface WalGroup {
-  /** meta.databaseId of the database the record belongs to (stored as its mark, walMarkOf). */
+  /** meta.databaseId of the database the record belongs to (a record stores its mark, walMarkOf). */
   databaseId: string;
   firstSeq: number;
   lastSeq: number;
@@ -62,7 +62,8 @@ export interface WalGroup {
   extras: WalExtra[];
 }
 
-export interface WalGroupAt extends WalGroup {
+/** A record read back from the file, where it is. */
+export interface WalGroupAt extends Omit<WalGroup, 'databaseId'> {
   offset: number;
   /** Offset just after the record. */
   end: number;
@@ -99,23 +100,28 @@ export function encodeWalGroup(group: WalGroup): Uint8Array {
   return out;
 }
 
-/** The record at `offset` (its `databaseId` is the stored mark), or undefined where there is none that is whole and intact. */
-function decodeWalGroupAt(file: Uint8Array, offset: number): WalGroupAt | undefined {
-  if (offset < 0 || offset + PREFIX_BYTES > file.byteLength) return undefined;
-  const view = new DataView(file.buffer, file.byteOffset + offset, file.byteLength - offset);
+/** A record as read back: the database's mark in place of its id, and its length in bytes. */
+interface DecodedRecord extends Omit<WalGroup, 'databaseId'> {
+  mark: string;
+  byteLength: number;
+}
+
+/** The record `bytes` start with, or undefined where it is not whole and intact. */
+function decodeWalRecord(bytes: Uint8Array): DecodedRecord | undefined {
+  if (bytes.byteLength < PREFIX_BYTES) return undefined;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (view.getUint32(0, true) !== MAGIC || view.getUint32(12, true) !== FORMAT) return undefined;
-  const end = offset + HEADER_BYTES + view.getUint32(4, true);
-  if (end < offset + PREFIX_BYTES || end > file.byteLength) return undefined;
-  if (Bun.hash.crc32(file.subarray(offset + CRC_FROM, end)) !== view.getUint32(8, true)) return undefined;
-  const recordStart = offset + PREFIX_BYTES;
-  const recordEnd = recordStart + view.getUint32(HEADER_BYTES + ID_BYTES, true);
+  const end = HEADER_BYTES + view.getUint32(4, true);
+  if (end < PREFIX_BYTES || end > bytes.byteLength) return undefined;
+  if (Bun.hash.crc32(bytes.subarray(CRC_FROM, end)) !== view.getUint32(8, true)) return undefined;
+  const recordEnd = PREFIX_BYTES + view.getUint32(HEADER_BYTES + ID_BYTES, true);
   if (recordEnd > end) return undefined;
   try {
-    const databaseId = decoder.decode(file.subarray(offset + HEADER_BYTES, offset + HEADER_BYTES + ID_BYTES));
-    const record = decoder.decode(file.subarray(recordStart, recordEnd));
-    const extrasText = decoder.decode(file.subarray(recordEnd, end));
+    const mark = decoder.decode(bytes.subarray(HEADER_BYTES, HEADER_BYTES + ID_BYTES));
+    const record = decoder.decode(bytes.subarray(PREFIX_BYTES, recordEnd));
+    const extrasText = decoder.decode(bytes.subarray(recordEnd, end));
     const extras = extrasText === '' ? [] : (JSON.parse(extrasText) as WalExtra[]);
-    return { databaseId, firstSeq: view.getFloat64(16, true), lastSeq: view.getFloat64(24, true), record, extras, offset, end };
+    return { mark, firstSeq: view.getFloat64(16, true), lastSeq: view.getFloat64(24, true), record, extras, byteLength: end };
   } catch {
     return undefined;
   }
@@ -139,7 +145,7 @@ export function readWalGroupsAfter(path: string, databaseId: string, after: Jour
     const size = fstatSync(fd).size;
     // Reads one record (header, then payload) where it is, not the whole file: an open with
     // nothing to recover reads 32 bytes.
-    const recordAt = (offset: number): WalGroupAt | undefined => {
+    const recordAt = (offset: number): (DecodedRecord & WalGroupAt) | undefined => {
       if (offset < 0 || offset + PREFIX_BYTES > size) return undefined;
       const header = new Uint8Array(HEADER_BYTES);
       readSync(fd, header, 0, HEADER_BYTES, offset);
@@ -150,8 +156,8 @@ export function readWalGroupsAfter(path: string, databaseId: string, after: Jour
       const bytes = new Uint8Array(HEADER_BYTES + payloadBytes);
       bytes.set(header);
       readSync(fd, bytes, HEADER_BYTES, payloadBytes, offset + HEADER_BYTES);
-      const group = decodeWalGroupAt(bytes, 0);
-      return group && { ...group, offset, end: offset + group.end };
+      const decoded = decodeWalRecord(bytes);
+      return decoded && { ...decoded, offset, end: offset + decoded.byteLength };
     };
     const mark = walMarkOf(databaseId);
     const groups: WalGroupAt[] = [];
@@ -167,7 +173,7 @@ export function readWalGroupsAfter(path: string, databaseId: string, after: Jour
         group = recordAt(0);
       }
       if (group === undefined || group.firstSeq !== expectedSeq) return groups;
-      if (group.databaseId !== mark) throw new WalChainError(`${path} belongs to another database`);
+      if (group.mark !== mark) throw new WalChainError(`${path} belongs to another database`);
       const { prevHash, hash } = journalRecordHead(group.record);
       if (prevHash !== chainHash || !journalRecordIsIntact(group.record)) {
         throw new WalChainError(
@@ -175,7 +181,7 @@ export function readWalGroupsAfter(path: string, databaseId: string, after: Jour
             `this database's journal (chain hash ${prevHash.slice(0, 12)}…, the database ends at entry ${expectedSeq - 1} with ${chainHash.slice(0, 12)}…)`,
         );
       }
-      groups.push({ ...group, databaseId });
+      groups.push(group);
       expectedSeq = group.lastSeq + 1;
       chainHash = hash;
       offset = group.end;

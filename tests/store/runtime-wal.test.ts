@@ -11,7 +11,7 @@ import type { RuntimeEvent } from '../../src/core/runtime.ts';
 import { verifyDatabase } from '../../src/service/verify-database.ts';
 import { openAssetStore, StoreError, type AssetStore, type OpenStoreOptions } from '../../src/store/asset-store.ts';
 import { readWalGroupsAfter, WAL_FILE } from '../../src/store/runtime-wal.ts';
-import { tempDir } from '../helpers.ts';
+import { diskFullError, tempDir } from '../helpers.ts';
 
 const GENESIS = { seq: 0, hash: '0'.repeat(64) };
 /** No quiet checkpoint during a test; checkpoints under load only every 1,000 groups. */
@@ -123,7 +123,7 @@ describe('runtime journal file', () => {
     let diskFull = false;
     const { dir, store } = newDatabase({
       ...HELD,
-      failWrites: () => (diskFull ? Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }) : undefined),
+      failWrites: () => (diskFull ? diskFullError() : undefined),
     });
     await store.commitRuntime('L1', 1000, () => ({ events: used(1), result: null }));
     expect(await lmdbHeadSeq(dir)).toBe(0);
@@ -149,7 +149,7 @@ describe('runtime journal file', () => {
     const errors: string[] = [];
     const { dir, store } = newDatabase({
       ...HELD,
-      failCheckpoints: () => (lmdbFull ? Object.assign(new Error('MDB_MAP_FULL: no space left on device'), { code: 'ENOSPC' }) : undefined),
+      failCheckpoints: () => (lmdbFull ? diskFullError() : undefined),
       onCheckpointError: (error) => errors.push(error.message),
     });
     await store.commitRuntime('L1', 1000, () => ({ events: used(1), result: null }));

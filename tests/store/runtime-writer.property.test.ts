@@ -10,12 +10,10 @@ import { join } from 'node:path';
 import { verifyDatabase } from '../../src/service/verify-database.ts';
 import { openAssetStore } from '../../src/store/asset-store.ts';
 import { WAL_FILE } from '../../src/store/runtime-wal.ts';
-import { seededRandom, tempDir } from '../helpers.ts';
+import { diskFullError, seededRandom, tempDir } from '../helpers.ts';
 
 const seed = Number(process.env['WRITER_SEED'] ?? Math.floor(Math.random() * 2 ** 31));
 const LICENSEES = ['L1', 'L 2', 'L-ü'];
-
-const full = () => Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
 
 test(`random failures of journal writes and checkpoints: acknowledged = durable, refused = absent (seed ${seed})`, async () => {
   const rand = seededRandom(seed);
@@ -28,8 +26,8 @@ test(`random failures of journal writes and checkpoints: acknowledged = durable,
     checkpointEveryGroups: 3,
     checkpointQuietMs: 1,
     checkpointRetryMs: 5,
-    failWrites: () => (journalFailing ? full() : undefined),
-    failCheckpoints: () => (checkpointsFailing ? full() : undefined),
+    failWrites: () => (journalFailing ? diskFullError() : undefined),
+    failCheckpoints: () => (checkpointsFailing ? diskFullError() : undefined),
   });
   const acknowledged = new Map<string, number>(LICENSEES.map((l) => [l, 0]));
   const crashes: { copy: string; expected: Map<string, number> }[] = [];
