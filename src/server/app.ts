@@ -45,6 +45,8 @@ export interface AppDeps {
    * (core/validate.ts); default true. Off: every answer is computed in full (tests, benchmarks).
    */
   reuseAnswers?: boolean;
+  /** Longest wait for a decision before a 503 answer (limits.ts); tests shorten it. */
+  requestTimeoutMs?: number;
 }
 
 export const API_PREFIXES = ['/rest', '/core/v2/rest'] as const;
@@ -101,6 +103,7 @@ export function createApp(deps: AppDeps): Hono {
   // Off with answer reuse: "every answer computed" then means every module decided in full too.
   const serviceDeps = { ...deps, definitions, reuseModuleResults: deps.reuseAnswers !== false };
   const answers = createAnswerCache({ ttlMs: deps.ttlMs });
+  const requestTimeoutMs = deps.requestTimeoutMs ?? HTTP_LIMITS.requestTimeoutMs;
   const authenticator = createAuthenticator(
     {
       token: (number) => definitions.token(number),
@@ -146,9 +149,9 @@ export function createApp(deps: AppDeps): Hono {
     });
   }
   app.use('*', apiCors());
-  // Body limit: a declared length is checked here; a chunked body (no length) when the validate
-  // route has read it (Bun.serve's maxRequestBodySize bounds what it may buffer: serve.ts).
-  // Cheaper than hono's bodyLimit, which streams every body through a counting reader.
+  // Body limit: a declared length is checked here; a chunked body (no length) while the validate
+  // route reads it (bodyTextWithin), the only route that reads a body. Cheaper than hono's
+  // bodyLimit, which streams every body through a counting reader.
   app.use('*', (c, next) => {
     const declared = c.req.header('content-length');
     if (declared !== undefined && Number(declared) > HTTP_LIMITS.bodyBytesMax) return Promise.resolve(bodyTooLarge(c));
@@ -183,8 +186,10 @@ export function createApp(deps: AppDeps): Hono {
       if (contentType !== '' && !/^application\/x-www-form-urlencoded\b/i.test(contentType)) {
         return sendError(c, 415, 'MalformedRequestException', `Unsupported Content-Type '${contentType}': use application/x-www-form-urlencoded`);
       }
-      body = await c.text();
-      if (body.length > HTTP_LIMITS.bodyBytesMax / 4 && Buffer.byteLength(body) > HTTP_LIMITS.bodyBytesMax) return bodyTooLarge(c);
+      // A declared length was checked above; a body without one (chunked) is read up to the limit only.
+      const text = declaredLength === null ? await bodyTextWithin(c, HTTP_LIMITS.bodyBytesMax) : await c.text();
+      if (text === undefined) return bodyTooLarge(c);
+      body = text;
     }
     // Parsed where needed: an answer reused for these exact bytes was parsed without error before.
     const parsePairs = (): Array<[string, string]> => {
@@ -219,7 +224,8 @@ export function createApp(deps: AppDeps): Hono {
       }
     }
     const request = parseValidateParameters(parsePairs(), isGet);
-    const result = await validateLicensee(serviceDeps, licensee, request, nowMs);
+    const result = await withinRequestTime(validateLicensee(serviceDeps, licensee, request, nowMs), requestTimeoutMs);
+    if (result === TOO_LATE) return tooLate(c);
     if (result.kind === 'error') return send(c, result.status, result.envelope);
     observer?.validated(result.envelope);
     if (signer) return send(c, 200, result.envelope, signer(result.envelope));
@@ -254,7 +260,7 @@ export function createApp(deps: AppDeps): Hono {
       if (!kind) return unknownResource(c, resource);
       if (!mayRead(authResult.principal)) return readDenied(c);
       // A license shows its runtime state as LMDB holds it: wait for the changes already acknowledged.
-      if (kind === 'License') await store.settled();
+      if (kind === 'License' && (await withinRequestTime(store.settled(), requestTimeoutMs)) === TOO_LATE) return tooLate(c);
       const result = read(kind);
       return send(c, result.status, result.envelope);
     };
@@ -300,6 +306,63 @@ export function createApp(deps: AppDeps): Hono {
     return honoFetch(request, ...rest);
   };
   return app;
+}
+
+/** What withinRequestTime gives when the time ran out. */
+const TOO_LATE: unique symbol = Symbol('too late');
+
+/**
+ * `work`'s outcome, or TOO_LATE once `ms` have passed: a client is answered even when a disk hangs.
+ * The work goes on (a change may still be stored); its outcome is then dropped. Used only where a
+ * request waits (a decision, a checkpoint), so that answers reused from the cache pay no timer.
+ */
+function withinRequestTime<T>(work: Promise<T>, ms: number): Promise<T | typeof TOO_LATE> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => resolve(TOO_LATE), ms);
+    work.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}
+
+function tooLate(c: HasHeaders): Response {
+  return sendError(
+    c,
+    503,
+    'ServiceUnavailableException',
+    'The agent could not complete this request in time (its change is not yet stored, or the smart card did not answer); ' +
+      'a change it makes may still be stored: check before repeating it',
+  );
+}
+
+/**
+ * The body of a request without a declared length, as text; undefined once it passes `maxBytes`
+ * (the rest is left unread, so no more than about that is buffered). Clients send a length; this
+ * path is for chunked bodies.
+ */
+async function bodyTextWithin(request: Request, maxBytes: number): Promise<string | undefined> {
+  if (request.body === null) return '';
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      reader.cancel().catch(() => undefined);
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  return new TextDecoder().decode(Buffer.concat(chunks, size));
 }
 
 function bodyTooLarge(c: HasHeaders): Response {

@@ -3,7 +3,9 @@
  * shutdown stops accepting, lets in-flight requests finish (their durable
  * writes included) and only then returns, so the caller can close the store.
  */
+import { errorEnvelope } from '../core/envelope.ts';
 import { HTTP_LIMITS } from './limits.ts';
+import { CONTENT_TYPE, negotiateFormat, renderEnvelope } from './negotiate.ts';
 
 /** What serveApp runs: a Hono app, or any handler with the same fetch (e.g. one that adds /health). */
 export interface FetchApp {
@@ -37,18 +39,22 @@ function normalisePath(request: Request): Request {
   return new Request(fixed, request);
 }
 
+/** 414 in the cloud's error envelope, in the format the client asked for. */
+function uriTooLong(request: Request): Response {
+  const format = negotiateFormat(request.headers.get('accept'));
+  const envelope = errorEnvelope('MalformedRequestException', `Request URI exceeds ${HTTP_LIMITS.urlBytesMax} bytes`);
+  return new Response(renderEnvelope(envelope, format), { status: 414, headers: { 'content-type': CONTENT_TYPE[format] } });
+}
+
 export function serveApp(app: FetchApp, options: ServeOptions): RunningServer {
   const server = Bun.serve({
     port: options.port,
     hostname: options.hostname,
-    maxRequestBodySize: HTTP_LIMITS.bodyBytesMax * 4,
+    maxRequestBodySize: HTTP_LIMITS.transportBodyBytesMax,
     idleTimeout: HTTP_LIMITS.idleTimeoutSeconds,
     ...(options.tls ? { tls: options.tls } : {}),
-    fetch(request, srv) {
-      if (request.url.length > HTTP_LIMITS.urlBytesMax) {
-        return new Response('URI too long', { status: 414 });
-      }
-      srv.timeout(request, HTTP_LIMITS.requestTimeoutMs / 1000);
+    fetch(request) {
+      if (request.url.length > HTTP_LIMITS.urlBytesMax) return uriTooLong(request);
       return app.fetch(normalisePath(request));
     },
     error(error) {

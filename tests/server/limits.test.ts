@@ -1,0 +1,104 @@
+// Goal: over a transport limit the agent answers a 4xx in the cloud's envelope and keeps serving;
+// where Bun refuses before our code runs (a request head over 16 KiB) it answers a bare 431, and
+// the agent still keeps serving. Method: real Bun.serve (serveApp) on 127.0.0.1:0 over a seeded
+// LMDB store; raw requests with fetch (chunked bodies from a ReadableStream).
+import { afterAll, beforeAll, expect, test } from 'bun:test';
+import { ManualClock } from '../../src/platform/clock.ts';
+import { silentLogger } from '../../src/platform/log.ts';
+import { createApp } from '../../src/server/app.ts';
+import { HTTP_LIMITS } from '../../src/server/limits.ts';
+import { serveApp, type RunningServer } from '../../src/server/serve.ts';
+import type { AssetStore } from '../../src/store/asset-store.ts';
+import { ADMIN_API_KEY, apiKeyAuth, demoEntities, seedStore } from '../support/seed-store.ts';
+
+const NOW = Date.parse('2026-11-15T12:00:00.000Z');
+let store: AssetStore;
+let server: RunningServer;
+let base: string;
+
+beforeAll(() => {
+  ({ store } = seedStore(demoEntities()));
+  const app = createApp({ store, clock: new ManualClock(NOW), log: silentLogger(), ttlMs: 600_000, allowAnonymous: false });
+  server = serveApp(app, { port: 0, hostname: '127.0.0.1' });
+  base = `http://127.0.0.1:${server.port}/rest/licensee/L-1/validate`;
+});
+afterAll(async () => {
+  await server.stop();
+  await store.close();
+});
+
+const headers = { authorization: apiKeyAuth(), 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
+
+/** A body sent without a length (Transfer-Encoding: chunked), in chunks of `chunk` bytes. */
+function chunked(text: string, chunk = 16 * 1024): ReadableStream<Uint8Array> {
+  const bytes = new TextEncoder().encode(text);
+  let at = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (at >= bytes.byteLength) return controller.close();
+      controller.enqueue(bytes.subarray(at, at + chunk));
+      at += chunk;
+    },
+  });
+}
+
+/** The validate answer still works (the server survived whatever came before). */
+async function stillServes(): Promise<void> {
+  const res = await fetch(base, { method: 'POST', headers, body: 'productModuleNumber0=M-SUB' });
+  expect(res.status).toBe(200);
+  expect(((await res.json()) as { items: { item: unknown[] } }).items.item.length).toBeGreaterThan(0);
+}
+
+test('a chunked body within the limit is validated; one over it gets 413 in an envelope', async () => {
+  const within = await fetch(base, { method: 'POST', headers, body: chunked(`productModuleNumber0=M-SUB&pad=${'a'.repeat(40_000)}`) });
+  expect(within.status).toBe(200);
+  expect(await within.text()).toContain('"Subscription"');
+
+  // Over our limit, and over Bun's own buffer limit too: ours must answer first.
+  const over = await fetch(base, { method: 'POST', headers, body: chunked(`pad=${'a'.repeat(HTTP_LIMITS.transportBodyBytesMax + 10)}`) });
+  expect(over.status).toBe(413);
+  const envelope = (await over.json()) as { infos: { info: { id: string; type: string; value: string }[] } };
+  expect(envelope.infos.info[0]).toEqual({ value: `Request body exceeds ${HTTP_LIMITS.bodyBytesMax} bytes`, id: 'MalformedRequestException', type: 'ERROR' });
+  await stillServes();
+});
+
+test('a URL over the limit gets 414 in an envelope, XML by default and JSON on request', async () => {
+  const url = `${base}?productModuleNumber0=M-SUB&pad=${'a'.repeat(HTTP_LIMITS.urlBytesMax)}`;
+  const xml = await fetch(url, { headers: { authorization: apiKeyAuth() } });
+  expect(xml.status).toBe(414);
+  expect(xml.headers.get('content-type')).toBe('application/xml;charset=UTF-8');
+  expect(await xml.text()).toContain('<ns2:info id="MalformedRequestException" type="error">Request URI exceeds 8192 bytes</ns2:info>');
+  const json = await fetch(url, { headers: { authorization: apiKeyAuth(), accept: 'application/json' } });
+  expect(json.status).toBe(414);
+  expect(await json.text()).toContain('"id":"MalformedRequestException","type":"ERROR"');
+  await stillServes();
+});
+
+test('a request head over 16 KiB is refused by Bun with a bare 431, and the agent goes on serving', async () => {
+  const res = await fetch(base, { method: 'POST', headers: { ...headers, 'x-padding': 'a'.repeat(17 * 1024) }, body: 'productModuleNumber0=M-SUB' });
+  expect(res.status).toBe(431);
+  await stillServes();
+});
+
+test('a validate or license read that waits past the request time limit gets a 503 envelope; the rest are answered', async () => {
+  // A store whose writes and checkpoints never finish, as on a hung disk.
+  const hung: AssetStore = { ...store, commitRuntime: () => new Promise(() => {}), settled: () => new Promise(() => {}) };
+  const app = createApp({ store: hung, clock: new ManualClock(NOW), log: silentLogger(), ttlMs: 600_000, allowAnonymous: false, requestTimeoutMs: 200 });
+  const hungServer = serveApp(app, { port: 0, hostname: '127.0.0.1' });
+  try {
+    const url = `http://127.0.0.1:${hungServer.port}/rest`;
+    const late = await fetch(`${url}/licensee/L-1/validate`, { method: 'POST', headers, body: 'productModuleNumber0=M-PPU&usedQuantity0=1' });
+    expect(late.status).toBe(503);
+    const envelope = (await late.json()) as { infos: { info: { id: string; value: string }[] } };
+    expect(envelope.infos.info[0]!.id).toBe('ServiceUnavailableException');
+    expect(envelope.infos.info[0]!.value).toContain('may still be stored');
+    const license = await fetch(`${url}/license/LIC-PPU`, { headers: { authorization: apiKeyAuth(ADMIN_API_KEY), accept: 'application/json' } });
+    expect(license.status).toBe(503);
+    // Reads that do not wait are answered as ever.
+    const licensee = await fetch(`${url}/licensee/L-1`, { headers: { authorization: apiKeyAuth(ADMIN_API_KEY), accept: 'application/json' } });
+    expect(licensee.status).toBe(200);
+  } finally {
+    await hungServer.stop();
+  }
+  await stillServes();
+});
