@@ -22,7 +22,8 @@ export const HTTP_LIMITS = {
   /**
    * Longest wait for the decision of a validate (or a license read): its change being stored, the
    * smart card sealing it, LMDB taking a checkpoint. Past it the client gets a 503 envelope (app.ts,
-   * withinRequestTime) instead of waiting on a hung disk. Shorter than the idle timeout, which Bun
+   * withinRequestTime) instead of waiting on a hung disk (run-agent-offline adds the seal interval
+   * under strict card sealing, which holds writes that long by design). Shorter than the idle timeout, which Bun
    * applies to a bodyless request whose handler is still running and which closes the connection
    * without an answer.
    */

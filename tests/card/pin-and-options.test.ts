@@ -9,7 +9,9 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readCardPin } from '../../src/card/pin.ts';
 import { CardError } from '../../src/card/types.ts';
+import { requestTimeoutMsFor } from '../../src/cli/actions/run-agent-offline.ts';
 import { EXIT } from '../../src/cli/exit-codes.ts';
+import { HTTP_LIMITS } from '../../src/server/limits.ts';
 import { tempDir } from '../helpers.ts';
 import { cli } from './agent-harness.ts';
 
@@ -70,4 +72,10 @@ describe('card options', () => {
       expect(interval.stderr).toContain('--card.seal-interval-ms must be whole milliseconds');
     }
   });
+});
+
+test('strict sealing adds its interval to the request time limit; relaxed sealing and no card do not', () => {
+  expect(requestTimeoutMsFor(undefined)).toBe(HTTP_LIMITS.requestTimeoutMs);
+  expect(requestTimeoutMsFor({ mode: 'relaxed', intervalMs: 60_000 })).toBe(HTTP_LIMITS.requestTimeoutMs);
+  expect(requestTimeoutMsFor({ mode: 'strict', intervalMs: 60_000 })).toBe(HTTP_LIMITS.requestTimeoutMs + 60_000);
 });

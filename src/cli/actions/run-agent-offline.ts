@@ -21,6 +21,7 @@ import { gauge, renderFamilies } from '../../server/ops/prometheus.ts';
 import { createSigner } from '../../server/signing.ts';
 import { createTrustedClock, trustedClockForStore, type ClockRollback } from '../../service/trusted-clock.ts';
 import { loadSigningKeyFile, parseSigningAlgorithm } from '../../wire/xmldsig.ts';
+import { HTTP_LIMITS } from '../../server/limits.ts';
 import { serveApp } from '../../server/serve.ts';
 import { withHealth } from '../../server/ops/admin-app.ts';
 import { createOps, isLoopback, parseAdminPort } from '../../server/ops/ops.ts';
@@ -33,6 +34,15 @@ import { CliError, EXIT } from '../exit-codes.ts';
 import { parsePort, parseTtlMs } from '../option-values.ts';
 
 
+
+/**
+ * How long a validate may wait before its 503 (limits.ts). Strict sealing holds a write until a card
+ * checkpoint covers it, and checkpoints start up to the seal interval apart: that wait is the
+ * operator's choice, not a hung disk, so it is added.
+ */
+export function requestTimeoutMsFor(seal: { mode: BatcherMode; intervalMs: number } | undefined): number {
+  return HTTP_LIMITS.requestTimeoutMs + (seal?.mode === 'strict' ? seal.intervalMs : 0);
+}
 
 /** `--card.seal` and `--card.seal-interval-ms`. */
 export function parseCardSeal(options: ActionContext['options']): { mode: BatcherMode; intervalMs: number } {
@@ -205,6 +215,7 @@ export const runAgentOfflineAction: ActionDef = {
         observer: ops.metrics,
         store,
         ...(cardSession ? { sealing: cardSession } : {}),
+        requestTimeoutMs: requestTimeoutMsFor(cardSession ? seal : undefined),
         clock: trustedClock,
         log,
         ttlMs,
