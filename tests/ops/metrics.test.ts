@@ -147,6 +147,17 @@ describe('/metrics', () => {
     clock.set(before);
   });
 
+  test('a reused answer is counted like a decided one, each time', async () => {
+    const before = await scrape();
+    const subscriptions = (m: typeof before) => m.value('nla_validations_total', { licensing_model: 'Subscription', valid: 'true' }) ?? 0;
+    const answered = (m: typeof before) => m.value('nla_http_requests_total', { route: 'validate', method: 'POST', status: '200' }) ?? 0;
+    // The same read three times: decided once, then answered from the answer cache.
+    for (let i = 0; i < 3; i++) expect((await validate('productModuleNumber0=M-SUB')).status).toBe(200);
+    const after = await scrape();
+    expect(subscriptions(after) - subscriptions(before)).toBe(3);
+    expect(answered(after) - answered(before)).toBe(3);
+  });
+
   test('card checkpoints reported by the card layer are counted', async () => {
     const { store: s } = seedStore(demoEntities());
     const o = createOps({ store: s, clock, log: silentLogger(), build: BUILD, versionText: 'v', cardDisabled: false });

@@ -69,9 +69,15 @@ export function renderFamilies(families: readonly MetricFamily[]): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** One series of a Counter: its labels and its count. */
+export interface CounterSeries {
+  readonly labels: Labels;
+  value: number;
+}
+
 interface SeriesNode {
   next: Map<string, SeriesNode>;
-  entry?: { labels: Labels; value: number };
+  entry?: CounterSeries;
 }
 
 /** A monotonically increasing counter per label set. */
@@ -79,7 +85,7 @@ export class Counter {
   // Series found by walking their label values (label order is fixed by the caller): counted on
   // every validate (several times), where building a key string per call cost more than the rest.
   private readonly root: SeriesNode = { next: new Map() };
-  private readonly series: { labels: Labels; value: number }[] = [];
+  private readonly series: CounterSeries[] = [];
 
   constructor(
     readonly name: string,
@@ -87,6 +93,14 @@ export class Counter {
   ) {}
 
   inc(labels: Labels = {}, by = 1): void {
+    this.seriesOf(labels).value += by;
+  }
+
+  /**
+   * The series of `labels`, created at 0 if new: a caller that counts the same label set again
+   * and again keeps it and adds to `value` itself (no label walk per increment).
+   */
+  seriesOf(labels: Labels): CounterSeries {
     let node = this.root;
     for (const name in labels) {
       const value = labels[name]!;
@@ -94,8 +108,8 @@ export class Counter {
       if (next === undefined) node.next.set(value, (next = { next: new Map() }));
       node = next;
     }
-    if (node.entry) node.entry.value += by;
-    else this.series.push((node.entry = { labels: { ...labels }, value: by }));
+    if (node.entry === undefined) this.series.push((node.entry = { labels: { ...labels }, value: 0 }));
+    return node.entry;
   }
 
   total(): number {
