@@ -7,6 +7,13 @@ process.umask(0o077);
 
 const controller = new AbortController();
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => controller.abort(signal));
+  process.on(signal, () => {
+    if (!controller.signal.aborted) return controller.abort(signal);
+    // A second signal: whoever sent it will not wait for the drain or the close (a client that
+    // never finishes its request, a disk that hangs). Every acknowledged change is durable already
+    // and every store write is a transaction, so leaving now is no worse than a crash.
+    process.stderr.write(`${signal} again: exiting without finishing the shutdown\n`);
+    process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+  });
 }
 process.exitCode = await runCli(Bun.argv.slice(2), systemIo(), { signal: controller.signal });

@@ -87,6 +87,35 @@ describe('status action', () => {
 });
 
 describe('the agent binary entry point (src/main.ts)', () => {
+  test('a second SIGTERM ends a shutdown that cannot finish (exit 143); the database is intact after it', async () => {
+    const seeded = seedStore(demoEntities());
+    await seeded.store.close();
+    const agent = await startAgentChild(seeded.cwd, ['--admin.port=off']);
+    // A request whose chunked body never ends: the drain waits for it (up to the idle timeout).
+    const socket = await Bun.connect({ hostname: '127.0.0.1', port: agent.port, socket: { data() {} } });
+    socket.write(
+      `POST /rest/licensee/L-1/validate HTTP/1.1\r\nHost: agent\r\nAuthorization: ${apiKeyAuth()}\r\n` +
+        'Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n',
+    );
+    try {
+      await Bun.sleep(200);
+      agent.proc.kill('SIGTERM');
+      for (let i = 0; i < 100 && !agent.stderr().includes('stopping: draining'); i++) await Bun.sleep(50);
+      expect(agent.stderr()).toContain('stopping: draining');
+      await Bun.sleep(300);
+      expect(agent.proc.exitCode).toBeNull(); // still waiting for the open request
+      agent.proc.kill('SIGTERM');
+      expect(await agent.proc.exited).toBe(128 + 15);
+      expect(agent.stderr()).toContain('SIGTERM again: exiting without finishing the shutdown');
+    } finally {
+      socket.end();
+      if (agent.proc.exitCode === null) agent.proc.kill('SIGKILL');
+    }
+    const verify = await runMain(seeded.cwd, ['--action=verify-database']);
+    expect(verify.err).toBe('');
+    expect(verify.code).toBe(EXIT.ok);
+  }, 60_000);
+
   test('import, run and backup leave the database owner-only; status reads it while the agent runs', async () => {
     const cwd = tempDir();
     const input = join(cwd, 'transfer');
