@@ -1,6 +1,7 @@
 /**
  * Transport limits. Going over one gives a 4xx in the cloud's envelope,
- * never a crash or a hang — with one exception Bun imposes (below).
+ * never a crash or a hang — with two exceptions Bun imposes (below, and
+ * transportBodyBytesMax).
  *
  * Bun parses the request head (request line and headers) before any of our
  * code runs, and refuses a head over 16 KiB (its --max-http-header-size
@@ -12,9 +13,11 @@ export const HTTP_LIMITS = {
   /** A validate body with dozens of modules is a few KiB; 64 KiB leaves ample room. */
   bodyBytesMax: 64 * 1024,
   /**
-   * What Bun.serve may buffer of a body (maxRequestBodySize) before it answers a bare 413 itself.
-   * Far above bodyBytesMax, so that ours answers first: a declared length is checked before the
-   * body is read, a body without one (chunked) is read only up to bodyBytesMax (app.ts).
+   * What Bun.serve may buffer of a body (maxRequestBodySize): a body declared longer gets Bun's
+   * own bare 413. Far above bodyBytesMax, so that ours answers in every other case: a declared
+   * length is checked before the body is read, a body without one (chunked) is read only up to
+   * bodyBytesMax (app.ts), long before Bun's limit. Kept finite so that no client can make Bun
+   * buffer more than this per request.
    */
   transportBodyBytesMax: 1024 * 1024,
   /** Whole URL (scheme, host, path and query) length: below Bun's head limit, so that it is ours that answers. */

@@ -1,5 +1,5 @@
 // Goal: over a transport limit the agent answers a 4xx in the cloud's envelope and keeps serving;
-// where Bun refuses before our code runs (a request head over 16 KiB) it answers a bare 431, and
+// where Bun refuses before our code runs (a head over 16 KiB, a body declared over 1 MiB) it answers a bare 4xx, and
 // the agent still keeps serving. Method: real Bun.serve (serveApp) on 127.0.0.1:0 over a seeded
 // LMDB store; raw requests with fetch (chunked bodies from a ReadableStream).
 import { afterAll, beforeAll, expect, test } from 'bun:test';
@@ -74,10 +74,18 @@ test('a URL over the limit gets 414 in an envelope, XML by default and JSON on r
   await stillServes();
 });
 
-test('a request head over 16 KiB is refused by Bun with a bare 431, and the agent goes on serving', async () => {
+test("Bun's own refusals: a head over 16 KiB gets a bare 431, a body declared over 1 MiB a bare 413; the agent goes on serving", async () => {
   const res = await fetch(base, { method: 'POST', headers: { ...headers, 'x-padding': 'a'.repeat(17 * 1024) }, body: 'productModuleNumber0=M-SUB' });
   expect(res.status).toBe(431);
   await stillServes();
+  const declared = await fetch(base, { method: 'POST', headers, body: `pad=${'a'.repeat(HTTP_LIMITS.transportBodyBytesMax)}` });
+  expect(declared.status).toBe(413);
+  expect(await declared.text()).toBe('');
+  await stillServes();
+  // Declared over our limit but under Bun's: ours, with the envelope.
+  const ours = await fetch(base, { method: 'POST', headers, body: `pad=${'a'.repeat(HTTP_LIMITS.bodyBytesMax)}` });
+  expect(ours.status).toBe(413);
+  expect(await ours.text()).toContain('MalformedRequestException');
 });
 
 test('a validate or license read that waits past the request time limit gets a 503 envelope; the rest are answered', async () => {
