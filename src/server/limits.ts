@@ -24,11 +24,11 @@ export const HTTP_LIMITS = {
   urlBytesMax: 8 * 1024,
   /**
    * Longest wait for the decision of a validate (or a license read): its change being stored, the
-   * smart card sealing it, LMDB taking a checkpoint. Past it the client gets a 503 envelope (app.ts,
-   * withinRequestTime) instead of waiting on a hung disk (run-agent-offline adds the seal interval
-   * under strict card sealing, which holds writes that long by design). Shorter than the idle timeout, which Bun
-   * applies to a bodyless request whose handler is still running and which closes the connection
-   * without an answer.
+   * smart card sealing it, LMDB taking a checkpoint. Past it the client gets a 503 envelope
+   * (app.ts, withinRequestTime) instead of waiting on a hung disk. run-agent-offline adds the seal
+   * interval under strict card sealing, which holds writes that long by design. Shorter than the
+   * idle timeout, which Bun also applies to a bodyless request whose handler is still running,
+   * closing the connection without an answer.
    */
   requestTimeoutMs: 20_000,
   /**
