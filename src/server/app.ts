@@ -186,8 +186,9 @@ export function createApp(deps: AppDeps): Hono {
       if (contentType !== '' && !/^application\/x-www-form-urlencoded\b/i.test(contentType)) {
         return sendError(c, 415, 'MalformedRequestException', `Unsupported Content-Type '${contentType}': use application/x-www-form-urlencoded`);
       }
-      // A declared length was checked above; a body without one (chunked) is read up to the limit only.
-      const text = declaredLength === null ? await bodyTextWithin(c, HTTP_LIMITS.bodyBytesMax) : await c.text();
+      // A declared length was checked above; a chunked body (no length) is read up to the limit only.
+      const chunked = declaredLength === null && /chunked/i.test(c.headers.get('transfer-encoding') ?? '');
+      const text = chunked ? await bodyTextWithin(c, HTTP_LIMITS.bodyBytesMax) : await c.text();
       if (text === undefined) return bodyTooLarge(c);
       body = text;
     }
@@ -343,9 +344,9 @@ function tooLate(c: HasHeaders): Response {
 }
 
 /**
- * The body of a request without a declared length, as text; undefined once it passes `maxBytes`
- * (the rest is left unread, so no more than about that is buffered). Clients send a length; this
- * path is for chunked bodies.
+ * A chunked body (no declared length) as text; undefined once it passes `maxBytes` (the rest is
+ * left unread, so no more than about that is buffered). Clients send a length; this path is for
+ * the rest.
  */
 async function bodyTextWithin(request: Request, maxBytes: number): Promise<string | undefined> {
   if (request.body === null) return '';
