@@ -189,7 +189,8 @@ export function createApp(deps: AppDeps): Hono {
       // A declared length was checked above; a chunked body (no length) is read up to the limit only.
       const chunked = declaredLength === null && /chunked/i.test(c.headers.get('transfer-encoding') ?? '');
       const text = chunked ? await bodyTextWithin(c, HTTP_LIMITS.bodyBytesMax) : await c.text();
-      if (text === undefined) return bodyTooLarge(c);
+      // (A body with neither length nor chunking, as in-process Requests have, is checked once read.)
+      if (text === undefined || (text.length > HTTP_LIMITS.bodyBytesMax / 4 && Buffer.byteLength(text) > HTTP_LIMITS.bodyBytesMax)) return bodyTooLarge(c);
       body = text;
     }
     // Parsed where needed: an answer reused for these exact bytes was parsed without error before.
