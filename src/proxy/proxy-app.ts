@@ -31,7 +31,6 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Entity } from '../core/entities.ts';
-import { errorEnvelope } from '../core/envelope.ts';
 import type { ValidateOutcome } from '../core/validate-types.ts';
 import type { AssetSource } from '../export/export-assets.ts';
 import { NetLicensingRestClient, type Credentials } from '../export/netlicensing-rest.ts';
@@ -41,7 +40,7 @@ import { API_PREFIXES, createApp, type AppDeps } from '../server/app.ts';
 import { createAuthenticator, REALM } from '../server/auth.ts';
 import { parseForm, queryOf } from '../server/form.ts';
 import { HTTP_LIMITS } from '../server/limits.ts';
-import { CONTENT_TYPE, negotiateFormat, renderEnvelope, type WireFormat } from '../server/negotiate.ts';
+import { CONTENT_TYPE, envelopeResponse, negotiateFormat, type WireFormat } from '../server/negotiate.ts';
 import type { AssetStore } from '../store/asset-store.ts';
 import { LocalProxyCache, type ProxyCache } from './cache.ts';
 import { CircuitBreaker, DEFAULT_COOL_DOWN_MS, DEFAULT_FAILURE_THRESHOLD } from './circuit-breaker.ts';
@@ -126,13 +125,6 @@ const LOCAL_LOG_INTERVAL_MS = 1_000;
 export function authorizationOf(credentials: Credentials): string {
   const pair = credentials.kind === 'apiKey' ? `apiKey:${credentials.apiKey}` : `${credentials.username}:${credentials.password}`;
   return `Basic ${Buffer.from(pair, 'utf8').toString('base64')}`;
-}
-
-function envelopeResponse(format: WireFormat, status: number, id: string, message: string, headers: Record<string, string> = {}): Response {
-  return new Response(renderEnvelope(errorEnvelope(id, message), format), {
-    status,
-    headers: { 'content-type': CONTENT_TYPE[format], ...headers },
-  });
 }
 
 function formPairs(request: ProxiedRequest): Array<[string, string]> {

@@ -8,7 +8,7 @@
  * both are served identically.
  */
 import { Hono, type Context } from 'hono';
-import { errorEnvelope, type Envelope } from '../core/envelope.ts';
+import type { Envelope } from '../core/envelope.ts';
 import { parseValidateParameters } from '../core/params.ts';
 import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/log.ts';
@@ -22,7 +22,7 @@ import { createAuthenticator, mayRead, mayValidate, REALM, type AuthResult } fro
 import { MalformedRequestError, parseForm, queryOf } from './form.ts';
 import { routeOf, type RequestObserver } from './ops/observer.ts';
 import { HTTP_LIMITS } from './limits.ts';
-import { CONTENT_TYPE, negotiateFormat, renderEnvelope, type WireFormat } from './negotiate.ts';
+import { CONTENT_TYPE, envelopeResponse, negotiateFormat, renderEnvelope, type WireFormat } from './negotiate.ts';
 import { apiCors } from './cors.ts';
 import { createAnswerCache, renderAnswer } from './answer-cache.ts';
 import type { XmlSignerFor } from './signing.ts';
@@ -67,11 +67,7 @@ function send(c: HasHeaders, status: number, envelope: Envelope, body?: string):
 }
 
 function sendError(c: HasHeaders, status: number, id: string, message: string, headers: Record<string, string> = {}): Response {
-  const format = formatOf(c);
-  return new Response(renderEnvelope(errorEnvelope(id, message), format), {
-    status,
-    headers: { 'content-type': CONTENT_TYPE[format], ...headers },
-  });
+  return envelopeResponse(formatOf(c), status, id, message, headers);
 }
 
 function unauthorized(c: HasHeaders, message: string): Response {

@@ -3,7 +3,7 @@
  * client asks for JSON. No Accept header, the any-type wildcard and unknown types get XML,
  * because the current Java client sends no Accept header and parses XML.
  */
-import type { Envelope } from '../core/envelope.ts';
+import { errorEnvelope, type Envelope } from '../core/envelope.ts';
 import { renderJson } from '../wire/json.ts';
 import { renderXml } from '../wire/xml.ts';
 
@@ -55,4 +55,12 @@ function decideFormat(accept: string): WireFormat {
 
 export function renderEnvelope(envelope: Envelope, format: WireFormat): string {
   return format === 'json' ? renderJson(envelope) : renderXml(envelope);
+}
+
+/** An error answer in the cloud's envelope (one ERROR info), rendered in `format`. */
+export function envelopeResponse(format: WireFormat, status: number, id: string, message: string, headers: Record<string, string> = {}): Response {
+  return new Response(renderEnvelope(errorEnvelope(id, message), format), {
+    status,
+    headers: { 'content-type': CONTENT_TYPE[format], ...headers },
+  });
 }

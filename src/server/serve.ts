@@ -3,9 +3,8 @@
  * shutdown stops accepting, lets in-flight requests finish (their durable
  * writes included) and only then returns, so the caller can close the store.
  */
-import { errorEnvelope } from '../core/envelope.ts';
 import { HTTP_LIMITS } from './limits.ts';
-import { CONTENT_TYPE, negotiateFormat, renderEnvelope } from './negotiate.ts';
+import { envelopeResponse, negotiateFormat } from './negotiate.ts';
 
 /** What serveApp runs: a Hono app, or any handler with the same fetch (e.g. one that adds /health). */
 export interface FetchApp {
@@ -42,8 +41,7 @@ function normalisePath(request: Request): Request {
 /** 414 in the cloud's error envelope, in the format the client asked for. */
 function uriTooLong(request: Request): Response {
   const format = negotiateFormat(request.headers.get('accept'));
-  const envelope = errorEnvelope('MalformedRequestException', `Request URI exceeds ${HTTP_LIMITS.urlBytesMax} bytes`);
-  return new Response(renderEnvelope(envelope, format), { status: 414, headers: { 'content-type': CONTENT_TYPE[format] } });
+  return envelopeResponse(format, 414, 'MalformedRequestException', `Request URI exceeds ${HTTP_LIMITS.urlBytesMax} bytes`);
 }
 
 export function serveApp(app: FetchApp, options: ServeOptions): RunningServer {

@@ -41,6 +41,17 @@ async function lmdbHeadSeq(dir: string): Promise<number> {
   }
 }
 
+/** Opens `dir` (applying its journal file), expects `usedX` booked on license X of L1 and an intact journal, closes it. */
+async function expectReopened(dir: string, usedX: number): Promise<void> {
+  const reopened = openAssetStore(dir);
+  try {
+    expect(reopened.getRuntime('L1').usedQuantity['X']).toBe(usedX);
+    expect(verifyDatabase(reopened).problems).toEqual([]);
+  } finally {
+    await reopened.close();
+  }
+}
+
 describe('runtime journal file', () => {
   test('acknowledged changes that only the journal file holds survive a crash, replay entries included', async () => {
     const { dir, store } = newDatabase();
@@ -113,10 +124,7 @@ describe('runtime journal file', () => {
     // The next change continues the journal after entry 2.
     await reopened.commitRuntime('L1', 2000, () => ({ events: used(10), result: null }));
     await reopened.close();
-    const last = openAssetStore(copy);
-    expect(last.getRuntime('L1').usedQuantity['X']).toBe(13);
-    expect(verifyDatabase(last).problems).toEqual([]);
-    await last.close();
+    await expectReopened(copy, 13);
   });
 
   test('a failed journal write fails what was decided on top of it; acknowledged changes not yet in LMDB stay', async () => {
@@ -138,10 +146,7 @@ describe('runtime journal file', () => {
     expect(store.getRuntime('L1').usedQuantity['X']).toBe(3);
     expect(store.journalHead().seq).toBe(2);
     await store.close();
-    const reopened = openAssetStore(dir);
-    expect(reopened.getRuntime('L1').usedQuantity['X']).toBe(3);
-    expect(verifyDatabase(reopened).problems).toEqual([]);
-    await reopened.close();
+    await expectReopened(dir, 3);
   });
 
   test('a failing checkpoint loses nothing: new changes are refused with its cause, reads are answered, writes resume', async () => {
