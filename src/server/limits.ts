@@ -28,7 +28,8 @@ export const HTTP_LIMITS = {
    * (app.ts, withinRequestTime) instead of waiting on a hung disk. run-agent-offline adds the seal
    * interval under strict card sealing, which holds writes that long by design. Shorter than the
    * idle timeout, which Bun also applies to a bodyless request whose handler is still running,
-   * closing the connection without an answer.
+   * closing the connection without an answer; a longer limit (strict sealing) makes serve.ts hold
+   * a GET's idle timer until its answer is ready.
    */
   requestTimeoutMs: 20_000,
   /**

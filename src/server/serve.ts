@@ -24,6 +24,13 @@ export interface ServeOptions {
   hostname: string;
   /** PEM texts; see tls.ts for how the client-auth policy maps onto requestCert/rejectUnauthorized. */
   tls?: { cert: string; key: string; ca?: string; requestCert?: boolean; rejectUnauthorized?: boolean };
+  /**
+   * The longest the app may take before it answers on its own (its 503 after the request time
+   * limit, app.ts). Past the idle timeout a GET must not be cut off first (see holdsPastIdle).
+   */
+  requestTimeoutMs?: number;
+  /** Bun.serve's idleTimeout (default HTTP_LIMITS.idleTimeoutSeconds; tests shorten it). */
+  idleTimeoutSeconds?: number;
 }
 
 /** Collapses `//` in the path (the C++ and JS clients produce it with a trailing-slash base URL). */
@@ -44,16 +51,31 @@ function uriTooLong(request: Request): Response {
   return envelopeResponse(format, 414, 'MalformedRequestException', `Request URI exceeds ${HTTP_LIMITS.urlBytesMax} bytes`);
 }
 
+/**
+ * Bun applies its idle timeout to a request without a body while the handler still runs, and
+ * closes the connection with no answer (a POST with a body is not cut off). When the app may
+ * legitimately take that long (strict card sealing with a long interval, run-agent-offline's
+ * requestTimeoutMsFor), a GET's idle timer is switched off until its answer is ready and then
+ * set back: Bun keeps a request's timeout for the connection, so leaving it off would keep idle
+ * keep-alive connections open for ever (both measured, tests/server/limits.test.ts). The margin
+ * covers Bun's coarse idle timer, which counts in 4 s ticks (1 s and 2 s timeouts both fired after 4 s).
+ */
+const IDLE_TIMER_MARGIN_MS = 5_000;
+
 export function serveApp(app: FetchApp, options: ServeOptions): RunningServer {
+  const idleTimeoutSeconds = options.idleTimeoutSeconds ?? HTTP_LIMITS.idleTimeoutSeconds;
+  const holdsPastIdle = options.requestTimeoutMs !== undefined && options.requestTimeoutMs + IDLE_TIMER_MARGIN_MS > idleTimeoutSeconds * 1000;
   const server = Bun.serve({
     port: options.port,
     hostname: options.hostname,
     maxRequestBodySize: HTTP_LIMITS.transportBodyBytesMax,
-    idleTimeout: HTTP_LIMITS.idleTimeoutSeconds,
+    idleTimeout: idleTimeoutSeconds,
     ...(options.tls ? { tls: options.tls } : {}),
-    fetch(request) {
+    fetch(request, bunServer) {
       if (request.url.length > HTTP_LIMITS.urlBytesMax) return uriTooLong(request);
-      return app.fetch(normalisePath(request));
+      if (!holdsPastIdle || request.method !== 'GET') return app.fetch(normalisePath(request));
+      bunServer.timeout(request, 0);
+      return Promise.resolve(app.fetch(normalisePath(request))).finally(() => bunServer.timeout(request, idleTimeoutSeconds));
     },
     error(error) {
       return new Response(`internal error: ${error.message}`, { status: 500 });

@@ -110,3 +110,39 @@ test('a validate or license read that waits past the request time limit gets a 5
   }
   await stillServes();
 });
+
+/** One GET on a raw keep-alive connection: what came back before the server closed the connection. */
+async function rawGetUntilClosed(port: number): Promise<string> {
+  let answer = '';
+  const { promise: closed, resolve } = Promise.withResolvers<void>();
+  await Bun.connect({
+    hostname: '127.0.0.1',
+    port,
+    socket: {
+      open: (socket) => void socket.write('GET /slow HTTP/1.1\r\nHost: agent\r\n\r\n'),
+      data: (_socket, bytes) => void (answer += new TextDecoder().decode(bytes)),
+      close: () => resolve(),
+    },
+  });
+  // Only the server closes it (idle timeout); the test's own timeout fails a connection kept open for ever.
+  await closed;
+  return answer;
+}
+
+test('a GET that waits past the idle timeout is answered when the app may take that long; its connection still idles out', async () => {
+  // Bun counts idle time in 4 s ticks: a 1 s idle timeout closes a connection after 4 s. The app answers after 5 s.
+  const slowApp = { fetch: async () => (await Bun.sleep(5_000), new Response('late answer')) };
+  const cut = serveApp(slowApp, { port: 0, hostname: '127.0.0.1', idleTimeoutSeconds: 1 });
+  const held = serveApp(slowApp, { port: 0, hostname: '127.0.0.1', idleTimeoutSeconds: 1, requestTimeoutMs: 6_000 });
+  try {
+    const [unanswered, answered] = await Promise.all([rawGetUntilClosed(cut.port), rawGetUntilClosed(held.port)]);
+    // Without a request time limit past the idle timeout, Bun closes the connection unanswered.
+    expect(unanswered).toBe('');
+    // With one, the answer comes, and then the idle keep-alive connection is closed as usual.
+    expect(answered.startsWith('HTTP/1.1 200 OK')).toBe(true);
+    expect(answered.endsWith('late answer')).toBe(true);
+  } finally {
+    await cut.stop();
+    await held.stop();
+  }
+}, 20_000);

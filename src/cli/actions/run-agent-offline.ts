@@ -211,11 +211,12 @@ export const runAgentOfflineAction: ActionDef = {
       const trustedClock = cardSession
         ? createTrustedClock(clock, Math.max(storeClock.highWaterMs(), cardSession.clockHighWaterMs()), { onRollback })
         : storeClock;
+      const requestTimeoutMs = requestTimeoutMsFor(cardSession ? seal : undefined);
       const app = createApp({
         observer: ops.metrics,
         store,
         ...(cardSession ? { sealing: cardSession } : {}),
-        requestTimeoutMs: requestTimeoutMsFor(cardSession ? seal : undefined),
+        requestTimeoutMs,
         clock: trustedClock,
         log,
         ttlMs,
@@ -227,7 +228,7 @@ export const runAgentOfflineAction: ActionDef = {
       });
       let server;
       try {
-        server = serveApp(withHealth(app), { port, hostname: options.host, ...(tls ? { tls } : {}) });
+        server = serveApp(withHealth(app), { port, hostname: options.host, requestTimeoutMs, ...(tls ? { tls } : {}) });
       } catch (error) {
         throw new CliError(`cannot listen on ${options.host}:${port}: ${(error as Error).message}`, EXIT.server, { cause: error });
       }

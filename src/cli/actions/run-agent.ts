@@ -15,6 +15,7 @@ import { RedisProxyCache } from '../../proxy/redis-cache.ts';
 import { DEFAULT_REFRESH_INTERVAL_MS } from '../../proxy/refresh.ts';
 import { DEFAULT_REPLAY_TIMEOUT_MS } from '../../proxy/replay.ts';
 import { withHealth } from '../../server/ops/admin-app.ts';
+import { HTTP_LIMITS } from '../../server/limits.ts';
 import { serveApp } from '../../server/serve.ts';
 import { createSigner } from '../../server/signing.ts';
 import { loadTlsConfig, TlsConfigError } from '../../server/tls.ts';
@@ -171,7 +172,10 @@ export const runAgentAction: ActionDef = {
       });
       let server;
       try {
-        server = serveApp(withHealth(proxy.app), { port, hostname: options.host, ...(tls ? { tls } : {}) });
+        // A client's request may wait for the upstream (--upstream.timeout, up to 300 s), then for a
+        // local decision: serveApp keeps Bun's idle timer from cutting a GET off meanwhile.
+        const requestTimeoutMs = timeoutMs + HTTP_LIMITS.requestTimeoutMs;
+        server = serveApp(withHealth(proxy.app), { port, hostname: options.host, requestTimeoutMs, ...(tls ? { tls } : {}) });
       } catch (error) {
         await proxy.close();
         throw new CliError(`cannot listen on ${options.host}:${port}: ${(error as Error).message}`, EXIT.server, { cause: error });
