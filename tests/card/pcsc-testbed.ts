@@ -28,6 +28,7 @@ import { join } from 'node:path';
 import type { Subprocess } from 'bun';
 import { openPcsc, type Pcsc } from '../../src/card/pcsc.ts';
 import type { VirtualOpenPgpCard } from '../support/virtual-openpgp-card.ts';
+import { removeWhenTestsEnd } from '../helpers.ts';
 
 const PCSCD_CANDIDATES = ['/usr/sbin/pcscd', '/sbin/pcscd', '/usr/local/sbin/pcscd'];
 const VPCD_DRIVER_CANDIDATES = [
@@ -67,7 +68,7 @@ export interface PcscTestbed {
 
 /** The run directory (socket, pid file) every testbed of this process uses; see the header. */
 const PROCESS_RUN_DIR = join(tmpdir(), `nla-pcsc-run-${process.pid}`);
-process.on('exit', () => rmSync(PROCESS_RUN_DIR, { recursive: true, force: true }));
+removeWhenTestsEnd(PROCESS_RUN_DIR);
 
 function firstExisting(paths: string[]): string | undefined {
   return paths.find((p) => existsSync(p));
