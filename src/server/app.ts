@@ -159,7 +159,10 @@ export function createApp(deps: AppDeps): Hono {
     if (error instanceof StoreError) {
       log.error(`store: ${error.message}`);
       const status = error.code === 'disk_full' ? 507 : 503;
-      return sendError(c, status, 'ServiceUnavailableException', `The agent cannot store this change now: ${error.code}`);
+      const text = error.mayBeStored
+        ? `The agent could not store this change for certain: ${error.code}; it may still be stored: check before repeating it`
+        : `The agent cannot store this change now: ${error.code}`;
+      return sendError(c, status, 'ServiceUnavailableException', text);
     }
     log.error(`unexpected error on ${method} ${path}: ${(error as Error).stack ?? String(error)}`);
     return sendError(c, 500, 'InternalServerErrorException', 'Internal error in NetLicensing Agent');

@@ -463,6 +463,8 @@ export interface OpenStoreOptions extends OpenOptions {
   onRecovered?: (entries: number) => void;
   /** Test hook: makes the runtime checkpoints into LMDB fail (as if only LMDB's disk were full). */
   failCheckpoints?: () => Error | undefined;
+  /** Test hook: a journal file write lands and fails all the same (runtime-wal.ts). */
+  failJournalWritesAfterLanding?: () => Error | undefined;
 }
 
 const WAL_REWIND_AT_BYTES = 8 * 2 ** 20;
@@ -749,7 +751,11 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   let wal: RuntimeWalFile | undefined;
   const openWal = (): RuntimeWalFile => {
     try {
-      return openRuntimeWal(walPath, { preallocateBytes: walRewindAtBytes + WAL_SLACK_BYTES, ...(options.failWrites ? { failWrites: options.failWrites } : {}) });
+      return openRuntimeWal(walPath, {
+        preallocateBytes: walRewindAtBytes + WAL_SLACK_BYTES,
+        ...(options.failWrites ? { failWrites: options.failWrites } : {}),
+        ...(options.failJournalWritesAfterLanding ? { failWritesAfterLanding: options.failJournalWritesAfterLanding } : {}),
+      });
     } catch (cause) {
       throw wrapWriteError(new Error(`cannot open ${walPath}: ${(cause as Error).message}`, { cause }));
     }

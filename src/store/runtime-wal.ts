@@ -69,6 +69,9 @@ export interface WalGroupAt extends Omit<WalGroup, 'databaseId'> {
   end: number;
 }
 
+/** Written over a record's magic to void it (voidRecordAt): a reader then finds no record there. */
+const VOID_BYTES = new Uint8Array(4);
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
@@ -198,6 +201,12 @@ export interface RuntimeWalFile {
    * the runtime's pool; the calling thread goes on.
    */
   write(bytes: Uint8Array, offset: number): Promise<void>;
+  /**
+   * Makes the record at `offset` unreadable (zeroes its magic, O_DSYNC): after a write that
+   * failed, its bytes may have reached the device all the same, and must not come back as a
+   * change at the next open. Resolves at once where the file does not reach `offset`.
+   */
+  voidRecordAt(offset: number): Promise<void>;
   close(): void;
   readonly path: string;
 }
@@ -212,6 +221,8 @@ export interface OpenWalOptions {
   preallocateBytes: number;
   /** Test hook: makes a write fail as if the disk were full. */
   failWrites?: () => Error | undefined;
+  /** Test hook: a write whose bytes reach the file and that fails all the same (an I/O error reported late). */
+  failWritesAfterLanding?: () => Error | undefined;
 }
 
 export function openRuntimeWal(path: string, options: OpenWalOptions): RuntimeWalFile {
@@ -224,22 +235,36 @@ export function openRuntimeWal(path: string, options: OpenWalOptions): RuntimeWa
     throw error;
   }
   let open = true;
+  const writeAt = (bytes: Uint8Array, offset: number): Promise<void> => {
+    const failure = options.failWrites?.();
+    if (failure) return Promise.reject(failure);
+    const lateFailure = options.failWritesAfterLanding?.();
+    return new Promise<void>((resolve, reject) => {
+      // A write that stops short (the disk filled up) is continued: the rest then fails with the cause (ENOSPC).
+      const writeFrom = (from: number) =>
+        write(fd, bytes, from, bytes.byteLength - from, offset + from, (error, written) => {
+          if (error) reject(error);
+          else if (written === 0) reject(new Error(`cannot write to ${path}: 0 of ${bytes.byteLength - from} bytes written`));
+          else if (from + written < bytes.byteLength) writeFrom(from + written);
+          else if (lateFailure) reject(lateFailure);
+          else resolve();
+        });
+      writeFrom(0);
+    });
+  };
   return {
     path,
-    write(bytes, offset) {
-      const failure = options.failWrites?.();
-      if (failure) return Promise.reject(failure);
-      return new Promise<void>((resolve, reject) => {
-        // A write that stops short (the disk filled up) is continued: the rest then fails with the cause (ENOSPC).
-        const writeFrom = (from: number) =>
-          write(fd, bytes, from, bytes.byteLength - from, offset + from, (error, written) => {
-            if (error) reject(error);
-            else if (written === 0) reject(new Error(`cannot write to ${path}: 0 of ${bytes.byteLength - from} bytes written`));
-            else if (from + written < bytes.byteLength) writeFrom(from + written);
-            else resolve();
-          });
-        writeFrom(0);
-      });
+    write: writeAt,
+    voidRecordAt(offset) {
+      let size: number;
+      try {
+        size = fstatSync(fd).size;
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      // Nothing of a record there (a write that failed at the end of a growing file): nothing to void.
+      if (offset + VOID_BYTES.byteLength > size) return Promise.resolve();
+      return writeAt(VOID_BYTES, offset);
     },
     close() {
       if (!open) return;

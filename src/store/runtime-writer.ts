@@ -40,6 +40,7 @@
 import { applyEventsInPlace, emptyRuntimeState, type FloatingSession, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
 import { entriesOfRecord, type JournalEntryBody, type JournalRecord } from './journal-records.ts';
 import type { KvDatabase, KvEnvironment, KvKey } from './lmdb.ts';
+import { StoreError } from './errors.ts';
 import { encodeWalGroup, type RuntimeWalFile, type WalExtra } from './runtime-wal.ts';
 
 /**
@@ -219,6 +220,12 @@ interface Deferred {
   promise: Promise<void>;
   resolve(): void;
   reject(error: unknown): void;
+}
+
+/** `error` marked as a refusal whose change may have been stored all the same (StoreError.mayBeStored). */
+function mayBeStored(error: Error): StoreError {
+  const code = error instanceof StoreError ? error.code : 'io';
+  return new StoreError(code, error.message, { cause: error instanceof StoreError ? error.cause : error, mayBeStored: true });
 }
 
 function deferred(): Deferred {
@@ -449,7 +456,6 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
         notifyIdle();
       },
       (cause: unknown) => {
-        writing = undefined;
         const error = deps.wrapWriteError(cause);
         // Everything queued was decided on top of the failed group: fail it all.
         const failed = [done, queuedDone];
@@ -458,9 +464,25 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
         // The next record goes where this one was: its bytes may be torn there.
         walOffset = group.offset;
         if (checkpoints[checkpoints.length - 1]?.upTo === group) checkpoints.pop();
-        for (const waiting of failed) waiting?.reject(error);
         memoryStale = true;
         rebuildMemory();
+        // A failed write may still have put the whole record on the device (an I/O error reported
+        // after the data went out): the next open would apply it, and a refused change would be
+        // in effect after a crash. So the record is voided before the refusal is sent; while that
+        // write runs, `writing` keeps every other write away from the offset. When voiding fails
+        // as well, the refusal says that the change may have been stored.
+        const refuse = (reason: Error) => {
+          writing = undefined;
+          for (const waiting of failed) waiting?.reject(reason);
+          formGroup();
+          // As rebuildMemory does when it ends: it may have ended while this write ran, when no checkpoint could form.
+          startCheckpoint(true);
+          notifyIdle();
+        };
+        deps.wal.voidRecordAt(group.offset).then(
+          () => refuse(error),
+          () => refuse(mayBeStored(error)),
+        );
       },
     );
   };

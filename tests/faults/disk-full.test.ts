@@ -105,7 +105,10 @@ test('injected ENOSPC: the write fails with 507, state is unchanged, and writes 
   expect((await app.request('/rest/licensee/L-1/validate', checkOut('a'))).status).toBe(200);
   await store.settled();
   diskFull = true;
-  expect((await app.request('/rest/licensee/L-1/validate', checkOut('b'))).status).toBe(507);
+  const refused = await app.request('/rest/licensee/L-1/validate', checkOut('b'));
+  expect(refused.status).toBe(507);
+  // Voiding the failed record failed too (the disk is still full): the client is told to check.
+  expect(await refused.text()).toContain('may still be stored: check before repeating it');
   expect([...(store.getRuntime('L-1').sessions['M-FLOAT']?.keys() ?? [])]).toEqual(['a']);
   diskFull = false;
   expect((await app.request('/rest/licensee/L-1/validate', checkOut('c'))).status).toBe(200);

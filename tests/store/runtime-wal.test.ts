@@ -149,6 +149,43 @@ describe('runtime journal file', () => {
     await expectReopened(dir, 3);
   });
 
+  test('a journal write that fails after its bytes landed is voided before the refusal: a crash right after does not bring the change back', async () => {
+    let failLate = false;
+    const { dir, store } = newDatabase({
+      ...HELD,
+      // One write lands and fails; the next ones (the void's first) succeed.
+      failJournalWritesAfterLanding: () => (failLate ? ((failLate = false), Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' })) : undefined),
+    });
+    await store.commitRuntime('L1', 1000, () => ({ events: used(1), result: null }));
+    failLate = true;
+    const refused = store.commitRuntime('L1', 1001, () => ({ events: used(100), result: null }));
+    await expect(refused).rejects.toMatchObject({ code: 'io', mayBeStored: false });
+    // The crash comes before any other write: the refused record's bytes are in the file, voided.
+    const copy = crashCopy(dir);
+    await store.commitRuntime('L1', 1002, () => ({ events: used(2), result: null }));
+    await store.close();
+    await expectReopened(copy, 1);
+    await expectReopened(dir, 3);
+  });
+
+  test('when voiding fails too, the refusal says the change may be stored (and after a crash it is)', async () => {
+    let failing = false;
+    let diskGone = false;
+    const { dir, store } = newDatabase({
+      ...HELD,
+      // The record lands, its write reports an error, and from then on every write fails (the void's too).
+      failJournalWritesAfterLanding: () => (failing ? ((diskGone = true), Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' })) : undefined),
+      failWrites: () => (diskGone ? Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' }) : undefined),
+    });
+    await store.commitRuntime('L1', 1000, () => ({ events: used(1), result: null }));
+    failing = true;
+    const refused = store.commitRuntime('L1', 1001, () => ({ events: used(100), result: null }));
+    await expect(refused).rejects.toMatchObject({ code: 'io', mayBeStored: true });
+    const copy = crashCopy(dir);
+    await store.close();
+    await expectReopened(copy, 101);
+  });
+
   test('a failing checkpoint loses nothing: new changes are refused with its cause, reads are answered, writes resume', async () => {
     let lmdbFull = false;
     const errors: string[] = [];
