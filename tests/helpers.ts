@@ -9,7 +9,8 @@ const created: string[] = [];
  * Removes every directory tempDir made so far. `bun test` runs it after the last test file
  * (tests/setup.ts, preloaded by bunfig.toml): it fires no 'exit' event (Bun 1.4.5, checked), and
  * relying on one left ~400 directories of ~8 MiB (a store's journal file) per run in /tmp.
- * Other processes that use tempDir (scripts spawned by tests) still remove theirs on exit.
+ * A process outside `bun test` that uses these helpers (scripts/bench-card.ts, through the pcsc
+ * testbed's run directory) still removes its directories on exit.
  */
 export function removeTempDirs(): void {
   for (const dir of created.splice(0)) rmSync(dir, { recursive: true, force: true });
@@ -75,4 +76,9 @@ export function seededRandom(seed: number): () => number {
 /** The error a write to a full disk fails with (for the stores' failWrites / failCheckpoints test hooks). */
 export function diskFullError(): Error {
   return Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+}
+
+/** The error a write fails with when the device reports an I/O error (for the stores' write-failure test hooks). */
+export function ioError(): Error {
+  return Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
 }

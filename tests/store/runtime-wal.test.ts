@@ -11,7 +11,7 @@ import type { RuntimeEvent } from '../../src/core/runtime.ts';
 import { verifyDatabase } from '../../src/service/verify-database.ts';
 import { openAssetStore, StoreError, type AssetStore, type OpenStoreOptions } from '../../src/store/asset-store.ts';
 import { readWalGroupsAfter, WAL_FILE } from '../../src/store/runtime-wal.ts';
-import { diskFullError, tempDir } from '../helpers.ts';
+import { diskFullError, ioError, tempDir } from '../helpers.ts';
 
 const GENESIS = { seq: 0, hash: '0'.repeat(64) };
 /** No quiet checkpoint during a test; checkpoints under load only every 1,000 groups. */
@@ -154,7 +154,7 @@ describe('runtime journal file', () => {
     const { dir, store } = newDatabase({
       ...HELD,
       // One write lands and fails; the next ones (the void's first) succeed.
-      failJournalWritesAfterLanding: () => (failLate ? ((failLate = false), Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' })) : undefined),
+      failJournalWritesAfterLanding: () => (failLate ? ((failLate = false), ioError()) : undefined),
     });
     await store.commitRuntime('L1', 1000, () => ({ events: used(1), result: null }));
     failLate = true;
@@ -174,8 +174,8 @@ describe('runtime journal file', () => {
     const { dir, store } = newDatabase({
       ...HELD,
       // The record lands, its write reports an error, and from then on every write fails (the void's too).
-      failJournalWritesAfterLanding: () => (failing ? ((diskGone = true), Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' })) : undefined),
-      failWrites: () => (diskGone ? Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' }) : undefined),
+      failJournalWritesAfterLanding: () => (failing ? ((diskGone = true), ioError()) : undefined),
+      failWrites: () => (diskGone ? ioError() : undefined),
     });
     await store.commitRuntime('L1', 1000, () => ({ events: used(1), result: null }));
     failing = true;

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { verifyDatabase } from '../../src/service/verify-database.ts';
 import { openAssetStore } from '../../src/store/asset-store.ts';
 import { WAL_FILE } from '../../src/store/runtime-wal.ts';
-import { diskFullError, seededRandom, tempDir } from '../helpers.ts';
+import { diskFullError, ioError, seededRandom, tempDir } from '../helpers.ts';
 
 const seed = Number(process.env['WRITER_SEED'] ?? Math.floor(Math.random() * 2 ** 31));
 const LICENSEES = ['L1', 'L 2', 'L-ü'];
@@ -36,7 +36,7 @@ test(`random failures of journal writes and checkpoints: acknowledged = durable,
       if (!lateFailureArmed) return undefined;
       lateFailureArmed = false;
       lateFailures++;
-      return Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+      return ioError();
     },
   });
   const acknowledged = new Map<string, number>(LICENSEES.map((l) => [l, 0]));
