@@ -19,6 +19,7 @@
  */
 import type { Envelope } from '../core/envelope.ts';
 import { toIso } from '../core/time.ts';
+import { createBoundedCache } from '../platform/bounded-cache.ts';
 import { ttlCapMs } from '../core/validate.ts';
 import { renderEnvelope, type WireFormat } from './negotiate.ts';
 
@@ -65,8 +66,9 @@ export interface AnswerCache {
 }
 
 export function createAnswerCache(options: { ttlMs: number; entriesMax?: number }): AnswerCache {
-  const entriesMax = options.entriesMax ?? 10_000;
-  const entries = new Map<string, CachedAnswer>();
+  // Bounded, least recently used out first: a site whose working set is larger than the bound
+  // keeps its busiest answers (clearing everything when full, as before, dropped them too).
+  const entries = createBoundedCache<string, CachedAnswer>(options.entriesMax ?? 10_000);
   return {
     lookup(key, definitionsVersion, runtimeRevision, nowMs) {
       const entry = entries.get(key);
@@ -83,8 +85,6 @@ export function createAnswerCache(options: { ttlMs: number; entriesMax?: number 
       return { body: entry.head + ttl + entry.tail, envelope: entry.envelope };
     },
     remember(key, answer) {
-      // Bounded: when full, start over (the working set of a site is small; misses only cost time).
-      if (entries.size >= entriesMax && !entries.has(key)) entries.clear();
       entries.set(key, answer);
     },
     get size() {

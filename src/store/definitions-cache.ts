@@ -15,6 +15,7 @@
  */
 import type { Entity } from '../core/entities.ts';
 import type { LicenseeAssets } from '../core/validate-types.ts';
+import { createBoundedCache, type BoundedCache } from '../platform/bounded-cache.ts';
 import type { AssetStore } from './asset-store.ts';
 
 export interface DefinitionsReader {
@@ -24,11 +25,13 @@ export interface DefinitionsReader {
 }
 
 export function createDefinitionsCache(store: AssetStore, options: { entriesMax?: number } = {}): DefinitionsReader {
-  const entriesMax = options.entriesMax ?? 20_000;
+  // Bounded per kind, least recently used out first: a working set larger than the bound keeps
+  // its busiest licensees. `false` means known not to exist, so a miss is not read again either.
+  const max = options.entriesMax ?? 20_000;
   let version = -1;
-  const licensees = new Map<string, Entity | null>();
-  const assets = new Map<string, LicenseeAssets | null>();
-  const tokens = new Map<string, Entity | null>();
+  const licensees = createBoundedCache<string, Entity | false>(max);
+  const assets = createBoundedCache<string, LicenseeAssets | false>(max);
+  const tokens = createBoundedCache<string, Entity | false>(max);
 
   const current = (): void => {
     const now = store.definitionsVersion();
@@ -38,31 +41,16 @@ export function createDefinitionsCache(store: AssetStore, options: { entriesMax?
     assets.clear();
     tokens.clear();
   };
-  // Bounded: when full, start over (simple and good enough for a working set that fits).
-  const remember = <V>(map: Map<string, V>, key: string, value: V): V => {
-    if (map.size >= entriesMax) map.clear();
-    map.set(key, value);
-    return value;
+  const cached = <V extends {}>(cache: BoundedCache<string, V | false>, key: string, read: () => V | undefined): V | undefined => {
+    current();
+    let value = cache.get(key);
+    if (value === undefined) cache.set(key, (value = read() ?? false));
+    return value === false ? undefined : value;
   };
 
   return {
-    resolveLicensee(numberOrAlias) {
-      current();
-      const hit = licensees.get(numberOrAlias);
-      if (hit !== undefined) return hit ?? undefined;
-      return remember(licensees, numberOrAlias, store.resolveLicensee(numberOrAlias) ?? null) ?? undefined;
-    },
-    loadLicenseeAssets(licensee) {
-      current();
-      const hit = assets.get(licensee.number);
-      if (hit !== undefined) return hit ?? undefined;
-      return remember(assets, licensee.number, store.loadLicenseeAssets(licensee) ?? null) ?? undefined;
-    },
-    token(number) {
-      current();
-      const hit = tokens.get(number);
-      if (hit !== undefined) return hit ?? undefined;
-      return remember(tokens, number, store.getEntity('Token', number) ?? null) ?? undefined;
-    },
+    resolveLicensee: (numberOrAlias) => cached(licensees, numberOrAlias, () => store.resolveLicensee(numberOrAlias)),
+    loadLicenseeAssets: (licensee) => cached(assets, licensee.number, () => store.loadLicenseeAssets(licensee)),
+    token: (number) => cached(tokens, number, () => store.getEntity('Token', number)),
   };
 }

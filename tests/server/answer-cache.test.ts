@@ -13,6 +13,7 @@ import fc from 'fast-check';
 import type { Entity } from '../../src/core/entities.ts';
 import { ManualClock } from '../../src/platform/clock.ts';
 import { silentLogger } from '../../src/platform/log.ts';
+import { createAnswerCache, type CachedAnswer } from '../../src/server/answer-cache.ts';
 import { createApp } from '../../src/server/app.ts';
 import type { AssetStore } from '../../src/store/asset-store.ts';
 import { apiKeyAuth, demoEntities, entity, seedStore } from '../support/seed-store.ts';
@@ -173,5 +174,22 @@ describe('answer reuse', () => {
     expect(subValid(await call(app, sub))).toBe('true');
     clock.set(Date.parse('2026-12-01T00:00:00.000Z'));
     expect(subValid(await call(app, sub))).toBe('false');
+  });
+});
+
+describe('bounds', () => {
+  const answer = (n: number): CachedAnswer => ({ head: `{"n":${n},"ttl":"`, tail: '"}', ttlCapMs: Infinity, envelope: { infos: [], items: [] }, definitionsVersion: 1, runtimeRevision: 1, fromMs: NOW, untilMs: NOW + 60_000 });
+
+  test('when full, the least recently used answer goes first; answers in use stay', () => {
+    const cache = createAnswerCache({ ttlMs: 1_000, entriesMax: 2 });
+    const hit = (key: string) => cache.lookup(key, 1, 1, NOW)?.body;
+    cache.remember('a', answer(1));
+    cache.remember('b', answer(2));
+    expect(hit('a')).toBe('{"n":1,"ttl":"2026-11-15T12:00:01.000Z"}');
+    cache.remember('c', answer(3)); // b is the least recently used
+    expect(cache.size).toBe(2);
+    expect(hit('a')).toBeDefined();
+    expect(hit('b')).toBeUndefined();
+    expect(hit('c')).toBeDefined();
   });
 });

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { ManualClock } from '../../src/platform/clock.ts';
 import { silentLogger } from '../../src/platform/log.ts';
 import { createApp } from '../../src/server/app.ts';
-import { openAssetStore } from '../../src/store/asset-store.ts';
+import { openAssetStore, type AssetStore } from '../../src/store/asset-store.ts';
+import { createDefinitionsCache } from '../../src/store/definitions-cache.ts';
 import { API_KEY, apiKeyAuth, demoEntities, entity, seedStore } from '../support/seed-store.ts';
 
 test('a re-import invalidates cached definitions and tokens', async () => {
@@ -35,4 +36,20 @@ test('a re-import invalidates cached definitions and tokens', async () => {
   expect((await quota()).status).toBe(401);
   await importer.close();
   await store.close();
+});
+
+test('when full, the least recently used licensee goes first; licensees in use are not read again', () => {
+  const { store } = seedStore(demoEntities());
+  const reads: string[] = [];
+  const counting = {
+    definitionsVersion: () => store.definitionsVersion(),
+    resolveLicensee: (number: string) => (reads.push(number), store.resolveLicensee(number)),
+  } as unknown as AssetStore;
+  const cache = createDefinitionsCache(counting, { entriesMax: 2 });
+  for (const number of ['L-1', 'L 2/ä', 'L-1', 'NOBODY', 'L-1', 'NOBODY', 'L 2/ä']) cache.resolveLicensee(number);
+  // NOBODY (absent, remembered as such) pushed out L 2/ä, the least recently used; L-1 stayed.
+  expect(reads).toEqual(['L-1', 'L 2/ä', 'NOBODY', 'L 2/ä']);
+  expect(cache.resolveLicensee('L-1')?.number).toBe('L-1');
+  expect(cache.resolveLicensee('NOBODY')).toBeUndefined();
+  return store.close();
 });
