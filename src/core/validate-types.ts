@@ -6,13 +6,17 @@ import type { Envelope } from './envelope.ts';
 import type { RuntimeEvent, RuntimeState } from './runtime.ts';
 
 /** Everything the core needs to validate one licensee, read from the store beforehand. */
-export interface LicenseeAssets {
+/** A product with all its modules and their templates: what every licensee of the product shares. */
+export interface ProductAssets {
   product: Entity;
-  licensee: Entity;
-  /** All modules of the licensee's product (active and inactive), in store order. */
+  /** All modules of the product (active and inactive), in store order. */
   modules: Entity[];
   /** All license templates of those modules. */
   templates: Entity[];
+}
+
+export interface LicenseeAssets extends ProductAssets {
+  licensee: Entity;
   /** The licensee's licenses as imported (definitions only; runtime changes are in RuntimeState). */
   licenses: Entity[];
 }

@@ -33,7 +33,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { ENTITY_KINDS, PARENT_PROPERTY, type Entity, type EntityKind } from '../core/entities.ts';
 import { applyEvents, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
-import type { LicenseeAssets } from '../core/validate-types.ts';
+import type { LicenseeAssets, ProductAssets } from '../core/validate-types.ts';
 import type { StoredCheckpoint } from '../card/checkpoint.ts';
 import type { CardBinding } from '../card/open.ts';
 import { StoreError } from './errors.ts';
@@ -293,6 +293,8 @@ export interface AssetStore {
   resolveLicensee(numberOrAlias: string): Entity | undefined;
   /** Product, modules, templates and licenses of a licensee; undefined if its product is missing. */
   loadLicenseeAssets(licensee: Entity): LicenseeAssets | undefined;
+  /** A product, its modules and their templates (loadLicenseeAssets without the licensee's part). */
+  loadProductAssets(productNumber: string): ProductAssets | undefined;
   getRuntime(licenseeNumber: string): RuntimeState;
   /**
    * Serialised read-modify-write of one licensee's runtime state (see
@@ -599,6 +601,14 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     }
     return out;
   };
+  const productAssetsIn = (gen: Generation, productNumber: string): ProductAssets | undefined => {
+    const product = getIn(gen, 'Product', productNumber);
+    if (!product) return undefined;
+    const modules = childrenIn(gen, 'ProductModule', product.number);
+    const templates = modules.flatMap((m) => childrenIn(gen, 'LicenseTemplate', m.number));
+    return { product, modules, templates };
+  };
+
   const getEntity = (kind: EntityKind, number: string) => getIn(served(), kind, number);
   const children = (kind: EntityKind, parent: string) => childrenIn(served(), kind, parent);
 
@@ -1006,13 +1016,10 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     loadLicenseeAssets(licensee) {
       const gen = served();
       const productNumber = licensee.props['productNumber'];
-      const product = productNumber === undefined ? undefined : getIn(gen, 'Product', productNumber);
-      if (!product) return undefined;
-      const modules = childrenIn(gen, 'ProductModule', product.number);
-      const templates = modules.flatMap((m) => childrenIn(gen, 'LicenseTemplate', m.number));
-      const licenses = childrenIn(gen, 'License', licensee.number);
-      return { product, licensee, modules, templates, licenses };
+      const shared = productNumber === undefined ? undefined : productAssetsIn(gen, productNumber);
+      return shared && { ...shared, licensee, licenses: childrenIn(gen, 'License', licensee.number) };
     },
+    loadProductAssets: (productNumber) => productAssetsIn(served(), productNumber),
     getRuntime(licenseeNumber) {
       return storedRuntime(licenseeNumber);
     },

@@ -53,3 +53,30 @@ test('when full, the least recently used licensee goes first; licensees in use a
   expect(cache.resolveLicensee('NOBODY')).toBeUndefined();
   return store.close();
 });
+
+test("licensees of one product share its modules and templates: read once, and again after an import; each licensee's own licenses", () => {
+  const { store } = seedStore(demoEntities());
+  const productReads: string[] = [];
+  const counting = {
+    definitionsVersion: () => store.definitionsVersion(),
+    resolveLicensee: (number: string) => store.resolveLicensee(number),
+    children: (kind: 'License', parent: string) => store.children(kind, parent),
+    loadProductAssets: (number: string) => (productReads.push(number), store.loadProductAssets(number)),
+  } as unknown as AssetStore;
+  const cache = createDefinitionsCache(counting);
+  const assetsOf = (number: string) => cache.loadLicenseeAssets(store.resolveLicensee(number)!)!;
+  const one = assetsOf('L-1');
+  const two = assetsOf('L 2/ä');
+  expect(productReads).toEqual(['P-TEST']);
+  expect(two.modules).toBe(one.modules);
+  expect(two.templates).toBe(one.templates);
+  // The same as the store's own, uncached reading.
+  for (const number of ['L-1', 'L 2/ä']) expect(assetsOf(number)).toEqual(store.loadLicenseeAssets(store.resolveLicensee(number)!)!);
+  expect(one.licenses.map((license) => license.number)).toContain('LIC-QUOTA');
+  expect(two.licenses.map((license) => license.number)).not.toContain('LIC-QUOTA');
+
+  store.importTransaction((tx) => tx.put(entity('ProductModule', 'M-NEW', { productNumber: 'P-TEST', licensingModel: 'Subscription', name: 'New' })));
+  expect(assetsOf('L 2/ä').modules.map((module) => module.number)).toContain('M-NEW');
+  expect(productReads).toEqual(['P-TEST', 'P-TEST']);
+  return store.close();
+});
