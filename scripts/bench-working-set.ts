@@ -22,6 +22,7 @@ import { systemClock } from '../src/platform/clock.ts';
 import { silentLogger } from '../src/platform/log.ts';
 import { createApp } from '../src/server/app.ts';
 import { BENCH_AUTH } from './bench/wrk.ts';
+import { fixedRandomInts } from './bench/random.ts';
 import { seedBenchDatabase } from './bench/seed.ts';
 
 const arg = (name: string) => Bun.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
@@ -46,14 +47,8 @@ for (const licensees of WORKING_SETS) {
       return commitRuntime(...args);
     };
     const app = createApp({ store, clock: systemClock, log: silentLogger(), ttlMs: 600_000, allowAnonymous: false });
-    // A fixed sequence (xorshift32), so that both sides of a comparison send the same requests.
-    let seed = 2463534242;
-    const nextLicensee = () => {
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      return `W-${(seed >>> 0) % licensees}`;
-    };
+    const randomLicensee = fixedRandomInts(licensees);
+    const nextLicensee = () => `W-${randomLicensee()}`;
     const send = async () => {
       const response = await app.fetch(
         new Request(`http://127.0.0.1/rest/licensee/${nextLicensee()}/validate`, {
