@@ -1111,8 +1111,9 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       }
     },
     refreshLicensee(licenseeNumber, atMs, action) {
-      // Bypasses the runtime writer's queue (it also changes definitions): run alone, then reload its memory.
-      return runtimeWriter().exclusive(() => refreshInTx(licenseeNumber, atMs, action));
+      // Bypasses the runtime writer's queue (it also changes definitions): run alone, then reload the
+      // memory of this licensee, the only one whose runtime state it changes.
+      return runtimeWriter().exclusive(licenseeNumber, () => refreshInTx(licenseeNumber, atMs, action));
     },
     proxyValue: (key) => metaDb.get(proxyValueKey(key)),
     async putProxyValue(key, value) {

@@ -168,11 +168,13 @@ export interface RuntimeWriter {
    */
   settled(): Promise<void>;
   /**
-   * Runs a write that bypasses the queue (e.g. the proxy's refresh of a
-   * licensee): waits until everything is in LMDB, holds new decisions back
-   * while it runs, then reloads the memory from the database.
+   * Runs a write that bypasses the queue and changes the runtime state of
+   * `licenseeNumber` alone (the proxy's refresh of a licensee): waits until
+   * everything is in LMDB, holds new decisions back while it runs, then
+   * reloads that licensee's state from the database (the others' in memory
+   * are still what LMDB holds).
    */
-  exclusive<T>(write: () => Promise<T>): Promise<T>;
+  exclusive<T>(licenseeNumber: string, write: () => Promise<T>): Promise<T>;
   /** Resolves when nothing is queued, being written or waiting for a checkpoint (for close and tests); rejects when a checkpoint fails. */
   drained(): Promise<void>;
   /** Stops the timers (quiet checkpoint, retry); call after `drained`, before the environment closes. */
@@ -583,7 +585,7 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
     revision: (licenseeNumber) => slotOf(licenseeNumber).rev,
     commit,
     settled,
-    async exclusive(write) {
+    async exclusive(licenseeNumber, write) {
       while (barrier !== undefined) await barrier;
       let release!: () => void;
       barrier = new Promise<void>((resolve) => (release = resolve));
@@ -598,7 +600,9 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
       try {
         return await write();
       } finally {
-        slots.clear();
+        // Reloaded when next used. The others stay: a large Floating pool of another licensee
+        // would otherwise be decoded again after every refresh.
+        slots.delete(deps.keyOf(licenseeNumber));
         dirty.clear();
         ({ seq: lastSeq, hash: chainHash } = deps.readJournalHead());
         deps.onReload?.();

@@ -9,7 +9,7 @@ import type { RuntimeEvent } from '../../src/core/runtime.ts';
 import { verifyDatabase } from '../../src/service/verify-database.ts';
 import { entity, seedStore } from '../support/seed-store.ts';
 
-const { store } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);
+const { store } = seedStore([entity('Licensee', 'L', { productNumber: 'P' }), entity('Licensee', 'B', { productNumber: 'P' })]);
 afterAll(async () => {
   await store.close();
 });
@@ -62,6 +62,20 @@ describe('run-agent store records', () => {
     await store.commitRuntimeWithReplay('L', 30, () => ({ events: [used(1)], result: null }), () => ({ form: 'a=3', decision }));
     await expect(store.refreshLicensee('L', 31, (tx) => tx.dropReplayEntry(3))).rejects.toThrow('not acknowledged');
     expect([...store.replayBacklog()].map((e) => e.seq)).toEqual([3]);
+  });
+
+  test("a refresh reloads the refreshed licensee's runtime state only; decisions see the refreshed state", async () => {
+    await store.commitRuntime('B', 40, () => ({ events: [used(7)], result: null }));
+    const before = { L: store.runtimeRevision('L'), B: store.runtimeRevision('B') };
+    await store.refreshLicensee('L', 41, (tx) => tx.appendRuntimeEvents([used(100)]));
+    // B's memory was kept (same revision), L's reloaded (a new one).
+    expect(store.runtimeRevision('B')).toBe(before.B);
+    expect(store.runtimeRevision('L')).not.toBe(before.L);
+    const seen = (licensee: string) => store.commitRuntime(licensee, 42, (state) => ({ events: [], result: state.usedQuantity['X'] }));
+    expect(await seen('L')).toBe(store.getRuntime('L').usedQuantity['X']!);
+    expect(await seen('L')).toBeGreaterThanOrEqual(100);
+    expect(await seen('B')).toBe(7);
+    expect(verifyDatabase(store).ok).toBe(true);
   });
 
   test('small values: write, list by prefix, remove', async () => {
