@@ -22,7 +22,8 @@
  * when that group was formed, as later decisions change the memory in place),
  * the groups' journal records and extra records, the journal head, and the
  * file offset after the last group (walResume): every `checkpointEveryGroups`
- * groups under load (about every 60 ms at ~14,000 writes/s, measured), and soon after the
+ * groups under load (about every 60 ms at ~14,000 writes/s, measured; more groups apart for
+ * states with large session tables, see checkpointInterval), and soon after the
  * writes stop. So LMDB is always a consistent state at a group boundary,
  * somewhat behind the acknowledged one; after a crash the file's records
  * after LMDB's head are applied on the next open (asset-store.ts). Readers of LMDB that must see every acknowledged
@@ -199,6 +200,17 @@ interface Slot {
   lastDone?: Promise<void>;
 }
 
+/** See checkpointInterval. */
+const CHECKPOINT_ENTRIES_PER_GROUP = 256;
+
+/** What a checkpoint's cost grows with: the sessions and node secrets of a state. */
+function runtimeStateEntries(state: RuntimeState): number {
+  let entries = 0;
+  for (const moduleNumber in state.sessions) entries += state.sessions[moduleNumber]!.size;
+  for (const moduleNumber in state.nodeSecrets) entries += state.nodeSecrets[moduleNumber]!.length;
+  return entries;
+}
+
 /** A group commit: one record in the journal file. */
 interface Group {
   firstSeq: number;
@@ -274,6 +286,16 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
   let idleTimer: ReturnType<typeof setTimeout> | undefined;
   const checkpointEveryGroups = deps.checkpointEveryGroups ?? 32;
   /**
+   * Groups between checkpoints under load: `checkpointEveryGroups`, or more when the states a
+   * checkpoint copies and encodes are large. That cost grows with the licensees' session tables
+   * and node secrets (with a Floating pool of 50,000 sessions, copying and msgpack-encoding it
+   * every 32 groups took about a third of bench-floating-pool's profile), so the next checkpoint
+   * comes one group later per CHECKPOINT_ENTRIES_PER_GROUP entries the last one held, which keeps
+   * that share flat. LMDB then lags further behind, which nothing acknowledged depends on (the
+   * journal file holds it, and whoever waits for LMDB asks for a checkpoint at once).
+   */
+  let checkpointInterval = checkpointEveryGroups;
+  /**
    * The newest checkpoint attempt failed (LMDB's disk is full, say): new decisions wait for a
    * retry (commit), and a rewind of the file waits for none (the groups already formed go on).
    */
@@ -315,9 +337,15 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
     groupsSinceCheckpoint = 0;
     checkpointWanted = false;
     const states: Checkpoint['states'] = [];
-    for (const [key, licenseeNumber] of dirty) states.push({ key, licenseeNumber, state: snapshotRuntimeState(slots.get(key)!.state) });
+    let entries = 0;
+    for (const [key, licenseeNumber] of dirty) {
+      const state = snapshotRuntimeState(slots.get(key)!.state);
+      entries += runtimeStateEntries(state);
+      states.push({ key, licenseeNumber, state });
+    }
     dirty.clear();
     checkpoints.push({ upTo, states });
+    checkpointInterval = Math.max(checkpointEveryGroups, Math.ceil(entries / CHECKPOINT_ENTRIES_PER_GROUP));
   };
 
   /**
@@ -440,11 +468,11 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
       dirty.set(job.licenseeKey, job.licenseeNumber);
     }
     walOffset = group.end;
-    // A checkpoint at this group every `checkpointEveryGroups` groups or when someone waits for
+    // A checkpoint at this group every `checkpointInterval` groups or when someone waits for
     // LMDB (and none is waiting already), and always before a rewind, which waits for LMDB to hold
     // this group.
     groupsSinceCheckpoint += 1;
-    if ((checkpoints.length === 0 && (groupsSinceCheckpoint >= checkpointEveryGroups || checkpointWanted)) || rewinding()) formCheckpoint(group);
+    if ((checkpoints.length === 0 && (groupsSinceCheckpoint >= checkpointInterval || checkpointWanted)) || rewinding()) formCheckpoint(group);
     writing = group;
     deps.wal.write(bytes, group.offset).then(
       () => {
