@@ -5,7 +5,6 @@ import type { Entity } from './entities.ts';
 import type { Envelope } from './envelope.ts';
 import type { RuntimeEvent, RuntimeState } from './runtime.ts';
 
-/** Everything the core needs to validate one licensee, read from the store beforehand. */
 /** A product with all its modules and their templates: what every licensee of the product shares. */
 export interface ProductAssets {
   product: Entity;
@@ -15,6 +14,7 @@ export interface ProductAssets {
   templates: Entity[];
 }
 
+/** Everything the core needs to validate one licensee, read from the store beforehand. */
 export interface LicenseeAssets extends ProductAssets {
   licensee: Entity;
   /** The licensee's licenses as imported (definitions only; runtime changes are in RuntimeState). */

@@ -19,8 +19,8 @@
  */
 import type { Envelope } from '../core/envelope.ts';
 import { toIso } from '../core/time.ts';
-import { createBoundedCache } from '../platform/bounded-cache.ts';
 import { ttlCapMs } from '../core/validate.ts';
+import { createBoundedCache } from '../platform/bounded-cache.ts';
 import { renderEnvelope, type WireFormat } from './negotiate.ts';
 
 /**
