@@ -2,7 +2,8 @@
  * Goal: under load, checkpoints come every `checkpointEveryGroups` groups, and further apart when
  * the states they copy and encode are large (runtime-writer.ts, checkpointInterval): one group
  * later per 256 sessions or node secrets the last checkpoint held. Nothing acknowledged waits for
- * that: whoever waits for LMDB still gets a checkpoint at once.
+ * that: whoever waits for LMDB still gets a checkpoint at once. And past the bound of licensees in
+ * memory, only the earliest loaded tenth leaves it, never one with changes not yet in LMDB.
  * Method: the runtime writer over stand-ins for LMDB and the journal file that count checkpoints
  * and settle at once; one group per commit (each awaited before the next).
  */
@@ -12,7 +13,7 @@ import type { KvDatabase, KvEnvironment } from '../../src/store/lmdb.ts';
 import { createRuntimeWriter, type RuntimeWriter } from '../../src/store/runtime-writer.ts';
 import type { RuntimeWalFile } from '../../src/store/runtime-wal.ts';
 
-function writerCountingCheckpoints(): { writer: RuntimeWriter; checkpoints: () => number; stored: Map<unknown, unknown> } {
+function writerCountingCheckpoints(options: { licenseesInMemoryMax?: number } = {}): { writer: RuntimeWriter; checkpoints: () => number; stored: Map<unknown, unknown> } {
   let checkpoints = 0;
   const stored = new Map<unknown, unknown>();
   const db = { get: (key: unknown) => stored.get(key), putInBatch: (key: unknown, value: unknown) => void stored.set(key, value) } as unknown as KvDatabase<never>;
@@ -39,6 +40,7 @@ function writerCountingCheckpoints(): { writer: RuntimeWriter; checkpoints: () =
     checkpointEveryGroups: 2,
     // No checkpoint when the writes pause: only the ones under load are counted.
     checkpointQuietMs: 60_000,
+    ...options,
   });
   return { writer, checkpoints: () => checkpoints, stored };
 }
@@ -76,6 +78,24 @@ test('whoever waits for LMDB gets a checkpoint at once, however large the states
   await writer.settled();
   expect(checkpoints()).toBe(before + 1);
   expect((stored.get('runtime:L') as { state: { usedQuantity: Record<string, number> } }).state.usedQuantity['X']).toBe(1);
+  await writer.drained();
+  writer.close();
+});
+
+test('past licenseesInMemoryMax, the earliest loaded tenth of the licensees leaves the memory, not all', async () => {
+  const { writer } = writerCountingCheckpoints({ licenseesInMemoryMax: 20 });
+  const licensees = Array.from({ length: 20 }, (_, i) => `L${i}`);
+  // A revision is kept while the licensee stays in memory; a reload makes a new one.
+  const revisions = new Map(licensees.map((licensee) => [licensee, writer.revision(licensee)]));
+  // L0 has a change not yet in LMDB (checkpoints wait for 60 s of quiet): it must stay.
+  await writer.commit('L0', 0, () => ({ events: [book], result: null }));
+  revisions.set('L0', writer.revision('L0'));
+  writer.revision('L20');
+  // The ones kept first (asking for a dropped one loads it, and may drop others).
+  const kept = licensees.filter((licensee) => !['L1', 'L2'].includes(licensee));
+  expect(kept.filter((licensee) => writer.revision(licensee) !== revisions.get(licensee))).toEqual([]);
+  expect(writer.revision('L1')).not.toBe(revisions.get('L1')!);
+  expect(writer.revision('L2')).not.toBe(revisions.get('L2')!);
   await writer.drained();
   writer.close();
 });
