@@ -37,3 +37,22 @@ test('a snapshot keeps its values while the state changes in place', () => {
   expect(state.sessions['M-F']?.get('a')?.expiresMs).toBe(300);
   expect(state.nodeSecrets['M-N']).toEqual(['s1', 's2']);
 });
+
+test('a node secret is registered once: in the list it was applied to, in a copy of it, in a list loaded or changed directly', () => {
+  const register = (secret: string) => ({ type: 'nodeSecretRegistered' as const, moduleNumber: 'M-N', secret });
+  const state = emptyRuntimeState();
+  applyEventsInPlace(state, [register('a'), register('b'), register('a')]);
+  expect(state.nodeSecrets['M-N']).toEqual(['a', 'b']);
+  // A snapshot's list, then the live one again: each keeps to itself.
+  const snapshot = snapshotRuntimeState(state);
+  applyEventsInPlace(snapshot, [register('c'), register('b')]);
+  applyEventsInPlace(state, [register('b'), register('d')]);
+  expect(snapshot.nodeSecrets['M-N']).toEqual(['a', 'b', 'c']);
+  expect(state.nodeSecrets['M-N']).toEqual(['a', 'b', 'd']);
+  // A list loaded as it was stored, and one changed other than through an event.
+  const loaded = { ...emptyRuntimeState(), nodeSecrets: { 'M-N': ['a', 'b'] } };
+  applyEventsInPlace(loaded, [register('b'), register('c'), register('c')]);
+  loaded.nodeSecrets['M-N']!.push('x');
+  applyEventsInPlace(loaded, [register('x'), register('c')]);
+  expect(loaded.nodeSecrets['M-N']).toEqual(['a', 'b', 'c', 'x']);
+});
