@@ -16,9 +16,7 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Entity, EntityKind } from '../src/core/entities.ts';
-import { hashCredential } from '../src/platform/credentials.ts';
-import { openAssetStore } from '../src/store/asset-store.ts';
+import { seedManyLicensees } from './bench/licensees.ts';
 
 const root = join(import.meta.dir, '..');
 const binary = join(root, 'dist', 'netlicensing-agent');
@@ -31,39 +29,6 @@ const RUNS = arg('runs', 5);
 const API_KEY = 'bench-0000-4000-8000-000000000000';
 
 process.umask(0o077);
-
-/*
- * Generated entities: one product with a Subscription, a Floating and a
- * Pay-per-Use module; every licensee has a subscription license, every tenth
- * a floating license (5 seats), every twentieth a Pay-per-Use license; one
- * API key. Zero-padded numbers (`L-0000001`) keep store order = generation order.
- */
-function entity(kind: EntityKind, number: string, props: Record<string, string>): Entity {
-  return { kind, number, props: { number, active: 'true', ...props } };
-}
-
-const TEMPLATE_DEFAULTS = { price: '0.00', currency: 'EUR', automatic: 'false', hidden: 'false', hideLicenses: 'false' };
-
-export function* entityFor(licensees: number, apiKey: string): Generator<Entity> {
-  const P = 'P-BENCH';
-  yield entity('Product', P, { name: 'Bench product', version: '1.0', licenseeAutoCreate: 'false' });
-  yield entity('ProductModule', 'M-SUB', { name: 'Subscription', licensingModel: 'Subscription', productNumber: P });
-  yield entity('ProductModule', 'M-FLOAT', { name: 'Floating', licensingModel: 'Floating', productNumber: P, maxCheckoutValidity: '300' });
-  yield entity('ProductModule', 'M-PPU', { name: 'Credits', licensingModel: 'PayPerUse', productNumber: P });
-  yield entity('LicenseTemplate', 'T-SUB', { name: 'year', licenseType: 'TIMEVOLUME', productModuleNumber: 'M-SUB', timeVolume: '1', timeVolumePeriod: 'YEAR', ...TEMPLATE_DEFAULTS });
-  yield entity('LicenseTemplate', 'T-FLOAT', { name: 'seats', licenseType: 'FLOATING', productModuleNumber: 'M-FLOAT', maxSessions: '5', ...TEMPLATE_DEFAULTS });
-  yield entity('LicenseTemplate', 'T-PPU', { name: 'credits', licenseType: 'QUANTITY', productModuleNumber: 'M-PPU', quantity: '1000', ...TEMPLATE_DEFAULTS });
-  const start = '2026-01-01T00:00:00.000Z';
-  for (let i = 1; i <= licensees; i++) {
-    const number = `L-${String(i).padStart(7, '0')}`;
-    yield entity('Licensee', number, { productNumber: P, name: `Customer ${i}` });
-    yield entity('License', `${number}-SUB`, { name: 'year', licenseeNumber: number, licenseTemplateNumber: 'T-SUB', startDate: start, timeVolume: '1', timeVolumePeriod: 'YEAR' });
-    if (i % 10 === 0) yield entity('License', `${number}-FLOAT`, { name: 'seats', licenseeNumber: number, licenseTemplateNumber: 'T-FLOAT', maxSessions: '5' });
-    if (i % 20 === 0) yield entity('License', `${number}-PPU`, { name: 'credits', licenseeNumber: number, licenseTemplateNumber: 'T-PPU', quantity: '1000', usedQuantity: '0' });
-  }
-  yield entity('Token', apiKey, { tokenType: 'APIKEY', apiKeyRole: 'ROLE_APIKEY_LICENSEE' });
-}
-
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -91,22 +56,7 @@ for (let i = 0; i < 20; i++) {
 // 2. seed the database
 const cwd = mkdtempSync(join(tmpdir(), 'nla-bench-startup-'));
 const seedStarted = performance.now();
-const store = openAssetStore(join(cwd, 'database'), { create: true });
-let entityCount = 0;
-store.importTransaction((tx) => {
-  for (const entity of entityFor(LICENSEES, API_KEY)) {
-    tx.put(entity);
-    entityCount += 1;
-  }
-  const now = new Date().toISOString();
-  tx.setMeta({
-    ...tx.meta(),
-    withoutCard: true,
-    vendorCredentials: hashCredential('vendor', 'bench-secret'),
-    lastImport: { exportId: 'bench-startup', createdAt: now, sourceHost: 'bench', importedAt: now, files: 1, entities: entityCount },
-  });
-});
-await store.close();
+const entityCount = await seedManyLicensees(join(cwd, 'database'), LICENSEES, API_KEY, 'bench-startup');
 const seedMs = performance.now() - seedStarted;
 
 async function readUntil(stream: ReadableStream<Uint8Array>, pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray> {

@@ -13,7 +13,8 @@
  * benchmark data set (bench/seed.ts) plus W licensees of its product without
  * licenses, in a fresh database, called with `app.fetch` one request at a
  * time after a warm-up of 3 × W requests. Each figure includes building the
- * request. Nothing is asserted.
+ * request; RSS is the whole process's after a full collection (the databases
+ * of earlier sizes closed). Nothing is asserted.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,7 +32,7 @@ const REQUESTS = Number(arg('requests') ?? 100_000);
 const BODY = 'productModuleNumber0=M-SUB';
 
 console.log(`read-only validates (Subscription module) over W licensees picked uniformly at random, in-process, ${REQUESTS} requests each\n`);
-console.log(`${'W licensees'.padStart(12)} ${'µs per request'.padStart(15)} ${'answers reused'.padStart(15)}`);
+console.log(`${'W licensees'.padStart(12)} ${'µs per request'.padStart(15)} ${'answers reused'.padStart(15)} ${'RSS after'.padStart(10)}`);
 for (const licensees of WORKING_SETS) {
   const work = mkdtempSync(join(tmpdir(), 'nla-bench-working-set-'));
   const store = seedBenchDatabase(join(work, 'database'));
@@ -66,7 +67,10 @@ for (const licensees of WORKING_SETS) {
     for (let i = 0; i < REQUESTS; i++) await send();
     const perRequestUs = ((performance.now() - startedMs) * 1000) / REQUESTS;
     const reused = (100 * (REQUESTS - decided)) / REQUESTS;
-    console.log(`${licensees.toLocaleString('en-US').padStart(12)} ${perRequestUs.toFixed(1).padStart(15)} ${`${reused.toFixed(0)} %`.padStart(15)}`);
+    // The whole process after a full collection: the caches full (when W exceeds their bounds) and the runtime states loaded.
+    Bun.gc(true);
+    const rssMb = process.memoryUsage().rss / 2 ** 20;
+    console.log(`${licensees.toLocaleString('en-US').padStart(12)} ${perRequestUs.toFixed(1).padStart(15)} ${`${reused.toFixed(0)} %`.padStart(15)} ${`${rssMb.toFixed(0)} MB`.padStart(10)}`);
   } finally {
     await store.close();
     rmSync(work, { recursive: true, force: true });
