@@ -2,9 +2,9 @@
 /**
  * Memory of a serving agent with many active licensees: the resident set
  * (VmRSS, its anonymous part RssAnon, and its peak VmHWM, from /proc) of
- * `run-agent-offline` right after
- * start, after every licensee was validated once, and after as many again at
- * random — so that operators can size a host.
+ * `run-agent-offline` right after start, after every licensee was validated
+ * once, after as many again at random, and 15 s after that load stopped — so
+ * that operators can size a host.
  *
  *   bun scripts/bench-serving-memory.ts [--licensees=10000,100000]
  *
@@ -25,6 +25,7 @@ const arg = (name: string) => Bun.argv.find((a) => a.startsWith(`--${name}=`))?.
 const SIZES = (arg('licensees') ?? '10000,100000').split(',').map(Number);
 const API_KEY = 'bench-0000-4000-8000-000000000000';
 const IN_FLIGHT = 64;
+const IDLE_MS = 15_000;
 const root = join(import.meta.dir, '..');
 
 // Owner-only files, as src/main.ts makes them (the agent warns about a database others can read).
@@ -57,8 +58,8 @@ const authorization = `Basic ${Buffer.from(`apiKey:${API_KEY}`).toString('base64
 const licenseeNumber = (i: number) => `L-${String(i + 1).padStart(7, '0')}`;
 
 console.log(`run-agent-offline's resident memory (VmRSS; peak VmHWM), read-only validates ${IN_FLIGHT} at a time\n`);
-console.log(`${'licensees'.padStart(10)} ${'database'.padStart(9)}  ${'started'.padStart(17)}  ${'each once'.padStart(17)}  ${'again'.padStart(17)}  ${'peak'.padStart(9)}`);
-console.log(`${''.padStart(10)} ${''.padStart(9)}  ${'(RSS / anonymous)'.padStart(17)}  ${'(RSS / anonymous)'.padStart(17)}  ${'(RSS / anonymous)'.padStart(17)}`);
+console.log(`${'licensees'.padStart(10)} ${'database'.padStart(9)}  ${'started'.padStart(17)}  ${'each once'.padStart(17)}  ${'again'.padStart(17)}  ${`${IDLE_MS / 1000} s idle`.padStart(17)}  ${'peak'.padStart(9)}`);
+console.log(`${''.padStart(10)} ${''.padStart(9)}  ${'(RSS / anonymous)'.padStart(17)}  ${'(RSS / anonymous)'.padStart(17)}  ${'(RSS / anonymous)'.padStart(17)}  ${'(RSS / anonymous)'.padStart(17)}`);
 for (const licensees of SIZES) {
   const cwd = mkdtempSync(join(tmpdir(), 'nla-bench-serving-memory-'));
   try {
@@ -93,10 +94,13 @@ for (const licensees of SIZES) {
       const once = residentMb(agent.pid);
       await validate(licensees, fixedRandomInts(licensees));
       const again = residentMb(agent.pid);
+      // The heap gives memory back some time after the load stops.
+      await Bun.sleep(IDLE_MS);
+      const idle = residentMb(agent.pid);
       const mb = (value: number) => `${value.toFixed(0)} MB`;
       const both = (figures: { rss: number; anon: number }) => `${mb(figures.rss)} / ${mb(figures.anon)}`.padStart(17);
       const databaseMb = statSync(join(cwd, 'database', 'data.mdb')).size / 2 ** 20;
-      console.log(`${licensees.toLocaleString('en-US').padStart(10)} ${mb(databaseMb).padStart(9)}  ${both(started)}  ${both(once)}  ${both(again)}  ${mb(again.peak).padStart(9)}`);
+      console.log(`${licensees.toLocaleString('en-US').padStart(10)} ${mb(databaseMb).padStart(9)}  ${both(started)}  ${both(once)}  ${both(again)}  ${both(idle)}  ${mb(idle.peak).padStart(9)}`);
     } finally {
       agent.kill('SIGTERM');
       await agent.exited;
