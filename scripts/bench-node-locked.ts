@@ -17,12 +17,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Entity, EntityKind } from '../src/core/entities.ts';
 import { systemClock } from '../src/platform/clock.ts';
 import { silentLogger } from '../src/platform/log.ts';
 import { createApp } from '../src/server/app.ts';
 import { openAssetStore } from '../src/store/asset-store.ts';
 import { fixedRandomInts } from './bench/random.ts';
+import { benchEntity } from './bench/seed.ts';
 import { BENCH_AUTH } from './bench/wrk.ts';
 
 const arg = (name: string) => Bun.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
@@ -31,8 +31,6 @@ const REVALIDATIONS = Number(arg('revalidations') ?? 20_000);
 const IN_FLIGHT = 64;
 const STEPS = 4;
 
-const e = (kind: EntityKind, number: string, props: Record<string, string>): Entity => ({ kind, number, props: { number, active: 'true', ...props } });
-
 const work = mkdtempSync(join(tmpdir(), 'nla-bench-node-locked-'));
 const umask = process.umask(0o077);
 const store = openAssetStore(join(work, 'database'), { create: true });
@@ -40,12 +38,12 @@ process.umask(umask);
 try {
   store.importTransaction((tx) => {
     for (const entity of [
-      e('Product', 'P', { name: 'Site' }),
-      e('ProductModule', 'M-NODE', { productNumber: 'P', licensingModel: 'NodeLocked', name: 'Node', nodeSecretMode: 'CLIENT' }),
-      e('LicenseTemplate', 'T-NODE', { productModuleNumber: 'M-NODE', licenseType: 'QUANTITY', quota: '1' }),
-      e('Licensee', 'SITE', { productNumber: 'P' }),
-      e('License', 'L-NODE', { licenseeNumber: 'SITE', licenseTemplateNumber: 'T-NODE', quota: String(2 * NODES) }),
-      e('Token', 'bench-key', { tokenType: 'APIKEY' }),
+      benchEntity('Product', 'P', { name: 'Site' }),
+      benchEntity('ProductModule', 'M-NODE', { productNumber: 'P', licensingModel: 'NodeLocked', name: 'Node', nodeSecretMode: 'CLIENT' }),
+      benchEntity('LicenseTemplate', 'T-NODE', { productModuleNumber: 'M-NODE', licenseType: 'QUANTITY', quota: '1' }),
+      benchEntity('Licensee', 'SITE', { productNumber: 'P' }),
+      benchEntity('License', 'L-NODE', { licenseeNumber: 'SITE', licenseTemplateNumber: 'T-NODE', quota: String(2 * NODES) }),
+      benchEntity('Token', 'bench-key', { tokenType: 'APIKEY' }),
     ]) {
       tx.put(entity);
     }

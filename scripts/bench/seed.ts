@@ -8,7 +8,8 @@ import type { Entity, EntityKind } from '../../src/core/entities.ts';
 import { hashCredential } from '../../src/platform/credentials.ts';
 import { openAssetStore, type AssetStore } from '../../src/store/asset-store.ts';
 
-const e = (kind: EntityKind, number: string, props: Record<string, string>): Entity => ({
+/** An active entity with its number among its properties, as an import stores it. */
+export const benchEntity = (kind: EntityKind, number: string, props: Record<string, string>): Entity => ({
   kind,
   number,
   props: { number, active: 'true', ...props },
@@ -26,18 +27,18 @@ export function seedBenchDatabase(databasePath: string): AssetStore {
   }
   store.importTransaction((tx) => {
     for (const entity of [
-      e('Product', 'P', { name: 'Bench' }),
-      e('ProductModule', 'M-SUB', { productNumber: 'P', licensingModel: 'Subscription', name: 'Sub' }),
-      e('LicenseTemplate', 'T-SUB', { productModuleNumber: 'M-SUB', licenseType: 'TIMEVOLUME', timeVolume: '10', timeVolumePeriod: 'YEAR' }),
-      e('ProductModule', 'M-FLOAT', { productNumber: 'P', licensingModel: 'Floating', name: 'Float', maxCheckoutValidity: '3600' }),
-      e('LicenseTemplate', 'T-FLOAT', { productModuleNumber: 'M-FLOAT', licenseType: 'FLOATING', maxSessions: '1000000000' }),
-      e('ProductModule', 'M-PPU', { productNumber: 'P', licensingModel: 'PayPerUse', name: 'PPU' }),
-      e('LicenseTemplate', 'T-PPU', { productModuleNumber: 'M-PPU', licenseType: 'QUANTITY', quantity: '1000000000' }),
-      e('Licensee', 'L', { productNumber: 'P' }),
-      e('License', 'L-SUB', { licenseeNumber: 'L', licenseTemplateNumber: 'T-SUB', startDate: '2026-01-01T00:00:00.000Z', timeVolume: '10', timeVolumePeriod: 'YEAR' }),
-      e('License', 'L-FLOAT', { licenseeNumber: 'L', licenseTemplateNumber: 'T-FLOAT', maxSessions: '1000000000' }),
-      e('License', 'L-PPU', { licenseeNumber: 'L', licenseTemplateNumber: 'T-PPU', quantity: '1000000000' }),
-      e('Token', 'bench-key', { tokenType: 'APIKEY' }),
+      benchEntity('Product', 'P', { name: 'Bench' }),
+      benchEntity('ProductModule', 'M-SUB', { productNumber: 'P', licensingModel: 'Subscription', name: 'Sub' }),
+      benchEntity('LicenseTemplate', 'T-SUB', { productModuleNumber: 'M-SUB', licenseType: 'TIMEVOLUME', timeVolume: '10', timeVolumePeriod: 'YEAR' }),
+      benchEntity('ProductModule', 'M-FLOAT', { productNumber: 'P', licensingModel: 'Floating', name: 'Float', maxCheckoutValidity: '3600' }),
+      benchEntity('LicenseTemplate', 'T-FLOAT', { productModuleNumber: 'M-FLOAT', licenseType: 'FLOATING', maxSessions: '1000000000' }),
+      benchEntity('ProductModule', 'M-PPU', { productNumber: 'P', licensingModel: 'PayPerUse', name: 'PPU' }),
+      benchEntity('LicenseTemplate', 'T-PPU', { productModuleNumber: 'M-PPU', licenseType: 'QUANTITY', quantity: '1000000000' }),
+      benchEntity('Licensee', 'L', { productNumber: 'P' }),
+      benchEntity('License', 'L-SUB', { licenseeNumber: 'L', licenseTemplateNumber: 'T-SUB', startDate: '2026-01-01T00:00:00.000Z', timeVolume: '10', timeVolumePeriod: 'YEAR' }),
+      benchEntity('License', 'L-FLOAT', { licenseeNumber: 'L', licenseTemplateNumber: 'T-FLOAT', maxSessions: '1000000000' }),
+      benchEntity('License', 'L-PPU', { licenseeNumber: 'L', licenseTemplateNumber: 'T-PPU', quantity: '1000000000' }),
+      benchEntity('Token', 'bench-key', { tokenType: 'APIKEY' }),
     ]) {
       tx.put(entity);
     }

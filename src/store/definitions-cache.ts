@@ -34,7 +34,8 @@ export function createDefinitionsCache(store: AssetStore, options: { entriesMax?
   const assets = createBoundedCache<string, LicenseeAssets | false>(max);
   const tokens = createBoundedCache<string, Entity | false>(max);
   // A product's modules and templates, shared by the assets of all its licensees: a licensee not
-  // in the cache costs one licensee and its licenses to read (1.2 µs), not its product too (28 µs).
+  // in the cache costs its licenses to read (1.2 µs over 40,000 licensees, measured), not its
+  // product's as well (a whole loadLicenseeAssets: 29.3 µs).
   const products = createBoundedCache<string, ProductAssets | false>(1_000);
 
   const current = (): void => {

@@ -64,7 +64,7 @@ test('secrets kept between decisions decide as secrets gathered afresh', () => {
         }
       }
     }),
-    { numRuns: 400 },
+    { numRuns: 1000 },
   );
 });
 
@@ -99,6 +99,6 @@ test('the model decides as a plain model of the rule', () => {
         }
       }
     }),
-    { numRuns: 400 },
+    { numRuns: 1000 },
   );
 });

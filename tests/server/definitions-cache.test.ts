@@ -38,14 +38,16 @@ test('a re-import invalidates cached definitions and tokens', async () => {
   await store.close();
 });
 
+/** `store`, with the argument of every call of `method` recorded in `calls`. */
+function recordingCalls(store: AssetStore, method: 'resolveLicensee' | 'loadProductAssets', calls: string[]): AssetStore {
+  const read = store[method] as (number: string) => unknown;
+  return { ...store, [method]: (number: string) => (calls.push(number), read(number)) };
+}
+
 test('when full, the least recently used licensee goes first; licensees in use are not read again', () => {
   const { store } = seedStore(demoEntities());
   const reads: string[] = [];
-  const counting = {
-    definitionsVersion: () => store.definitionsVersion(),
-    resolveLicensee: (number: string) => (reads.push(number), store.resolveLicensee(number)),
-  } as unknown as AssetStore;
-  const cache = createDefinitionsCache(counting, { entriesMax: 2 });
+  const cache = createDefinitionsCache(recordingCalls(store, 'resolveLicensee', reads), { entriesMax: 2 });
   for (const number of ['L-1', 'L 2/ä', 'L-1', 'NOBODY', 'L-1', 'NOBODY', 'L 2/ä']) cache.resolveLicensee(number);
   // NOBODY (absent, remembered as such) pushed out L 2/ä, the least recently used; L-1 stayed.
   expect(reads).toEqual(['L-1', 'L 2/ä', 'NOBODY', 'L 2/ä']);
@@ -57,13 +59,7 @@ test('when full, the least recently used licensee goes first; licensees in use a
 test("licensees of one product share its modules and templates: read once, and again after an import; each licensee's own licenses", () => {
   const { store } = seedStore(demoEntities());
   const productReads: string[] = [];
-  const counting = {
-    definitionsVersion: () => store.definitionsVersion(),
-    resolveLicensee: (number: string) => store.resolveLicensee(number),
-    children: (kind: 'License', parent: string) => store.children(kind, parent),
-    loadProductAssets: (number: string) => (productReads.push(number), store.loadProductAssets(number)),
-  } as unknown as AssetStore;
-  const cache = createDefinitionsCache(counting);
+  const cache = createDefinitionsCache(recordingCalls(store, 'loadProductAssets', productReads));
   const assetsOf = (number: string) => cache.loadLicenseeAssets(store.resolveLicensee(number)!)!;
   const one = assetsOf('L-1');
   const two = assetsOf('L 2/ä');

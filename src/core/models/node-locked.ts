@@ -44,11 +44,15 @@ interface StoredSecrets {
 }
 const STORED_SECRETS = new WeakMap<object, StoredSecrets>();
 
+function sameLicenses(entry: StoredSecrets, licenses: readonly LicenseView[]): boolean {
+  return entry.licenseProps.length === licenses.length && entry.licenseProps.every((props, i) => props === licenses[i]!.props);
+}
+
 function storedSecrets(licenses: readonly LicenseView[], registered: readonly string[] | undefined): ReadonlySet<string> {
   const key = registered ?? licenses[0]?.props;
   if (key === undefined) return new Set();
   let entry = STORED_SECRETS.get(key);
-  if (entry === undefined || entry.licenseProps.length !== licenses.length || entry.licenseProps.some((props, i) => props !== licenses[i]!.props) || entry.registeredCount > (registered?.length ?? 0)) {
+  if (entry === undefined || !sameLicenses(entry, licenses) || entry.registeredCount > (registered?.length ?? 0)) {
     const secrets = new Set<string>();
     for (const view of licenses) {
       for (const name in view.props) {
