@@ -7,8 +7,9 @@
  *   suffix; models read only the ones they know, the rest is ignored).
  * - The un-indexed form (`productModuleNumber=M&sessionId=…`) is one implicit
  *   module whose parameters are the un-indexed known module parameters.
- * - `dryRun`, `forOfflineUse` are flags; `productNumber`, `licenseeName`,
- *   `licenseeSecret`, `vendorNumber` are reserved and not licensee properties.
+ * - `dryRun`, `forOfflineUse` are flags; `licenseeSecret` is the deprecated
+ *   Licensee Secret (§4.4); `productNumber`, `licenseeName`, `vendorNumber`
+ *   are reserved too; none of them is a licensee property.
  * - Known module parameters with no module to go to are dropped; every other
  *   key is a licensee custom property (used only by licensee auto-create).
  * - A key given twice counts once: the first value wins (as Java's getFirst).
@@ -84,10 +85,12 @@ export function parseValidateParameters(pairs: Array<[string, string]>, deprecat
 
   let dryRun = false;
   let forOfflineUse = false;
+  let licenseeSecret: string | undefined;
   const licenseeProperties: Record<string, string> = {};
   for (const [key, value] of first) {
     if (key === 'dryRun') dryRun = isTrue(value);
     else if (key === 'forOfflineUse') forOfflineUse = isTrue(value);
+    else if (key === 'licenseeSecret' && value !== '') licenseeSecret = value;
     if (RESERVED_TOP_LEVEL.has(key) || isModuleNumberKey(key)) continue;
     if (MODULE_PARAMETERS.has(key)) {
       const implicit = paramsByIndex.get(IMPLICIT);
@@ -113,7 +116,9 @@ export function parseValidateParameters(pairs: Array<[string, string]>, deprecat
     if (earlier === undefined) modules.set(moduleNumber, params);
     else for (const name of Object.keys(params)) if (!Object.hasOwn(earlier, name)) earlier[name] = params[name]!;
   }
-  return { dryRun, forOfflineUse, modules, licenseeProperties, deprecatedGet };
+  return licenseeSecret === undefined
+    ? { dryRun, forOfflineUse, modules, licenseeProperties, deprecatedGet }
+    : { dryRun, forOfflineUse, modules, licenseeProperties, deprecatedGet, licenseeSecret };
 }
 
 /** The pairs with each key's first value only (as Java's getFirst), in order of first appearance. */

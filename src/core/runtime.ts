@@ -36,6 +36,11 @@ export interface RuntimeState {
   usedQuantity: Record<string, number>;
   /** Node-Locked (CLIENT mode) secrets the agent registered: module number → secrets in order. */
   nodeSecrets: Record<string, string[]>;
+  /**
+   * The Licensee Secret the agent bound (licenseeSecretMode CLIENT, API spec §4.4): the first
+   * one a validate gave while the licensee had none. Absent until then.
+   */
+  licenseeSecret?: string;
 }
 
 /**
@@ -96,7 +101,8 @@ export type RuntimeEvent =
   | { type: 'sessionCheckedIn'; moduleNumber: string; sessionId: string }
   | { type: 'sessionExpired'; moduleNumber: string; sessionId: string }
   | { type: 'quantityUsed'; licenseNumber: string; quantity: number }
-  | { type: 'nodeSecretRegistered'; moduleNumber: string; secret: string };
+  | { type: 'nodeSecretRegistered'; moduleNumber: string; secret: string }
+  | { type: 'licenseeSecretBound'; secret: string };
 
 export function emptyRuntimeState(): RuntimeState {
   return { createdLicenses: {}, startDates: {}, sessions: {}, usedQuantity: {}, nodeSecrets: {} };
@@ -128,13 +134,15 @@ export function snapshotRuntimeState(state: RuntimeState): RuntimeState {
   for (const moduleNumber in state.sessions) sessions[moduleNumber] = new Map(state.sessions[moduleNumber]);
   const nodeSecrets: RuntimeState['nodeSecrets'] = {};
   for (const moduleNumber in state.nodeSecrets) nodeSecrets[moduleNumber] = [...state.nodeSecrets[moduleNumber]!];
-  return {
+  const copy: RuntimeState = {
     createdLicenses: { ...state.createdLicenses },
     startDates: { ...state.startDates },
     sessions,
     usedQuantity: { ...state.usedQuantity },
     nodeSecrets,
   };
+  if (state.licenseeSecret !== undefined) copy.licenseeSecret = state.licenseeSecret;
+  return copy;
 }
 
 /**
@@ -189,5 +197,9 @@ function applyEventInPlace(state: RuntimeState, event: RuntimeEvent): void {
       }
       return;
     }
+    case 'licenseeSecretBound':
+      // The first binding stays (validate binds only while there is none; a replay agrees).
+      state.licenseeSecret ??= event.secret;
+      return;
   }
 }

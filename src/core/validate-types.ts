@@ -33,6 +33,8 @@ export interface ValidateRequest {
   licenseeProperties: Record<string, string>;
   /** The deprecated GET form adds the `methodIsDeprecated` warning. */
   deprecatedGet: boolean;
+  /** The deprecated Licensee Secret (API spec §4.4), when the request gives a non-empty one. */
+  licenseeSecret?: string;
 }
 
 export interface ValidateOptions {

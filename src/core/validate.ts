@@ -21,6 +21,9 @@ import type { RuntimeEvent, RuntimeState } from './runtime.ts';
 import { parseIso, toIso } from './time.ts';
 import type { LicenseeAssets, ValidateOptions, ValidateOutcome, ValidateRequest } from './validate-types.ts';
 
+/** The cloud's info for a Licensee Secret that does not match (API spec §1.6, §4.4). */
+export const LICENSEE_SECRET_MISMATCH: Info = { id: 'licenseeSecretMismatch', type: 'ERROR', value: 'Licensee secret mismatch' };
+
 export const METHOD_IS_DEPRECATED: Info = {
   id: 'methodIsDeprecated',
   type: 'WARNING',
@@ -76,10 +79,15 @@ export function validate(
     if (ms < stableUntilMs) stableUntilMs = ms;
   };
   const reuse = options.reuseModuleResults !== false;
+  let secretBinding: string | undefined;
   for (const module of activeModules) {
     const params = request.modules.get(module.number);
-    // Only a module the request gives no parameters can be answered from an earlier decision.
-    const reusable = reuse && (params === undefined || isEmpty(params));
+    const secret = licenseeSecretCheck(assets, module, runtime, request);
+    if (secret === 'bind') secretBinding = request.licenseeSecret;
+    const secretMatches = secret !== 'mismatch';
+    // Only a module the request gives no parameters can be answered from an earlier decision
+    // (and not under a Licensee Secret mismatch, which changes the answer: below).
+    const reusable = reuse && secretMatches && (params === undefined || isEmpty(params));
     const known = reusable ? reusableModuleResult(assets, module, runtime, nowMs, licenseeActive, mayCreateLicenses) : undefined;
     if (known) {
       changesAt(known.untilMs);
@@ -99,7 +107,10 @@ export function validate(
     if (model === undefined) {
       result = { properties: [['valid', 'false']], lists: [], warningLevel: 'RED', events: [], infos: [] };
     } else {
-      ctx = moduleContext(assets, runtime, module, request, nowMs, moduleChangesAt, licenseeActive, mayCreateLicenses);
+      // Under a Licensee Secret mismatch the module is decided without the request's parameters
+      // for it: the answer shows the state as it is, not a booking or check-out that is not made.
+      const decidedOn = secretMatches ? request : withoutModuleParameters(request);
+      ctx = moduleContext(assets, runtime, module, decidedOn, nowMs, moduleChangesAt, licenseeActive, mayCreateLicenses);
       try {
         result = modelHandler(model)(ctx);
       } catch (error) {
@@ -108,14 +119,17 @@ export function validate(
         return { envelope: { infos, items: [] }, events: [], stableUntilMs: Number.POSITIVE_INFINITY };
       }
     }
-    if (!licenseeActive) {
+    // An inactive licensee, or a Licensee Secret that does not match: nothing is valid, and
+    // nothing is created, booked or checked out (the model's answer is kept otherwise).
+    if (!licenseeActive || !secretMatches) {
       result = {
         ...result,
         properties: [['valid', 'false'], ...result.properties.filter(([name]) => name !== 'valid')],
         warningLevel: 'RED',
       };
     }
-    if (write) events.push(...result.events);
+    if (write && secretMatches) events.push(...result.events);
+    if (!secretMatches) mergeInfos(infos, [LICENSEE_SECRET_MISMATCH]);
     mergeInfos(infos, result.infos);
     const item = moduleItem(module, model ?? stored, result);
     items.push(item);
@@ -133,8 +147,34 @@ export function validate(
     }
   }
 
+  // The binding comes first: it is what the rest of the request was decided under.
+  if (write && secretBinding !== undefined) events.unshift({ type: 'licenseeSecretBound', secret: secretBinding });
   const envelope: Envelope = { infos, items, ttl: toIso(Math.min(nowMs + options.ttlMs, ttlCapMs(items))) };
   return { envelope, events, stableUntilMs };
+}
+
+/**
+ * The deprecated Licensee Secret (API spec §4.4; choices in docs/semantics.md): the product's
+ * `licenseeSecretMode`, or else the module's (its legacy place).
+ * - DISABLED (or none, or an unknown value): the request's secret is ignored.
+ * - PREDEFINED: it must equal the licensee's `licenseeSecret` property (none there: none given).
+ * - CLIENT: the licensee's secret is its imported `licenseeSecret`, or else the one the agent
+ *   bound; while it has none, a request that gives one binds it ('bind'), one that gives none
+ *   passes; once it has one, the request must give the same.
+ */
+function licenseeSecretCheck(assets: LicenseeAssets, module: Entity, runtime: RuntimeState, request: ValidateRequest): 'match' | 'mismatch' | 'bind' {
+  const mode = (assets.product.props['licenseeSecretMode'] || module.props['licenseeSecretMode'] || '').trim().toUpperCase();
+  if (mode !== 'PREDEFINED' && mode !== 'CLIENT') return 'match';
+  const given = request.licenseeSecret ?? '';
+  const imported = assets.licensee.props['licenseeSecret'] ?? '';
+  if (mode === 'PREDEFINED') return given === imported ? 'match' : 'mismatch';
+  const held = imported !== '' ? imported : (runtime.licenseeSecret ?? '');
+  if (held === '') return given === '' ? 'match' : 'bind';
+  return given === held ? 'match' : 'mismatch';
+}
+
+function withoutModuleParameters(request: ValidateRequest): ValidateRequest {
+  return { ...request, modules: new Map() };
 }
 
 function mergeInfos(infos: Info[], more: readonly Info[]): void {

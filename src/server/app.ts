@@ -268,7 +268,13 @@ export function createApp(deps: AppDeps): Hono {
     app.get(`${prefix}/:resource/:number{.+}`, (c) => readEntities(c, (kind) => getEntity(store, kind, c.req.param('number'))));
     app.get(`${prefix}/:resource`, (c) => readEntities(c, (kind) => listEntities(store, kind, c.req.query('filter'))));
 
-    app.on(['POST', 'PUT', 'DELETE', 'PATCH'], [`${prefix}/:resource`, `${prefix}/:resource/*`], (c) => notOffline(c));
+    // A write to a resource the cloud has is refused as not available offline; to one it does not
+    // have, the same 404 a read gets.
+    app.on(['POST', 'PUT', 'DELETE', 'PATCH'], [`${prefix}/:resource`, `${prefix}/:resource/*`], (c) => {
+      const resource = c.req.param('resource') ?? '';
+      const known = kindOfResource(resource) !== undefined || CLOUD_ONLY_RESOURCES.has(resource.toLowerCase());
+      return known ? notOffline(c) : unknownResource(c, resource);
+    });
   }
 
   // Fast path: a validate without an Origin header (every non-browser client) goes straight to
@@ -292,6 +298,11 @@ export function createApp(deps: AppDeps): Hono {
     return response;
   };
   app.fetch = (request, ...rest) => {
+    // hono answers HEAD with a GET route, and a GET validate may change state (a check-out, a
+    // booking, a trial start): HEAD, which must be safe, is not offered for validate.
+    if (request.method === 'HEAD' && VALIDATE_URL.test(request.url)) {
+      return sendError(request, 405, 'IllegalOperationException', 'HEAD is not supported for validate: use POST', { allow: VALIDATE_METHODS });
+    }
     if ((request.method === 'POST' || request.method === 'GET') && !request.headers.has('origin')) {
       const match = VALIDATE_URL.exec(request.url);
       if (match) {
@@ -370,13 +381,16 @@ function bodyTooLarge(c: HasHeaders): Response {
   return sendError(c, 413, 'MalformedRequestException', `Request body exceeds ${HTTP_LIMITS.bodyBytesMax} bytes`);
 }
 
+/** What validate answers; `Allow` of its 405s. */
+const VALIDATE_METHODS = 'GET, POST';
+
 function notOffline(c: Context): Response {
   return sendError(
     c,
     405,
     'IllegalOperationException',
     `${c.req.method} ${c.req.path} is not available in NetLicensing Agent offline mode: change assets in NetLicensing and re-import them`,
-    { allow: 'GET' },
+    { allow: /\/validate$/.test(c.req.path) ? VALIDATE_METHODS : 'GET' },
   );
 }
 

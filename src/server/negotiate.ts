@@ -18,7 +18,8 @@ const FORMAT_BY_ACCEPT = new Map<string, WireFormat>();
 
 /** JSON when application/json is acceptable with a higher (or equal, earlier) q than application/xml. */
 export function negotiateFormat(accept: string | undefined | null): WireFormat {
-  if (!accept || !accept.includes('json')) return 'xml';
+  // Media types are case-insensitive (RFC 9110 §8.3.1): the quick test for "no JSON at all" must be too.
+  if (!accept || (!accept.includes('json') && !/json/i.test(accept))) return 'xml';
   // Clients send the same few Accept headers again and again: decided once each (bounded).
   const known = FORMAT_BY_ACCEPT.get(accept);
   if (known) return known;
@@ -45,7 +46,8 @@ function decideFormat(accept: string): WireFormat {
         : type === 'application/xml' || type === 'text/xml' || type.endsWith('+xml')
           ? 'xml'
           : undefined;
-    if (format && q > bestQ) {
+    // q=0 means "not acceptable" (RFC 9110 §12.4.2).
+    if (format && q > 0 && q > bestQ) {
       best = format;
       bestQ = q;
     }

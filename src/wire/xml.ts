@@ -14,15 +14,23 @@ export const CONTEXT_NS = 'http://netlicensing.labs64.com/schema/context';
 export const XMLDSIG_NS = 'http://www.w3.org/2000/09/xmldsig#';
 export const XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>';
 
+/**
+ * Written for the characters XML 1.0 does not allow at all, not even as references (its `Char`
+ * production: C0 controls but tab, LF and CR; U+FFFE, U+FFFF), by both escapers below: an answer
+ * that echoes a client's value (an error message naming a bad parameter, say) is then still a
+ * document Java's and C#'s parsers read, and a transfer file one the import reads.
+ */
+const REPLACEMENT_CHARACTER = '\uFFFD';
+
 export function escapeText(text: string): string {
   // \r must survive parsing (XML normalises a raw CR to LF), hence &#xD;.
-  return text.replace(/[&<>\r]/g, (c) =>
-    c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : '&#xD;',
+  return text.replace(/[&<>\r\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g, (c) =>
+    c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : c === '\r' ? '&#xD;' : REPLACEMENT_CHARACTER,
   );
 }
 
 export function escapeAttribute(text: string): string {
-  return text.replace(/[&<>"\t\n\r]/g, (c) => {
+  return text.replace(/[&<>"\t\n\r\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g, (c) => {
     switch (c) {
       case '&':
         return '&amp;';
@@ -36,8 +44,10 @@ export function escapeAttribute(text: string): string {
         return '&#x9;';
       case '\n':
         return '&#xA;';
-      default:
+      case '\r':
         return '&#xD;';
+      default:
+        return REPLACEMENT_CHARACTER;
     }
   });
 }

@@ -126,6 +126,45 @@ describe('validate', () => {
     expect(ct.status).toBe(415);
   });
 
+  test('HEAD on validate is refused (405, Allow: GET, POST) and changes nothing', async () => {
+    const read = async () => {
+      const res = await app.request('/rest/licensee/L-1/validate', form('productModuleNumber0=M-PPU', { accept: 'application/json' }));
+      const body = (await res.json()) as { items: { item: { property: { name: string; value: string }[] }[] } };
+      const ppu = body.items.item.find((i) => i.property.some((p) => p.value === 'M-PPU'))!;
+      return ppu.property.find((p) => p.name === 'remainingQuantity')!.value;
+    };
+    const before = await read();
+    for (const path of ['/rest/licensee/L-1/validate?productModuleNumber0=M-PPU&usedQuantity0=3', '/core/v2/rest/licensee/L-1/validate?productModuleNumber0=M-PPU&usedQuantity0=3']) {
+      for (const headers of [{ authorization: apiKeyAuth() }, { authorization: apiKeyAuth(), origin: 'https://app.example' }] as Record<string, string>[]) {
+        const head = await app.request(path, { method: 'HEAD', headers });
+        expect(head.status).toBe(405);
+        expect(head.headers.get('allow')).toBe('GET, POST');
+      }
+    }
+    expect(await read()).toBe(before);
+  });
+
+  test('a client value with characters XML does not allow still gives a well-formed XML answer', async () => {
+    for (const [path, body] of [
+      ['/rest/licensee/L-1/validate', 'productModuleNumber0=M-PPU&usedQuantity0=%01'],
+      ['/rest/licensee/%01x/validate', 'productNumber=P'],
+    ] as const) {
+      const text = await (await app.request(path, form(body))).text();
+      expect(text).not.toMatch(/[\u0000-\u0008\u000B\u000C\u000E-\u001F]/);
+      expect(text).toContain('\uFFFD');
+    }
+    const unknown = await (await app.request('/rest/foo%01', { headers: { authorization: vendorAuth() } })).text();
+    expect(unknown).not.toContain('\u0001');
+  });
+
+  test('Accept is read case-insensitively, and q=0 refuses a type', async () => {
+    const format = async (accept: string) => (await app.request('/rest/licensee/L-1/validate', form('', { accept }))).headers.get('content-type');
+    expect(await format('APPLICATION/JSON')).toStartWith('application/json');
+    expect(await format('Application/Json; q=0.5, application/xml; q=0.4')).toStartWith('application/json');
+    expect(await format('application/json;q=0')).toStartWith('application/xml');
+    expect(await format('application/json;q=0, application/xml')).toStartWith('application/xml');
+  });
+
   test('a body over the limit is refused with 413 and an envelope', async () => {
     const res = await app.request('/rest/licensee/L-1/validate', form(`x=${'a'.repeat(70_000)}`));
     expect(res.status).toBe(413);
@@ -170,9 +209,20 @@ describe('read calls', () => {
     expect(await post.text()).toContain('IllegalOperationException');
     const del = await app.request('/core/v2/rest/license/LIC-SUB', { method: 'DELETE', headers: { authorization: vendorAuth() } });
     expect(del.status).toBe(405);
+    expect(del.headers.get('allow')).toBe('GET');
     const unknown = await app.request('/nothing/here', { headers: { accept: 'application/json' } });
     expect(unknown.status).toBe(404);
     expect(((await unknown.json()) as { infos: { info: { type: string }[] } }).infos.info[0]!.type).toBe('ERROR');
+    // A write to a resource the cloud does not have is a 404, as its read is, not "not available offline".
+    for (const [method, path] of [['POST', '/rest/nothing'], ['PUT', '/rest/licensees/L-1'], ['DELETE', '/core/v2/rest/nothing/x']] as const) {
+      const res = await app.request(path, { method, headers: { authorization: vendorAuth() } });
+      expect(res.status).toBe(404);
+      expect(await res.text()).toContain('NotFoundException');
+    }
+    // Validate answers GET and POST: its 405 says so.
+    const put = await app.request('/rest/licensee/L-1/validate', { method: 'PUT', headers: { authorization: vendorAuth() } });
+    expect(put.status).toBe(405);
+    expect(put.headers.get('allow')).toBe('GET, POST');
   });
 
   test('CORS preflight is answered', async () => {
