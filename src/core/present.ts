@@ -1,14 +1,15 @@
 /**
  * How stored entities look on the wire (GET calls), and how the agent's
  * runtime changes show in them, as the cloud would show its own: a start
- * date the agent set, the used quantity including local use, and licenses
- * the agent created (trial starts). Pure.
+ * date the agent set, the used quantity including local use, licenses the
+ * agent created (trial starts), and the node secrets it registered. Pure.
  *
- * Floating sessions and registered node secrets are not shown as license
- * properties: they are local to this agent (see docs/semantics.md).
+ * Floating sessions are not shown as license properties: they are local to
+ * this agent and short-lived (see docs/semantics.md).
  */
-import type { Entity, EntityList } from './entities.ts';
+import { isActive, type Entity, type EntityList } from './entities.ts';
 import type { WireItem, WireList } from './envelope.ts';
+import { parseInteger } from './models/common.ts';
 import type { RuntimeState } from './runtime.ts';
 
 function toWireList(list: EntityList): WireList {
@@ -40,7 +41,11 @@ export function effectiveLicenses(
   runtime: RuntimeState,
   templateOf: (number: string) => Entity | undefined,
 ): Entity[] {
-  const out = imported.map((license) => applyRuntimeToLicense(license, runtime));
+  const out = withRegisteredNodeSecrets(
+    imported.map((license) => applyRuntimeToLicense(license, runtime)),
+    runtime,
+    templateOf,
+  );
   for (const created of Object.values(runtime.createdLicenses)) {
     const template = templateOf(created.templateNumber);
     const props: Record<string, string> = { number: created.number, active: 'true' };
@@ -64,4 +69,69 @@ export function applyRuntimeToLicense(license: Entity, runtime: RuntimeState): E
   if (startDate !== undefined && props['startDate'] === undefined) props['startDate'] = startDate;
   if (used !== undefined) props['usedQuantity'] = String((Number.parseInt(props['usedQuantity'] ?? '0', 10) || 0) + used);
   return { ...license, props };
+}
+
+const NODE_SECRET_PROPERTY = /^nodeSecret(\d+)$/;
+
+/**
+ * The node secrets the agent registered (Node-Locked, CLIENT mode), shown where the cloud keeps
+ * them: `nodeSecret<i>` properties of the module's licenses (API spec §3.6). Each goes into the
+ * first free slot (index 0 .. quota-1 without a secret) of the module's active QUANTITY licenses,
+ * in their order; one that finds none (the quota was lowered since) follows the highest index of
+ * the last of them. A secret a license already holds is not repeated. So an export made from this
+ * agent (a hub's) carries them, and the next agent counts them against the quota as the model
+ * does here (models/node-locked.ts: stored = licenses' secrets ∪ registered).
+ */
+function withRegisteredNodeSecrets(licenses: Entity[], runtime: RuntimeState, templateOf: (number: string) => Entity | undefined): Entity[] {
+  const modules = Object.keys(runtime.nodeSecrets);
+  if (modules.length === 0) return licenses;
+  const out = [...licenses];
+  for (const moduleNumber of modules) {
+    const slots: { index: number; used: Set<number>; quota: number }[] = [];
+    const held = new Set<string>();
+    for (let index = 0; index < out.length; index++) {
+      const license = out[index]!;
+      const template = templateOf(license.props['licenseTemplateNumber'] ?? '');
+      if (template === undefined || template.props['productModuleNumber'] !== moduleNumber) continue;
+      if ((template.props['licenseType'] ?? '').trim().toUpperCase() !== 'QUANTITY' || !isActive(license)) continue;
+      const used = new Set<number>();
+      for (const name in license.props) {
+        const match = NODE_SECRET_PROPERTY.exec(name);
+        const value = license.props[name]!;
+        if (match === null || value === '') continue;
+        used.add(Number(match[1]));
+        held.add(value);
+      }
+      const quota = parseInteger(license.props['quota']?.trim() ? license.props['quota'] : template.props['quota']) ?? 0;
+      slots.push({ index, used, quota });
+    }
+    if (slots.length === 0) continue;
+    const added = new Map<number, Record<string, string>>();
+    const place = (slot: (typeof slots)[number], secret: string, at: number) => {
+      slot.used.add(at);
+      let props = added.get(slot.index);
+      if (props === undefined) added.set(slot.index, (props = { ...out[slot.index]!.props }));
+      props[`nodeSecret${at}`] = secret;
+    };
+    for (const secret of runtime.nodeSecrets[moduleNumber]!) {
+      if (held.has(secret)) continue;
+      held.add(secret);
+      let placed = false;
+      for (const slot of slots) {
+        for (let at = 0; at < slot.quota && !placed; at++) {
+          if (!slot.used.has(at)) {
+            place(slot, secret, at);
+            placed = true;
+          }
+        }
+        if (placed) break;
+      }
+      if (!placed) {
+        const last = slots[slots.length - 1]!;
+        place(last, secret, Math.max(last.quota - 1, ...last.used) + 1);
+      }
+    }
+    for (const [index, props] of added) out[index] = { ...out[index]!, props };
+  }
+  return out;
 }

@@ -32,7 +32,12 @@ function present(entity: Entity): Entity {
 function withRuntime(store: AssetStore, entity: Entity): Entity {
   if (entity.kind !== 'License') return entity;
   const licensee = entity.props['licenseeNumber'];
-  return licensee === undefined ? entity : applyRuntimeToLicense(entity, store.getRuntime(licensee));
+  if (licensee === undefined) return entity;
+  const runtime = store.getRuntime(licensee);
+  // Registered node secrets are placed across the licensee's licenses (present.ts): decided on all of them.
+  if (Object.keys(runtime.nodeSecrets).length === 0) return applyRuntimeToLicense(entity, runtime);
+  const all = effectiveLicenses(licensee, store.children('License', licensee), runtime, (n) => store.getEntity('LicenseTemplate', n));
+  return all.find((license) => license.number === entity.number) ?? applyRuntimeToLicense(entity, runtime);
 }
 
 export function getEntity(store: AssetStore, kind: EntityKind, number: string): EntityResult {

@@ -153,3 +153,47 @@ test('an agent serving offline is the export source of another agent, with the s
     await isolatedStore.close();
   }
 });
+
+test('node secrets the hub registered travel with its export and count against the quota downstream', async () => {
+  const licensee = encodeURIComponent(STANDIN_LICENSEES.NodeLocked);
+  const nodeValidate = async (server: RunningServer, secret: string) => {
+    const res = await fetch(`http://127.0.0.1:${server.port}/core/v2/rest/licensee/${licensee}/validate`, {
+      method: 'POST',
+      headers: { authorization: apiKey, accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
+      body: `productModuleNumber0=${STANDIN_MODULES.NodeLocked}&nodeSecret0=${encodeURIComponent(secret)}`,
+    });
+    const items = ((await res.json()) as { items: { item: { property: { name: string; value: string }[] }[] } }).items.item;
+    const node = items.find((item) => item.property.some((p) => p.name === 'productModuleNumber' && p.value === STANDIN_MODULES.NodeLocked))!;
+    return node.property.find((p) => p.name === 'valid')!.value;
+  };
+  // The hub binds the license's second node (quota 2; node-secret-A came from the cloud).
+  expect(await nodeValidate(hub, 'node-hub')).toBe('true');
+  const license = await fetch(`http://127.0.0.1:${hub.port}/core/v2/rest/license/LIC-NODE`, {
+    headers: { authorization: `Basic ${Buffer.from(`${STANDIN_VENDOR.username}:${STANDIN_VENDOR.password}`).toString('base64')}`, accept: 'application/json' },
+  });
+  const properties = ((await license.json()) as { items: { item: { property: { name: string; value: string }[] }[] } }).items.item[0]!.property;
+  expect(properties).toContainEqual({ name: 'nodeSecret0', value: 'node-secret-A' });
+  expect(properties).toContainEqual({ name: 'nodeSecret1', value: 'node-hub' });
+
+  const downstreamCwd = tempDir('nla-e2e-downstream-');
+  await cli(downstreamCwd, [
+    '--action=export-assets',
+    `--core.base.host=http://127.0.0.1:${hub.port}`,
+    `--nlic.username=${STANDIN_VENDOR.username}`,
+    `--nlic.password=${STANDIN_VENDOR.password}`,
+    `--licensees=${STANDIN_LICENSEES.NodeLocked}`,
+    '--without-card',
+  ]);
+  await cli(downstreamCwd, ['--action=import-assets', '--without-card']);
+  const downstreamStore = openAssetStore(join(downstreamCwd, 'database'));
+  const downstream = serve(downstreamStore);
+  try {
+    expect(await nodeValidate(downstream, 'node-hub')).toBe('true');
+    expect(await nodeValidate(downstream, 'node-secret-A')).toBe('true');
+    // Both nodes of the quota are taken: a third machine is refused here too.
+    expect(await nodeValidate(downstream, 'node-elsewhere')).toBe('false');
+  } finally {
+    await downstream.stop();
+    await downstreamStore.close();
+  }
+});

@@ -63,8 +63,10 @@ describe('validate', () => {
     expect(await xml.text()).toContain('<ns2:info id="NotFoundException" type="error">');
     const json = await app.request('/core/v2/rest/licensee/NOPE/validate', form('', { accept: 'application/json' }));
     expect(json.status).toBe(400);
-    const body = (await json.json()) as { infos: { info: { id: string; type: string }[] } };
+    const body = (await json.json()) as { infos: { info: { id: string; type: string }[] }; items: unknown };
     expect(body.infos.info[0]).toMatchObject({ id: 'NotFoundException', type: 'ERROR' });
+    // The modern empty collection, not the older captures' null (docs/semantics.md).
+    expect(body.items).toEqual({ item: [], pagenumber: null, itemsnumber: null, totalpages: null, totalitems: null, hasnext: null });
   });
 
   test('JSON answer: every value a string, ttl an ISO string, productModuleNumber on every item', async () => {
