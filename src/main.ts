@@ -16,4 +16,11 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
   });
 }
+// A reader that stops early (`verify-database | head`): the rest of the output has no one to go to.
+// End quietly, with the status a shell gives a process its pipe closed (128 + SIGPIPE).
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(141);
+  throw error;
+});
+
 process.exitCode = await runCli(Bun.argv.slice(2), systemIo(), { signal: controller.signal });

@@ -7,17 +7,27 @@ import type { Credentials } from '../export/netlicensing-rest.ts';
 import { CliError, EXIT } from './exit-codes.ts';
 import type { CliOptions } from './options.ts';
 
+/**
+ * A whole number written in decimal digits only, or undefined: `Number` alone also reads "",
+ * " 8080 ", "0x1F90" and "1e3", and an option written that way is more likely a mistake.
+ */
+export function parseWholeNumber(text: string): number | undefined {
+  if (!/^\d+$/.test(text)) return undefined;
+  const value = Number(text);
+  return Number.isSafeInteger(value) ? value : undefined;
+}
+
 export function parsePort(text: string): number {
-  const port = Number(text);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  const port = parseWholeNumber(text);
+  if (port === undefined || port > 65535) {
     throw new CliError(`--port must be a number from 0 to 65535, got "${text}"`, EXIT.usage);
   }
   return port;
 }
 
 export function parseTtlMs(text: string): number {
-  const seconds = Number(text);
-  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 30 * 86_400) {
+  const seconds = parseWholeNumber(text);
+  if (seconds === undefined || seconds < 1 || seconds > 30 * 86_400) {
     throw new CliError(`--ttl must be whole seconds from 1 to 2592000, got "${text}"`, EXIT.usage);
   }
   return seconds * 1000;
@@ -27,8 +37,8 @@ export function parseTtlMs(text: string): number {
 export function envInteger(env: Record<string, string | undefined>, name: string, fallback: number, min: number): number {
   const text = env[name];
   if (text === undefined || text === '') return fallback;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < min) {
+  const value = parseWholeNumber(text);
+  if (value === undefined || value < min) {
     throw new CliError(`environment variable ${name} must be a whole number ≥ ${min}, got "${text}"`, EXIT.usage);
   }
   return value;

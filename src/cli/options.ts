@@ -22,7 +22,7 @@ export const OPTION_DEFS = {
   'nlic.apikey': { type: 'string', description: 'API key instead of username/password (export-assets).' },
   port: { type: 'string', default: '8080', description: 'TCP port to listen on (run-agent-offline).' },
   host: { type: 'string', default: '0.0.0.0', description: 'Address to listen on (run-agent-offline).' },
-  output: { type: 'string', alias: 'o', default: '.', description: 'Directory for export-assets output files.' },
+  output: { type: 'string', alias: 'o', default: '.', description: 'Directory for export-assets output files; for backup, where the copy goes (<dir>/database).' },
   input: { type: 'string', alias: 'i', default: '.', description: 'Directory import-assets reads transfer files from.' },
   licensees: { type: 'string', alias: 'l', description: 'Comma-separated licensee numbers to export.' },
   force: { type: 'boolean', alias: 'f', description: 'Ignore conflicts on export-assets or import-assets.' },

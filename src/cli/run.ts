@@ -51,19 +51,44 @@ export function helpText(): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Every spelling citty produces for a known option (name, alias, kebab and camel case). */
+/** Every spelling citty accepts and produces for an option (name, alias, kebab and camel case). */
+function spellingsOf(name: string, def: (typeof OPTION_DEFS)[OptionName]): string[] {
+  const spellings = [name, name.replace(/\./g, '-'), name.replace(/[.-](\w)/g, (_, c: string) => c.toUpperCase())];
+  if ('alias' in def) spellings.push(def.alias);
+  return spellings;
+}
+
 function knownKeys(): Set<string> {
   const keys = new Set<string>(['_']);
-  for (const [name, def] of Object.entries(OPTION_DEFS)) {
-    keys.add(name);
-    keys.add(name.replace(/\./g, '-'));
-    keys.add(name.replace(/[.-](\w)/g, (_, c: string) => c.toUpperCase()));
-    if ('alias' in def) keys.add(def.alias);
-  }
+  for (const [name, def] of Object.entries(OPTION_DEFS)) for (const spelling of spellingsOf(name, def)) keys.add(spelling);
   return keys;
 }
 
+/**
+ * citty reads `--flag=<anything>` as true, so `--allow-anonymous=no` would turn authentication
+ * off: a boolean option's value is taken from the command line itself. It may have none, or be
+ * `true` or `false`; anything else is refused.
+ */
+function checkFlagValues(argv: string[]): void {
+  const flags = new Map<string, string>();
+  for (const [name, def] of Object.entries(OPTION_DEFS)) {
+    if (def.type === 'boolean') for (const spelling of spellingsOf(name, def)) flags.set(spelling, name);
+  }
+  for (const arg of argv) {
+    const match = /^--?([^=]+)=([\s\S]*)$/.exec(arg);
+    if (match === null) continue;
+    const name = flags.get(match[1]!);
+    if (name !== undefined && match[2] !== 'true' && match[2] !== 'false') {
+      throw new CliError(`option --${name} takes no value (or =true, =false), got "${match[2]}"`, EXIT.usage);
+    }
+  }
+}
+
+/** Options whose value may be empty. */
+const EMPTY_ALLOWED = new Set<OptionName>(['nlic.password', 'cache.password', 'cache.key-prefix']);
+
 export function parseCliOptions(argv: string[]): CliOptions {
+  checkFlagValues(argv);
   const raw = parseArgs(argv, OPTION_DEFS as unknown as ArgsDef) as Record<string, unknown> & { _: string[] };
   const known = knownKeys();
   const unknown = Object.keys(raw).filter((k) => !known.has(k));
@@ -79,7 +104,9 @@ export function parseCliOptions(argv: string[]): CliOptions {
   const str = (name: OptionName): string | undefined => {
     const value = raw[name];
     if (value === undefined || value === false) return undefined;
-    if (value === true) throw new CliError(`option --${name} needs a value (--${name}=<value>)`, EXIT.usage);
+    // An empty value is a mistake, never a choice: `--port=` would listen on a random port and
+    // `--host=` on every interface. (A password may hold anything; an empty one is checked where used.)
+    if (value === true || (value === '' && !EMPTY_ALLOWED.has(name))) throw new CliError(`option --${name} needs a value (--${name}=<value>)`, EXIT.usage);
     return String(value);
   };
   const flag = (name: OptionName): boolean => {

@@ -99,7 +99,7 @@ export function parseLicenseeList(text: string): string[] {
 
 function describeProblems(problems: ExportProblem[]): string {
   const lines = problems.map((problem) => `  - ${problem.message}`);
-  return `${problems.length === 1 ? 'a conflict' : `${problems.length} conflicts`} prevent the export:\n${lines.join('\n')}`;
+  return `${problems.length === 1 ? 'a problem prevents' : `${problems.length} problems prevent`} the export:\n${lines.join('\n')}`;
 }
 
 export function exportAssets(

@@ -185,7 +185,16 @@ export function findTransferFiles(directory: string, displayDirectory = director
       throw new TransferInputError(display, 0, 0, `not a valid transfer file name: use {n}_netlicensing-assets.xml with n = 1, 2, … (no leading zeros)`);
     }
     const path = join(directory, name);
-    files.push({ n, path, display, bytes: statSync(path).size });
+    let bytes: number;
+    try {
+      const stat = statSync(path);
+      if (!stat.isFile()) throw new Error('not a regular file');
+      bytes = stat.size;
+    } catch (error) {
+      // A dangling symlink, a directory or a device under a transfer file's name: the input's fault.
+      throw new TransferInputError(display, 0, 0, `cannot read the transfer file: ${(error as Error).message}`);
+    }
+    files.push({ n, path, display, bytes });
   }
   if (files.length === 0) {
     throw new TransferInputError(displayDirectory, 0, 0, `no transfer files ({n}_netlicensing-assets.xml) found`);

@@ -187,7 +187,16 @@ export function createApp(deps: AppDeps): Hono {
       }
       // A declared length was checked above; a chunked body (no length) is read up to the limit only.
       const chunked = declaredLength === null && /chunked/i.test(c.headers.get('transfer-encoding') ?? '');
-      const text = chunked ? await bodyTextWithin(c, HTTP_LIMITS.bodyBytesMax) : await c.text();
+      let text: string | undefined;
+      try {
+        text = chunked ? await bodyTextWithin(c, HTTP_LIMITS.bodyBytesMax) : await c.text();
+      } catch (error) {
+        // The client closed the connection, or stopped sending, before its body was complete: its
+        // doing, not the agent's (no ERROR line, no 5xx in the metrics); there is no one left to
+        // answer in the first case, the answer is for the second.
+        log.debug(`validate: request body not read: ${(error as Error).message || (error as Error).name}`);
+        return sendError(c, 400, 'MalformedRequestException', 'The request body could not be read: the client closed the connection or stopped sending');
+      }
       // (A body with neither length nor chunking, as in-process Requests have, is checked once read.)
       if (text === undefined || (text.length > HTTP_LIMITS.bodyBytesMax / 4 && Buffer.byteLength(text) > HTTP_LIMITS.bodyBytesMax)) return bodyTooLarge(c);
       body = text;

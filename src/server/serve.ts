@@ -65,6 +65,7 @@ const IDLE_TIMER_MARGIN_MS = 5_000;
 export function serveApp(app: FetchApp, options: ServeOptions): RunningServer {
   const idleTimeoutSeconds = options.idleTimeoutSeconds ?? HTTP_LIMITS.idleTimeoutSeconds;
   const holdsPastIdle = options.requestTimeoutMs !== undefined && options.requestTimeoutMs + IDLE_TIMER_MARGIN_MS > idleTimeoutSeconds * 1000;
+  const addressForUrls = `${options.hostname.includes(':') ? `[${options.hostname}]` : options.hostname}:${options.port}`;
   const server = Bun.serve({
     port: options.port,
     hostname: options.hostname,
@@ -73,9 +74,13 @@ export function serveApp(app: FetchApp, options: ServeOptions): RunningServer {
     ...(options.tls ? { tls: options.tls } : {}),
     fetch(request, bunServer) {
       if (request.url.length > HTTP_LIMITS.urlBytesMax) return uriTooLong(request);
-      if (!holdsPastIdle || request.method !== 'GET') return app.fetch(normalisePath(request));
+      // Without a usable Host header (HTTP/1.0, an empty or malformed one) Bun gives the bare path
+      // as the URL; the routes read absolute URLs, so the agent's own address stands in.
+      const routed =
+        request.url.charCodeAt(0) === 47 /* '/' */ ? new Request(`${options.tls ? 'https' : 'http'}://${addressForUrls}${request.url}`, request) : request;
+      if (!holdsPastIdle || request.method !== 'GET') return app.fetch(normalisePath(routed));
       bunServer.timeout(request, 0);
-      return Promise.resolve(app.fetch(normalisePath(request))).finally(() => bunServer.timeout(request, idleTimeoutSeconds));
+      return Promise.resolve(app.fetch(normalisePath(routed))).finally(() => bunServer.timeout(request, idleTimeoutSeconds));
     },
     error(error) {
       return new Response(`internal error: ${error.message}`, { status: 500 });

@@ -4,7 +4,7 @@
 // importing cleanly, transfer files left in place. Method: runCli with
 // captured io and a fixed clock in temp working directories.
 import { describe, expect, test } from 'bun:test';
-import { cpSync, existsSync, readdirSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXIT } from '../../src/cli/exit-codes.ts';
 import { openAssetStore } from '../../src/store/asset-store.ts';
@@ -48,6 +48,21 @@ describe('import-assets action', () => {
     expect(store.getEntity('Token', '6f1a3c52-7d0e-4b8a-9c1e-2f5b8d4a7e01')?.props['licenseeNumber']).toBe('DEMO-SUBSCRIPTION');
     expect(store.getEntity('Token', '0b9d2e7f-3a41-4c6b-8e5d-9f2a1c7b4e10')?.props['licenseeNumber']).toBeUndefined();
     await store.close();
+  });
+
+  test('a transfer file name that is a dangling symlink, a directory or a FIFO is a bad input (exit 3), and never waited on', async () => {
+    for (const make of [
+      (path: string) => symlinkSync('/nonexistent/1_netlicensing-assets.xml', path),
+      (path: string) => mkdirSync(path),
+      (path: string) => expect(Bun.spawnSync(['mkfifo', path]).exitCode).toBe(0),
+    ]) {
+      const cwd = tempDir();
+      make(join(cwd, '1_netlicensing-assets.xml'));
+      const result = await cli(['--action=import-assets'], cwd);
+      expect(result.code).toBe(EXIT.input);
+      expect(result.stderr).toContain('cannot read the transfer file');
+      expect(existsSync(join(cwd, 'database'))).toBe(false);
+    }
   });
 
   test('draws progress on stderr only when it is a terminal', async () => {

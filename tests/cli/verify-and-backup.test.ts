@@ -3,6 +3,7 @@
 // stores in temp working directories, runCli with captured output; tampering
 // is done by writing raw records through a second store handle.
 import { describe, expect, test } from 'bun:test';
+import { readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli } from '../../src/cli/run.ts';
 import { silentLogger } from '../../src/platform/log.ts';
@@ -112,5 +113,49 @@ describe('backup', () => {
     const again = captureIo();
     expect(await runCli(['--action=backup', `--output=${target}`], again, { cwd, log: silentLogger() })).toBe(4);
     expect(await runCli(['--action=backup', `--output=${target}`, '--force'], captureIo(), { cwd, log: silentLogger() })).toBe(0);
+    // Nothing of the copy's temporary names is left beside it.
+    expect(readdirSync(target)).toEqual(['database']);
+  });
+
+  test('the working directory under another name (a symlink) is refused, with or without --force, and stays intact', async () => {
+    const { store, cwd } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);
+    await store.close();
+    const alias = join(tempDir(), 'alias');
+    symlinkSync(cwd, alias);
+    for (const output of [alias, join(alias, '.'), cwd]) {
+      for (const force of [[], ['--force']]) {
+        const io = captureIo();
+        expect(await runCli(['--action=backup', `--output=${output}`, ...force], io, { cwd, log: silentLogger() })).toBe(2);
+        expect(io.err).toContain('is the working directory');
+      }
+    }
+    const still = openAssetStore(join(cwd, 'database'));
+    expect(still.getEntity('Licensee', 'L')?.number).toBe('L');
+    await still.close();
+  });
+
+  test('a backup that cannot be made leaves the previous one as it was', async () => {
+    const { store, cwd } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);
+    await store.commitRuntime('L', 1, () => ({ events: [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 7 }], result: null }));
+    await store.close();
+    const target = tempDir();
+    expect(await runCli(['--action=backup', `--output=${target}`], captureIo(), { cwd, log: silentLogger() })).toBe(0);
+    // Run from a directory without a database, with --force: refused (exit 5), the old backup untouched.
+    const io = captureIo();
+    expect(await runCli(['--action=backup', `--output=${target}`, '--force'], io, { cwd: tempDir(), log: silentLogger() })).toBe(5);
+    expect(readdirSync(target)).toEqual(['database']);
+    const copy = openAssetStore(join(target, 'database'));
+    expect(copy.getRuntime('L').usedQuantity['X']).toBe(7);
+    await copy.close();
+  });
+
+  test('an output that is a file is a usage error, not an internal one', async () => {
+    const { store, cwd } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);
+    await store.close();
+    const file = join(tempDir(), 'file');
+    writeFileSync(file, 'x');
+    const io = captureIo();
+    expect(await runCli(['--action=backup', `--output=${file}`], io, { cwd, log: silentLogger() })).toBe(2);
+    expect(io.err).toContain('is not a directory');
   });
 });

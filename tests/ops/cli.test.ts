@@ -179,4 +179,20 @@ describe('the agent binary entry point (src/main.ts)', () => {
     expect(await runCli(['--action=run-agent-offline', '--admin.port=eighty'], io, { cwd })).toBe(EXIT.usage);
     expect(io.err).toContain('--admin.port must be a number from 0 to 65535 or "off"');
   }, 60_000);
+
+  test('a busy admin port ends the start with exit 8 before anything says "listening"', async () => {
+    const { store, cwd } = seedStore(demoEntities());
+    await store.close();
+    const busy = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: () => new Response('busy') });
+    try {
+      const io = captureIo();
+      const code = await runCli(['--action=run-agent-offline', '--without-card', '--host=127.0.0.1', '--port=0', '--admin.host=127.0.0.1', `--admin.port=${busy.port}`], io, { cwd });
+      expect(code).toBe(EXIT.server);
+      expect(io.err).toContain('--admin.port');
+      // A supervising script that waits for this line must not see it.
+      expect(io.out).not.toContain('listening on');
+    } finally {
+      busy.stop(true);
+    }
+  }, 60_000);
 });

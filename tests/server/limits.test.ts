@@ -4,7 +4,7 @@
 // LMDB store; raw requests with fetch (chunked bodies from a ReadableStream).
 import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { ManualClock } from '../../src/platform/clock.ts';
-import { silentLogger } from '../../src/platform/log.ts';
+import { createLogger, silentLogger } from '../../src/platform/log.ts';
 import { createApp } from '../../src/server/app.ts';
 import { HTTP_LIMITS } from '../../src/server/limits.ts';
 import { serveApp, type RunningServer } from '../../src/server/serve.ts';
@@ -146,3 +146,67 @@ test('a GET that waits past the idle timeout is answered when the app may take t
     await held.stop();
   }
 }, 20_000);
+
+test('a client that closes the connection half-way through its body is no internal error', async () => {
+  const lines: string[] = [];
+  const statuses: number[] = [];
+  const stream = { write: (chunk: string) => (lines.push(chunk), true) } as unknown as NodeJS.WritableStream;
+  const app = createApp({
+    store,
+    clock: new ManualClock(NOW),
+    log: createLogger({ stream, json: true }),
+    ttlMs: 600_000,
+    allowAnonymous: false,
+    observer: { request: (info) => statuses.push(info.status), validated: () => undefined },
+  });
+  const own = serveApp(app, { port: 0, hostname: '127.0.0.1' });
+  try {
+    for (let i = 0; i < 3; i++) {
+      const socket = await Bun.connect({ hostname: '127.0.0.1', port: own.port, socket: { data() {} } });
+      socket.write(
+        `POST /rest/licensee/L-1/validate HTTP/1.1\r\nHost: x\r\nAuthorization: ${apiKeyAuth()}\r\n` +
+          'Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nproductModule',
+      );
+      await Bun.sleep(50);
+      socket.end();
+    }
+    // Bun reports the aborted bodies to the handler a moment later.
+    for (let waited = 0; statuses.length < 3 && waited < 2000; waited += 20) await Bun.sleep(20);
+    expect(statuses.length).toBe(3);
+    for (const status of statuses) expect(status).toBe(400);
+    expect(lines.filter((line) => line.includes('"level":"error"'))).toEqual([]);
+    const res = await fetch(`http://127.0.0.1:${own.port}/rest/licensee/L-1/validate`, { method: 'POST', headers, body: 'productModuleNumber0=M-SUB' });
+    expect(res.status).toBe(200);
+  } finally {
+    await own.stop();
+  }
+});
+
+test('a request without a usable Host header (HTTP/1.0, empty, malformed) is routed by its path', async () => {
+  for (const hostLine of ['', 'Host: \r\n', 'Host: a b\r\n']) {
+    const answer = await new Promise<string>((resolve) => {
+      let received = '';
+      void Bun.connect({
+        hostname: '127.0.0.1',
+        port: server.port,
+        socket: {
+          open(socket) {
+            const body = 'productModuleNumber0=M-SUB';
+            socket.write(
+              `POST /rest/licensee/L-1/validate HTTP/${hostLine === '' ? '1.0' : '1.1'}\r\n${hostLine}Authorization: ${apiKeyAuth()}\r\n` +
+                `Accept: application/json\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+            );
+          },
+          data(_socket, data) {
+            received += data.toString();
+          },
+          close() {
+            resolve(received);
+          },
+        },
+      });
+    });
+    expect(answer).toStartWith('HTTP/1.1 200');
+    expect(answer).toContain('"Subscription"');
+  }
+});

@@ -162,7 +162,7 @@ export const importAssetsAction: ActionDef = {
                 {
                   kind: 'Database',
                   number: '',
-                  reason: `the database runs without a smart card, export ${header.exportId} binds it to card ${bindTo} (--force binds it; --without-card keeps it without)`,
+                  reason: `the database runs without a smart card, export ${header.exportId} binds it to card ${bindTo} (--force binds the database to that card; to keep it without a card, import an export made with --without-card)`,
                   where: '',
                 },
               ],

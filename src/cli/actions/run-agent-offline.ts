@@ -31,7 +31,7 @@ import { openAssetStore } from '../../store/asset-store.ts';
 import { claimRuntimeWriter, runtimeJournalLogging } from './runtime-writer-claim.ts';
 import type { ActionContext, ActionDef } from '../actions.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
-import { parsePort, parseTtlMs } from '../option-values.ts';
+import { parsePort, parseTtlMs, parseWholeNumber } from '../option-values.ts';
 
 
 
@@ -52,8 +52,8 @@ export function parseCardSeal(options: ActionContext['options']): { mode: Batche
   }
   const text = options.cardSealIntervalMs;
   if (text === undefined) return { mode, intervalMs: DEFAULT_SEAL_INTERVAL_MS[mode] };
-  const intervalMs = Number(text);
-  if (text.trim() === '' || !Number.isInteger(intervalMs) || intervalMs < 0 || intervalMs > 86_400_000) {
+  const intervalMs = parseWholeNumber(text);
+  if (intervalMs === undefined || intervalMs > 86_400_000) {
     throw new CliError(`--card.seal-interval-ms must be whole milliseconds from 0 to 86400000, got "${text}"`, EXIT.usage);
   }
   return { mode, intervalMs };
@@ -232,9 +232,9 @@ export const runAgentOfflineAction: ActionDef = {
       } catch (error) {
         throw new CliError(`cannot listen on ${options.host}:${port}: ${(error as Error).message}`, EXIT.server, { cause: error });
       }
-      log.info(`NetLicensing Agent serving offline on ${tls ? 'https' : 'http'}://${options.host}:${server.port}/rest/ (and /core/v2/rest/)`);
-      if (options.tlsClientAuth === 'optional') log.warn('--tls.client-auth=optional requests client certificates but does not enforce them');
-      io.stdout(`listening on ${options.host}:${server.port}\n`);
+      // Both listeners are bound before anything says "listening": a script waiting for that line
+      // must not take a start that then fails on the admin port (exit 8) for a running agent.
+      let adminLine: string | undefined;
       if (adminPort !== 'off') {
         // Beyond loopback the admin listener gets the main listener's TLS (and client-certificate policy).
         const adminTls = tls && !isLoopback(options.adminHost) ? tls : undefined;
@@ -250,8 +250,12 @@ export const runAgentOfflineAction: ActionDef = {
         }
         ops.sampler.start(ops.sampleIntervalMs);
         log.info(`admin listener on ${adminTls ? 'https' : 'http'}://${options.adminHost}:${admin.port}/ (/health /ready /metrics /status)`);
-        io.stdout(`admin listening on ${options.adminHost}:${admin.port}\n`);
+        adminLine = `admin listening on ${options.adminHost}:${admin.port}\n`;
       }
+      log.info(`NetLicensing Agent serving offline on ${tls ? 'https' : 'http'}://${options.host}:${server.port}/rest/ (and /core/v2/rest/)`);
+      if (options.tlsClientAuth === 'optional') log.warn('--tls.client-auth=optional requests client certificates but does not enforce them');
+      io.stdout(`listening on ${options.host}:${server.port}\n`);
+      if (adminLine !== undefined) io.stdout(adminLine);
       await new Promise<void>((resolve) => {
         if (stopRequested.signal.aborted) resolve();
         else stopRequested.signal.addEventListener('abort', () => resolve(), { once: true });

@@ -26,7 +26,7 @@ import { loadSigningKeyFile, parseSigningAlgorithm } from '../../wire/xmldsig.ts
 import type { ActionContext, ActionDef } from '../actions.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 import type { CliOptions } from '../options.ts';
-import { envInteger, nlicCredentials, parsePort, parseTtlMs } from '../option-values.ts';
+import { envInteger, nlicCredentials, parsePort, parseTtlMs, parseWholeNumber } from '../option-values.ts';
 
 /** Tuning without options of the original agent (documented in docs/proxy.md). */
 export const ENV_BREAKER_FAILURES = 'NLA_PROXY_BREAKER_FAILURES';
@@ -37,7 +37,7 @@ export const ENV_BACKGROUND_TIMEOUT_MS = 'NLA_PROXY_BACKGROUND_TIMEOUT_MS';
 
 export function parseUpstreamTimeoutMs(text: string): number {
   const seconds = Number(text);
-  if (text.trim() === '' || !Number.isFinite(seconds) || seconds < 0.05 || seconds > 300) {
+  if (!/^\d+(\.\d+)?$/.test(text) || seconds < 0.05 || seconds > 300) {
     throw new CliError(`--upstream.timeout must be seconds from 0.05 to 300 (e.g. 5 or 2.5), got "${text}"`, EXIT.usage);
   }
   return Math.round(seconds * 1000);
@@ -56,12 +56,12 @@ function parseCacheOptions(options: CliOptions): CacheChoice {
   if (options.cacheType !== 'local' && options.cacheType !== 'redis') {
     throw new CliError(`--cache.type must be local or redis, got "${options.cacheType}"`, EXIT.usage);
   }
-  const port = Number(options.cachePort);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+  const port = parseWholeNumber(options.cachePort);
+  if (port === undefined || port < 1 || port > 65535) {
     throw new CliError(`--cache.port must be a number from 1 to 65535, got "${options.cachePort}"`, EXIT.usage);
   }
-  const database = Number(options.cacheDatabase);
-  if (!Number.isInteger(database) || database < 0 || options.cacheDatabase.trim() === '') {
+  const database = parseWholeNumber(options.cacheDatabase);
+  if (database === undefined) {
     throw new CliError(`--cache.database must be a whole number ≥ 0, got "${options.cacheDatabase}"`, EXIT.usage);
   }
   if (options.cacheHost.trim() === '') throw new CliError('--cache.host is empty', EXIT.usage);

@@ -50,8 +50,10 @@ export function isLoopback(host: string): boolean {
 /** `--admin.port`: a port number, or "off". */
 export function parseAdminPort(text: string): number | 'off' | undefined {
   if (text === 'off') return 'off';
+  // Decimal digits only (as --port): Number alone reads "0x1F90" and " 80 " too.
+  if (!/^\d{1,5}$/.test(text)) return undefined;
   const port = Number(text);
-  return Number.isInteger(port) && port >= 0 && port <= 65535 && text.trim() !== '' ? port : undefined;
+  return port <= 65535 ? port : undefined;
 }
 
 export function createOps(options: OpsOptions): Ops {
