@@ -5,8 +5,21 @@ import { runCli, systemIo } from './cli/run.ts';
 // Database, transfer files and backups hold licensing secrets: owner-only permissions.
 process.umask(0o077);
 
+const argv = Bun.argv.slice(2);
+
+/**
+ * Actions that do not watch for SIGINT/SIGTERM keep the default: the signal ends the process at
+ * once (exit 130/143). An import runs synchronously, so a handler could run only after it had
+ * committed; ended at once, nothing of it is in effect (its staged writes are dropped by the
+ * next import, as after kill -9), which is what Ctrl-C or `timeout` means. The serving actions
+ * and the export drain or stop cleanly on the first signal (below).
+ */
+const ENDED_BY_SIGNALS = new Set(['import-assets', 'backup', 'verify-database', 'status']);
+const actionAt = argv.findIndex((arg) => arg === '--action' || arg.startsWith('--action='));
+const action = actionAt === -1 ? undefined : argv[actionAt]!.startsWith('--action=') ? argv[actionAt]!.slice('--action='.length) : argv[actionAt + 1];
+
 const controller = new AbortController();
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+for (const signal of action !== undefined && ENDED_BY_SIGNALS.has(action) ? [] : (['SIGINT', 'SIGTERM'] as const)) {
   process.on(signal, () => {
     if (!controller.signal.aborted) return controller.abort(signal);
     // A second signal: whoever sent it will not wait for the drain or the close (a client that
@@ -23,4 +36,4 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
   throw error;
 });
 
-process.exitCode = await runCli(Bun.argv.slice(2), systemIo(), { signal: controller.signal });
+process.exitCode = await runCli(argv, systemIo(), { signal: controller.signal });

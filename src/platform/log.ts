@@ -45,3 +45,22 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 export function silentLogger(): Logger {
   return createConsola({ level: -999 });
 }
+
+/**
+ * Lets the same kind of line through once per `intervalMs` (per key), and says how many were
+ * held back since: a fault that repeats every second (a full disk under load) must not fill the
+ * log, and journald with it, while it lasts. `nowMs` is passed in for tests.
+ */
+export function logEvery(intervalMs: number): (key: string, nowMs: number) => { log: boolean; suppressed: number } {
+  const last = new Map<string, { atMs: number; suppressed: number }>();
+  return (key, nowMs) => {
+    const seen = last.get(key);
+    if (seen !== undefined && nowMs - seen.atMs < intervalMs) {
+      seen.suppressed += 1;
+      return { log: false, suppressed: 0 };
+    }
+    const suppressed = seen?.suppressed ?? 0;
+    last.set(key, { atMs: nowMs, suppressed: 0 });
+    return { log: true, suppressed };
+  };
+}

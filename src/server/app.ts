@@ -11,7 +11,7 @@ import { Hono, type Context } from 'hono';
 import type { Envelope } from '../core/envelope.ts';
 import { parseValidateParameters } from '../core/params.ts';
 import type { Clock } from '../platform/clock.ts';
-import type { Logger } from '../platform/log.ts';
+import { logEvery, type Logger } from '../platform/log.ts';
 import { getEntity, kindOfResource, listEntities, CLOUD_ONLY_RESOURCES, type EntityResult } from '../service/entity-service.ts';
 import type { EntityKind } from '../core/entities.ts';
 import { licenseeNotFound, validateLicensee, type WriteSealing } from '../service/validate-service.ts';
@@ -154,10 +154,13 @@ export function createApp(deps: AppDeps): Hono {
     return next();
   });
 
+  const storeErrorsLogged = logEvery(60_000);
   const errorResponse = (error: unknown, c: HasHeaders, method: string, path: string): Response => {
     if (error instanceof MalformedRequestError) return sendError(c, 400, 'MalformedRequestException', error.message);
     if (error instanceof StoreError) {
-      log.error(`store: ${error.message}`);
+      // Every request fails the same way while the disk is full: one line a minute, with a count.
+      const { log: due, suppressed } = storeErrorsLogged(error.code, Date.now());
+      if (due) log.error(`store: ${error.message}${suppressed > 0 ? ` (${suppressed} more requests failed so since the last report)` : ''}`);
       const status = error.code === 'disk_full' ? 507 : 503;
       const text = error.mayBeStored
         ? `The agent could not store this change for certain: ${error.code}; it may still be stored: check before repeating it`

@@ -4,7 +4,7 @@
 import { expect, test } from 'bun:test';
 import { join } from 'node:path';
 import { runCli } from '../../src/cli/run.ts';
-import { createLogger } from '../../src/platform/log.ts';
+import { createLogger, logEvery } from '../../src/platform/log.ts';
 import { captureIo, tempDir } from '../helpers.ts';
 
 function stream() {
@@ -47,4 +47,15 @@ test('--log.json through the CLI: every stderr line is JSON, the summary stays o
   const lines = io.err.trim().split('\n');
   expect(lines.length).toBeGreaterThan(0);
   for (const line of lines) expect((JSON.parse(line) as { level: string }).level).toBeString();
+});
+
+test('a line that repeats is let through once per interval, with the count of those held back', () => {
+  const every = logEvery(60_000);
+  expect(every('disk_full', 0)).toEqual({ log: true, suppressed: 0 });
+  expect(every('disk_full', 1_000)).toEqual({ log: false, suppressed: 0 });
+  expect(every('disk_full', 59_999)).toEqual({ log: false, suppressed: 0 });
+  // Another kind is its own.
+  expect(every('io', 2_000)).toEqual({ log: true, suppressed: 0 });
+  expect(every('disk_full', 60_000)).toEqual({ log: true, suppressed: 2 });
+  expect(every('disk_full', 60_001)).toEqual({ log: false, suppressed: 0 });
 });

@@ -3,7 +3,7 @@
 // stores in temp working directories, runCli with captured output; tampering
 // is done by writing raw records through a second store handle.
 import { describe, expect, test } from 'bun:test';
-import { readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli } from '../../src/cli/run.ts';
 import { silentLogger } from '../../src/platform/log.ts';
@@ -147,6 +147,22 @@ describe('backup', () => {
     const copy = openAssetStore(join(target, 'database'));
     expect(copy.getRuntime('L').usedQuantity['X']).toBe(7);
     await copy.close();
+  });
+
+  test('what a killed backup left is cleared: an unfinished copy removed, an old backup moved aside put back', async () => {
+    const { store, cwd } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);
+    await store.close();
+    const target = tempDir();
+    expect(await runCli(['--action=backup', `--output=${target}`], captureIo(), { cwd, log: silentLogger() })).toBe(0);
+    // Killed right after moving the old copy aside (pid 2^22 + 1 is above Linux's pid_max: never running).
+    const gone = 4_194_305;
+    renameSync(join(target, 'database'), join(target, `.database-previous-${gone}`));
+    mkdirSync(join(target, `.database-partial-${gone}`));
+    // A second backup of the same state that fails (no database where it runs) still puts the old one back.
+    expect(await runCli(['--action=backup', `--output=${target}`, '--force'], captureIo(), { cwd: tempDir(), log: silentLogger() })).toBe(5);
+    expect(readdirSync(target)).toEqual(['database']);
+    expect(await runCli(['--action=backup', `--output=${target}`, '--force'], captureIo(), { cwd, log: silentLogger() })).toBe(0);
+    expect(readdirSync(target)).toEqual(['database']);
   });
 
   test('an output that is a file is a usage error, not an internal one', async () => {

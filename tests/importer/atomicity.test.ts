@@ -14,6 +14,7 @@ import { cpSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { importTransferFiles } from '../../src/importer/import-transfer.ts';
 import { openAssetStore, type DefinitionsGenerations } from '../../src/store/asset-store.ts';
+import { MAIN } from '../ops/support.ts';
 import { tempDir } from '../helpers.ts';
 import { counts, storeChecksum } from './helpers.ts';
 import { ImportChild, newExport, oldState } from './staged-helpers.ts';
@@ -101,6 +102,31 @@ describe('atomicity', () => {
     expect(after.counts).toEqual(old.counts);
     expect(after.runtime.usedQuantity['X0']).toBe(3);
     // Two imports of 20,000 licensees: 3.1–4.8 s on the 2-core machine, close to bun's default 5 s.
+  }, 60_000);
+
+  test('Ctrl-C (SIGINT) ends an import at once, not after it committed: the old state stays', async () => {
+    const root = tempDir('nla-atomic-');
+    const database = await oldState(root);
+    const old = await stateOf(database);
+    const largeDir = await newExport(root, 20_000, 8 * 1024 * 1024);
+    const child = Bun.spawn([process.execPath, MAIN, '--action=import-assets', `--input=${largeDir}`], { cwd: root, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
+    // Once it has started importing, the signal is made pending while the child is stopped, so it
+    // arrives in the middle of the import, however fast this machine is.
+    const decoder = new TextDecoder();
+    let stderr = '';
+    for await (const chunk of child.stderr) {
+      stderr += decoder.decode(chunk);
+      if (stderr.includes('importing export')) break;
+    }
+    child.kill('SIGSTOP');
+    child.kill('SIGINT');
+    child.kill('SIGCONT');
+    await child.exited;
+    // Before: a handler only noted the signal, and the import went on to commit and exit 0.
+    expect(child.signalCode).toBe('SIGINT');
+    const after = await stateOf(database);
+    expect(after.checksum).toBe(old.checksum);
+    expect(after.runtime.usedQuantity['X0']).toBe(3);
   }, 60_000);
 
   test('SIGKILL while staging batches leaves the old state; the next import clears the staging', async () => {

@@ -50,6 +50,32 @@ function removeQuietly(path: string): void {
   }
 }
 
+/** Whether process `pid` still runs (a leftover of a running backup is not touched). */
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * What backups that were killed left (their process is gone): an unfinished copy is removed; an
+ * old backup moved aside goes back to its name if it was killed before the new one took it.
+ */
+function removeLeftovers(outputDir: string): void {
+  for (const name of readdirSync(outputDir)) {
+    const match = /^\.database-(partial|previous)-(\d+)$/.exec(name);
+    if (match === null) continue;
+    const pid = Number(match[2]);
+    if (pid !== process.pid && running(pid)) continue;
+    const path = join(outputDir, name);
+    if (match[1] === 'previous' && !existsSync(join(outputDir, 'database'))) renameSync(path, join(outputDir, 'database'));
+    else rmSync(path, { recursive: true, force: true });
+  }
+}
+
 function syncPath(path: string): void {
   const fd = openSync(path, 'r');
   try {
@@ -89,6 +115,11 @@ export const backupAction: ActionDef = {
     if (samePlace(outputDir, cwd) || samePlace(target, source)) {
       throw new CliError(`--output=${options.output} is the working directory (${realPathOf(cwd)}): choose another directory`, EXIT.usage);
     }
+    try {
+      if (existsSync(outputDir) && statSync(outputDir).isDirectory()) removeLeftovers(outputDir);
+    } catch (error) {
+      throw targetError(error, outputDir) ?? error;
+    }
     if (existsSync(target) && !options.force) {
       throw new CliError(`${target} already exists: choose another --output or use --force to replace it`, EXIT.conflict);
     }
@@ -101,7 +132,6 @@ export const backupAction: ActionDef = {
     try {
       try {
         mkdirSync(outputDir, { recursive: true, mode: 0o700 });
-        rmSync(partial, { recursive: true, force: true });
         mkdirSync(partial, { mode: 0o700 });
         await store.backup(partial);
         for (const name of readdirSync(partial)) syncPath(join(partial, name));
