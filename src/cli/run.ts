@@ -221,32 +221,44 @@ export async function runCli(argv: string[], io: CliIo, runOptions: RunCliOption
       options,
       io,
       log,
-      cwd: runOptions.cwd ?? process.cwd(),
+      cwd: runOptions.cwd ?? workingDirectory(),
       clock: runOptions.clock ?? systemClock,
       signal: runOptions.signal ?? new AbortController().signal,
     });
   } catch (error) {
-    return reportError(error, io, options.verbose);
+    return reportError(error, io, options.verbose, options.logJson);
   }
 }
 
-function reportError(error: unknown, io: CliIo, verbose = false): number {
+/** The working directory; one that was deleted under the process is the operator's to fix, not a bug. */
+function workingDirectory(): string {
+  try {
+    return process.cwd();
+  } catch (error) {
+    throw new CliError(`the working directory no longer exists (${(error as Error).message}): run from the agent's directory`, EXIT.usage, { cause: error });
+  }
+}
+
+function reportError(error: unknown, io: CliIo, verbose = false, json = false): number {
+  // With --log.json the last line is a JSON object too, so that a log shipper gets every line.
+  const say = (prefix: string, message: string, detail?: string) => {
+    if (json) io.stderr(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', message: `${prefix}${message}`, ...(detail ? { detail } : {}) })}\n`);
+    else io.stderr(`${prefix}${message}\n${detail ? `${detail}\n` : ''}`);
+  };
   if (error instanceof CliError) {
-    io.stderr(`error: ${error.message}\n`);
+    say('error: ', error.message);
     return error.exitCode;
   }
   if (error instanceof StoreError) {
-    io.stderr(`error: ${error.message}\n`);
+    say('error: ', error.message);
     return EXIT.store;
   }
   // No reader, no card, wrong card, PIN, rollback detected…: the message says what to do.
   if (error instanceof CardError) {
-    io.stderr(`error: smart card: ${error.message}\n`);
+    say('error: smart card: ', error.message);
     return EXIT.card;
   }
   const err = error as Error;
-  io.stderr(`internal error: ${err?.message ?? String(error)}\n`);
-  if (verbose && err?.stack) io.stderr(`${err.stack}\n`);
-  else io.stderr('(run again with --verbose for details, and report it with that output)\n');
+  say('internal error: ', err?.message ?? String(error), verbose && err?.stack ? err.stack : '(run again with --verbose for details, and report it with that output)');
   return EXIT.internal;
 }

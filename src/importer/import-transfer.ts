@@ -372,6 +372,27 @@ function bindingConflict(meta: StoreMeta, card: ImportOptions['card']): ImportCo
   return undefined;
 }
 
+/**
+ * An export made before the one already imported would roll the definitions back (a top-up, a
+ * new license, a changed quota gone): a stale file left in an import directory, say. Refused
+ * without --force. The same export again, or a newer one, is no conflict.
+ */
+function olderExportConflict(meta: StoreMeta, header: TransferHeaderInfo): ImportConflict | undefined {
+  const last = meta.lastImport;
+  if (last === undefined || last.exportId === header.exportId) return undefined;
+  const lastMs = Date.parse(last.createdAt);
+  const thisMs = Date.parse(header.createdAt);
+  if (!(thisMs < lastMs)) return undefined;
+  return {
+    kind: 'Database',
+    number: '',
+    reason:
+      `export ${header.exportId} was created ${header.createdAt}, before export ${last.exportId} (${last.createdAt}) that the database holds: ` +
+      'importing it would roll the definitions back (--force imports it all the same)',
+    where: '',
+  };
+}
+
 /** What the files say before anything is written: the files, their headers, the card check. */
 export interface ImportPlan {
   files: TransferFileRef[];
@@ -432,10 +453,13 @@ function importPlanned(store: AssetStore, options: ImportOptions, plan: ImportPl
     }
   };
   checkCardBinding(header, options);
-  const binding = bindingConflict(store.meta(), options.card);
+  const meta = store.meta();
+  const binding = bindingConflict(meta, options.card);
   if (binding) conflict(binding);
-  // Without --force, a binding conflict is refused before minutes of parsing.
-  if (binding && !options.force) throw new ImportConflictError(refused, conflictTotal);
+  const older = olderExportConflict(meta, header);
+  if (older) conflict(older);
+  // Without --force, these are refused before minutes of parsing.
+  if ((binding || older) && !options.force) throw new ImportConflictError(refused, conflictTotal);
 
   const staged = store.beginStagedImport({ nowMs: options.nowMs });
   try {

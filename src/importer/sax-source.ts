@@ -60,6 +60,9 @@ export interface XmlSource extends XmlPosition {
 }
 
 /** Thrown by a handler to stop reading early: `step` then returns false (and readXmlFile returns normally). */
+/** The longest run of text between two tags the reader holds (see charsSinceEvent); above any property value's bound. */
+export const TEXT_RUN_CHARS_MAX = 4 * 1024 * 1024;
+
 export class StopReading extends Error {
   override name = 'StopReading';
 }
@@ -195,10 +198,13 @@ export function openXmlFile(
   };
 
   const events = makeEvents(source);
-  parser.on('opentag', (tag) => events.open(tag.uri, tag.local, tag.attributes));
-  parser.on('closetag', () => events.close());
-  parser.on('text', (piece) => events.text(piece));
-  parser.on('cdata', (piece) => events.text(piece));
+  // Characters written since the parser last reported something: saxes keeps a run of text in
+  // memory until the next markup, so a file with none for gigabytes would take that much.
+  let charsSinceEvent = 0;
+  parser.on('opentag', (tag) => ((charsSinceEvent = 0), events.open(tag.uri, tag.local, tag.attributes)));
+  parser.on('closetag', () => ((charsSinceEvent = 0), events.close()));
+  parser.on('text', (piece) => ((charsSinceEvent = 0), events.text(piece)));
+  parser.on('cdata', (piece) => ((charsSinceEvent = 0), events.text(piece)));
 
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   const buffer = Buffer.allocUnsafe(chunkBytes);
@@ -220,6 +226,8 @@ export function openXmlFile(
     text = next;
     textEndByte = endByte;
     parser.write(next);
+    charsSinceEvent += next.length;
+    if (charsSinceEvent > TEXT_RUN_CHARS_MAX) fail(`more than ${TEXT_RUN_CHARS_MAX} characters without markup (no value of a transfer file is that long)`);
     if (hash !== undefined) settle();
   };
 

@@ -175,6 +175,15 @@ const GROUP_ITEMS = 16;
 /** Scopes with more properties than this are searched through a Set. */
 const SCOPE_LINEAR_MAX = 24;
 
+/**
+ * Bounds of one item that real exports stay far below (lists nest two deep in the cloud's
+ * answers; the longest values are HTML descriptions): a file past them is refused as bad input
+ * at its position, before it costs minutes of CPU or gigabytes of memory (20,000 nested lists
+ * overflowed the stack when staged; one 300 MiB value took 3.6 GB).
+ */
+export const LIST_DEPTH_MAX = 64;
+export const PROPERTY_VALUE_CHARS_MAX = 1024 * 1024;
+
 export function readTransferFile(
   path: string,
   displayName: string,
@@ -453,6 +462,7 @@ function transferEvents(
             return enter(Where.Property);
           }
           if (local === 'list') {
+            if (depth >= LIST_DEPTH_MAX) fail(`lists nested more than ${LIST_DEPTH_MAX} deep`);
             const name = nameAttribute(attributes, 'list');
             scopes[depth]!.sawList = true;
             state.tokens.push(LIST_START, name);
@@ -504,6 +514,7 @@ function transferEvents(
     text(piece) {
       if (where === Where.Property) {
         text += piece;
+        if (text.length > PROPERTY_VALUE_CHARS_MAX) fail(`the value of property "${propertyName}" is longer than ${PROPERTY_VALUE_CHARS_MAX} characters`);
         return;
       }
       if (where === Where.Info) return;

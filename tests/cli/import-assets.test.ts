@@ -7,6 +7,7 @@ import { describe, expect, test } from 'bun:test';
 import { cpSync, existsSync, mkdirSync, readdirSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXIT } from '../../src/cli/exit-codes.ts';
+import type { Entity, EntityList } from '../../src/core/entities.ts';
 import { openAssetStore } from '../../src/store/asset-store.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
 import { tempDir } from '../helpers.ts';
@@ -65,6 +66,31 @@ describe('import-assets action', () => {
     }
   });
 
+  test('an item past the bounds real exports keep (lists 64 deep, values of 1 Mi characters) is bad input at its position', async () => {
+    const nested = (depth: number): EntityList => ({ name: `l${depth}`, props: { a: 'b' }, ...(depth > 1 ? { lists: [nested(depth - 1)] } : {}) });
+    const cases: [Partial<Entity>, string][] = [
+      [{ lists: [nested(65)] }, 'lists nested more than 64 deep'],
+      [{ props: { description: 'x'.repeat(1024 * 1024 + 1) } }, 'the value of property "description" is longer than 1048576 characters'],
+      [{ props: { description: 'x'.repeat(5 * 1024 * 1024) } }, 'characters without markup'],
+    ];
+    for (const [product, reason] of cases) {
+      const cwd = tempDir();
+      const entities = smallExport([{ number: 'L1', licenses: [] }]).map(
+        (e): Entity => (e.kind === 'Product' ? { ...e, props: { ...e.props, ...product.props }, ...(product.lists ? { lists: product.lists } : {}) } : e),
+      );
+      await writeTransferFiles(header(['L1']), entities, { directory: join(cwd, 'in'), maxFileBytes: 64 * 1024 * 1024 });
+      const result = await cli(['--action=import-assets', '--input=in'], cwd);
+      expect(result.code).toBe(EXIT.input);
+      expect(result.stderr).toMatch(/1_netlicensing-assets\.xml:\d+:\d+/);
+      expect(result.stderr).toContain(reason);
+    }
+    // 64 deep is still fine.
+    const cwd = tempDir();
+    const entities = smallExport([{ number: 'L1', licenses: [] }]).map((e) => (e.kind === 'Product' ? { ...e, lists: [nested(64)] } : e));
+    await writeTransferFiles(header(['L1']), entities, { directory: join(cwd, 'in') });
+    expect((await cli(['--action=import-assets', '--input=in'], cwd)).code).toBe(EXIT.ok);
+  });
+
   test('draws progress on stderr only when it is a terminal', async () => {
     const cwd = tempDir();
     const licensees = Array.from({ length: 200 }, (_, i) => ({ number: `L${i}`, licenses: [`X${i}`] }));
@@ -118,6 +144,24 @@ describe('import-assets action', () => {
     expect(store.children('License', 'L2').map((l) => l.number)).toEqual(['X2']);
     expect(store.meta().lastImport?.exportId).toBe('b');
     await store.close();
+  });
+
+  test('an export older than the one imported is refused (exit 4, nothing changed); --force imports it; the same export again is fine', async () => {
+    const cwd = tempDir();
+    const specs = [{ number: 'L1', licenses: ['X1'] }];
+    await writeTransferFiles(header(['L1'], { exportId: 'new', createdAt: '2026-06-01T00:00:00.000Z' }), smallExport(specs), { directory: join(cwd, 'new') });
+    await writeTransferFiles(header(['L1'], { exportId: 'old', createdAt: '2026-05-31T23:59:59.000Z' }), smallExport(specs), { directory: join(cwd, 'old') });
+    expect((await cli(['--action=import-assets', '--input=new'], cwd)).code).toBe(EXIT.ok);
+    expect((await cli(['--action=import-assets', '--input=new'], cwd)).code).toBe(EXIT.ok);
+    const refused = await cli(['--action=import-assets', '--input=old'], cwd);
+    expect(refused.code).toBe(EXIT.conflict);
+    expect(refused.stderr).toContain('export old was created 2026-05-31T23:59:59.000Z, before export new (2026-06-01T00:00:00.000Z)');
+    const store = openAssetStore(join(cwd, 'database'));
+    expect(store.meta().lastImport?.exportId).toBe('new');
+    await store.close();
+    const forced = await cli(['--action=import-assets', '--input=old', '--force'], cwd);
+    expect(forced.code).toBe(EXIT.ok);
+    expect(forced.stderr).toContain('conflict overridden by --force: database');
   });
 
   test('a re-import reports what it removed and leaves the transfer files', async () => {

@@ -49,6 +49,16 @@ test('--log.json through the CLI: every stderr line is JSON, the summary stays o
   for (const line of lines) expect((JSON.parse(line) as { level: string }).level).toBeString();
 });
 
+test('--log.json: a failing action\'s last line (the error) is JSON too', async () => {
+  const io = captureIo();
+  const code = await runCli(['--action=status', '--log.json'], io, { cwd: tempDir() });
+  expect(code).toBe(5);
+  const lines = io.err.trim().split('\n');
+  const last = JSON.parse(lines[lines.length - 1]!) as { level: string; message: string };
+  expect(last.level).toBe('error');
+  expect(last.message).toStartWith('error: ');
+});
+
 test('a line that repeats is let through once per interval, with the count of those held back', () => {
   const every = logEvery(60_000);
   expect(every('disk_full', 0)).toEqual({ log: true, suppressed: 0 });

@@ -7,6 +7,7 @@
 import { afterAll, expect, test } from 'bun:test';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { STORED_ID_CHARS_MAX } from '../../src/core/models/common.ts';
 import { ManualClock } from '../../src/platform/clock.ts';
 import { silentLogger } from '../../src/platform/log.ts';
 import { createApp } from '../../src/server/app.ts';
@@ -56,8 +57,9 @@ test('real full disk (tmpfs): 5xx envelope on writes, reads served, writes resum
 
   const acknowledged: string[] = [];
   let failure: Response | undefined;
-  for (let i = 0; i < 5000 && !failure; i++) {
-    const id = `${i}-${'x'.repeat(8000)}`;
+  for (let i = 0; i < 40_000 && !failure; i++) {
+    // As long as a stored id may be (models/common.ts STORED_ID_CHARS_MAX), so that the disk fills soon.
+    const id = `${i}-`.padEnd(STORED_ID_CHARS_MAX, 'x');
     const res = await app.request('/rest/licensee/L-1/validate', checkOut(id));
     if (res.status === 200) acknowledged.push(id);
     else failure = res;

@@ -77,6 +77,20 @@ export type ModelHandler = (ctx: ModelContext) => ModelResult;
  * A known module parameter with an unusable value. The whole request is then
  * answered with a `MalformedRequestException` error and nothing is changed.
  */
+/**
+ * The longest session id or node secret stored: UUIDs, host names, hardware hashes are far
+ * shorter. Each one stored lives in the runtime state, the journal and the status page, so a
+ * client may not make them as long as the body limit allows (64 KiB).
+ */
+export const STORED_ID_CHARS_MAX = 1024;
+
+/** A value the agent stores (a session id, a node secret) within STORED_ID_CHARS_MAX. */
+export function checkStoredId(moduleNumber: string, parameter: string, value: string | undefined): void {
+  if (value !== undefined && value.length > STORED_ID_CHARS_MAX) {
+    throw new MalformedParameterError(moduleNumber, parameter, `is longer than ${STORED_ID_CHARS_MAX} characters`);
+  }
+}
+
 export class MalformedParameterError extends Error {
   constructor(moduleNumber: string, parameter: string, problem: string) {
     super(`Parameter '${parameter}' for product module '${moduleNumber}' ${problem}`);

@@ -14,6 +14,7 @@ import { rememberSessionTableOrder, sessionTableOrder, type RuntimeEvent } from 
 import { intProp } from '../entities.ts';
 import { parseIso, toIso } from '../time.ts';
 import {
+  checkStoredId,
   MalformedParameterError,
   capacityWarningLevel,
   licenseInt,
@@ -106,6 +107,7 @@ export function validateFloating(ctx: ModelContext): ModelResult {
   // Refused since schema 1, whose session tables were plain objects (this id replaced their
   // prototype); the tables are Maps now, and clients keep getting the same answer.
   if (sessionId === '__proto__') throw new MalformedParameterError(moduleNumber, 'sessionId', "may not be '__proto__'");
+  checkStoredId(moduleNumber, 'sessionId', sessionId);
   const moduleValidity = intProp(ctx.module, 'maxCheckoutValidity');
   const moduleValiditySeconds =
     moduleValidity !== undefined && moduleValidity > 0 ? moduleValidity : DEFAULT_MAX_CHECKOUT_VALIDITY_SECONDS;

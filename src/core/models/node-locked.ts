@@ -10,6 +10,7 @@
 import type { RuntimeEvent } from '../runtime.ts';
 import {
   bool,
+  checkStoredId,
   capacityWarningLevel,
   licenseInt,
   ofType,
@@ -77,6 +78,7 @@ export function validateNodeLocked(ctx: ModelContext): ModelResult {
   let storedCount = stored.size;
 
   const secret = ctx.params['nodeSecret'];
+  checkStoredId(ctx.module.number, 'nodeSecret', secret);
   const events: RuntimeEvent[] = [];
   let valid = false;
   if (secret !== undefined && secret !== '') {
