@@ -217,7 +217,11 @@ describe('durability', () => {
     expect(await moduleProperty(res, 'M-PPU', 'remainingQuantity')).toBe('31');
     upstream.restart();
     fixture.clock.advance(COOL_DOWN_MS);
-    expect(await fixture.proxy.drainReplay()).toEqual({ replayed: 4, conflicts: 0 });
+    const drained = await fixture.proxy.drainReplay();
+    // This replay failed ('upstream-failure') in 2 of ~40 runs in session 11 and could not be
+    // reproduced on purpose: should it fail again, the proxy's log says why.
+    if (drained.replayed !== 4) console.error(`replay after the restart: ${JSON.stringify(drained)}\n${fixture.logText()}`);
+    expect(drained).toEqual({ replayed: 4, conflicts: 0 });
     expect(await upstreamUsed()).toBe(4);
   });
 
