@@ -35,9 +35,17 @@ export interface ActionDef {
   run(context: ActionContext): Promise<number>;
 }
 
-export const ACTIONS: Record<string, { summary: string; load: () => Promise<ActionDef> }> = {
+/**
+ * `drainsOnSignal`: the action watches `signal` and stops cleanly on SIGINT/SIGTERM (servers
+ * drain, the export stops between calls). The others keep the signals' default and end at once:
+ * an import runs synchronously, so a handler could run only after it had committed; ended at
+ * once, nothing of it is in effect (its staged writes are dropped by the next import, as after
+ * kill -9), which is what Ctrl-C or `timeout` means.
+ */
+export const ACTIONS: Record<string, { summary: string; drainsOnSignal?: true; load: () => Promise<ActionDef> }> = {
   'export-assets': {
     summary: 'export licensees and their assets from NetLicensing into transfer files (needs network)',
+    drainsOnSignal: true,
     load: async () => (await import('./actions/export-assets.ts')).exportAssetsAction,
   },
   'import-assets': {
@@ -46,10 +54,12 @@ export const ACTIONS: Record<string, { summary: string; load: () => Promise<Acti
   },
   'run-agent': {
     summary: 'run as a caching proxy to NetLicensing that answers from local state while it is unreachable',
+    drainsOnSignal: true,
     load: async () => (await import('./actions/run-agent.ts')).runAgentAction,
   },
   'run-agent-offline': {
     summary: 'run in offline mode: serve validate and the read calls from the local database',
+    drainsOnSignal: true,
     load: async () => (await import('./actions/run-agent-offline.ts')).runAgentOfflineAction,
   },
   'verify-database': {

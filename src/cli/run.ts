@@ -169,6 +169,8 @@ export interface RunCliOptions {
   cwd?: string;
   clock?: Clock;
   signal?: AbortSignal;
+  /** Called for an action that drains on SIGINT/SIGTERM (actions.ts): installs the handlers, gives the signal. */
+  watchSignals?: () => AbortSignal;
   /** Tests pass a logger that writes into their buffer. */
   log?: Logger;
 }
@@ -223,7 +225,7 @@ export async function runCli(argv: string[], io: CliIo, runOptions: RunCliOption
       log,
       cwd: runOptions.cwd ?? workingDirectory(),
       clock: runOptions.clock ?? systemClock,
-      signal: runOptions.signal ?? new AbortController().signal,
+      signal: runOptions.signal ?? (entry.drainsOnSignal ? runOptions.watchSignals?.() : undefined) ?? new AbortController().signal,
     });
   } catch (error) {
     return reportError(error, io, options.verbose, options.logJson);

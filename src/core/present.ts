@@ -9,7 +9,8 @@
  */
 import { isActive, type Entity, type EntityList } from './entities.ts';
 import type { WireItem, WireList } from './envelope.ts';
-import { parseInteger } from './models/common.ts';
+import { licenseValue, parseInteger, templateType } from './models/common.ts';
+import { NODE_SECRET_PROPERTY } from './models/node-locked.ts';
 import type { RuntimeState } from './runtime.ts';
 
 function toWireList(list: EntityList): WireList {
@@ -71,8 +72,6 @@ export function applyRuntimeToLicense(license: Entity, runtime: RuntimeState): E
   return { ...license, props };
 }
 
-const NODE_SECRET_PROPERTY = /^nodeSecret(\d+)$/;
-
 /**
  * The node secrets the agent registered (Node-Locked, CLIENT mode), shown where the cloud keeps
  * them: `nodeSecret<i>` properties of the module's licenses (API spec §3.6). Each goes into the
@@ -93,7 +92,7 @@ function withRegisteredNodeSecrets(licenses: Entity[], runtime: RuntimeState, te
       const license = out[index]!;
       const template = templateOf(license.props['licenseTemplateNumber'] ?? '');
       if (template === undefined || template.props['productModuleNumber'] !== moduleNumber) continue;
-      if ((template.props['licenseType'] ?? '').trim().toUpperCase() !== 'QUANTITY' || !isActive(license)) continue;
+      if (templateType(template) !== 'QUANTITY' || !isActive(license)) continue;
       const used = new Set<number>();
       for (const name in license.props) {
         const match = NODE_SECRET_PROPERTY.exec(name);
@@ -102,7 +101,7 @@ function withRegisteredNodeSecrets(licenses: Entity[], runtime: RuntimeState, te
         used.add(Number(match[1]));
         held.add(value);
       }
-      const quota = parseInteger(license.props['quota']?.trim() ? license.props['quota'] : template.props['quota']) ?? 0;
+      const quota = parseInteger(licenseValue({ props: license.props, template }, 'quota')) ?? 0;
       slots.push({ index, used, quota });
     }
     if (slots.length === 0) continue;
@@ -113,23 +112,15 @@ function withRegisteredNodeSecrets(licenses: Entity[], runtime: RuntimeState, te
       if (props === undefined) added.set(slot.index, (props = { ...out[slot.index]!.props }));
       props[`nodeSecret${at}`] = secret;
     };
+    const placeInFirstFreeSlot = (secret: string) => {
+      for (const slot of slots) for (let at = 0; at < slot.quota; at++) if (!slot.used.has(at)) return place(slot, secret, at);
+      const last = slots[slots.length - 1]!;
+      place(last, secret, Math.max(last.quota - 1, ...last.used) + 1);
+    };
     for (const secret of runtime.nodeSecrets[moduleNumber]!) {
       if (held.has(secret)) continue;
       held.add(secret);
-      let placed = false;
-      for (const slot of slots) {
-        for (let at = 0; at < slot.quota && !placed; at++) {
-          if (!slot.used.has(at)) {
-            place(slot, secret, at);
-            placed = true;
-          }
-        }
-        if (placed) break;
-      }
-      if (!placed) {
-        const last = slots[slots.length - 1]!;
-        place(last, secret, Math.max(last.quota - 1, ...last.used) + 1);
-      }
+      placeInFirstFreeSlot(secret);
     }
     for (const [index, props] of added) out[index] = { ...out[index]!, props };
   }

@@ -178,8 +178,8 @@ const SCOPE_LINEAR_MAX = 24;
 /**
  * Bounds of one item that real exports stay far below (lists nest two deep in the cloud's
  * answers; the longest values are HTML descriptions): a file past them is refused as bad input
- * at its position, before it costs minutes of CPU or gigabytes of memory (20,000 nested lists
- * overflowed the stack when staged; one 300 MiB value took 3.6 GB).
+ * at its position, before it costs minutes of CPU or gigabytes of memory (very deep lists
+ * overflowed the stack when staged; one huge value was held in memory whole, several times).
  */
 export const LIST_DEPTH_MAX = 64;
 export const PROPERTY_VALUE_CHARS_MAX = 1024 * 1024;

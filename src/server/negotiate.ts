@@ -19,7 +19,7 @@ const FORMAT_BY_ACCEPT = new Map<string, WireFormat>();
 /** JSON when application/json is acceptable with a higher (or equal, earlier) q than application/xml. */
 export function negotiateFormat(accept: string | undefined | null): WireFormat {
   // Media types are case-insensitive (RFC 9110 §8.3.1): the quick test for "no JSON at all" must be too.
-  if (!accept || (!accept.includes('json') && !/json/i.test(accept))) return 'xml';
+  if (!accept || !/json/i.test(accept)) return 'xml';
   // Clients send the same few Accept headers again and again: decided once each (bounded).
   const known = FORMAT_BY_ACCEPT.get(accept);
   if (known) return known;

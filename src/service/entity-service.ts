@@ -29,15 +29,24 @@ function present(entity: Entity): Entity {
   return { ...entity, props };
 }
 
-function withRuntime(store: AssetStore, entity: Entity): Entity {
+/**
+ * A license as the cloud would show it, with this agent's runtime changes. `placed`: the licenses
+ * of licensees already looked at in this call, by licensee and number (a page of one licensee's
+ * licenses reads them once).
+ */
+function withRuntime(store: AssetStore, entity: Entity, placed = new Map<string, Map<string, Entity>>()): Entity {
   if (entity.kind !== 'License') return entity;
   const licensee = entity.props['licenseeNumber'];
   if (licensee === undefined) return entity;
-  const runtime = store.getRuntime(licensee);
-  // Registered node secrets are placed across the licensee's licenses (present.ts): decided on all of them.
-  if (Object.keys(runtime.nodeSecrets).length === 0) return applyRuntimeToLicense(entity, runtime);
-  const all = effectiveLicenses(licensee, store.children('License', licensee), runtime, (n) => store.getEntity('LicenseTemplate', n));
-  return all.find((license) => license.number === entity.number) ?? applyRuntimeToLicense(entity, runtime);
+  let licenses = placed.get(licensee);
+  if (licenses === undefined) {
+    const runtime = store.getRuntime(licensee);
+    // Registered node secrets are placed across the licensee's licenses (present.ts): decided on all of them.
+    if (Object.keys(runtime.nodeSecrets).length === 0) return applyRuntimeToLicense(entity, runtime);
+    const all = effectiveLicenses(licensee, store.children('License', licensee), runtime, (n) => store.getEntity('LicenseTemplate', n));
+    placed.set(licensee, (licenses = new Map(all.map((license) => [license.number, license]))));
+  }
+  return licenses.get(entity.number) ?? entity;
 }
 
 export function getEntity(store: AssetStore, kind: EntityKind, number: string): EntityResult {
@@ -84,7 +93,8 @@ export function listEntities(store: AssetStore, kind: EntityKind, filterText: st
   if (parent !== undefined) filter.delete(parentProperty!);
   if (all === undefined && filter.size === 0) {
     const result = store.listEntities(kind, { offset: page * size, limit: size });
-    pageItems = result.items.map((e) => withRuntime(store, e));
+    const placed = new Map<string, Map<string, Entity>>();
+    pageItems = result.items.map((e) => withRuntime(store, e, placed));
     total = result.total;
   } else {
     all ??= store.listEntities(kind).items;

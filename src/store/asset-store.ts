@@ -40,6 +40,7 @@ import { StoreError } from './errors.ts';
 import { openKvEnvironment, type KvDatabase, type KvEnvironment, type OpenOptions } from './lmdb.ts';
 import { join } from 'node:path';
 import { acquireExclusiveLock, LockHeldError, type HeldLock } from '../platform/exclusive-lock.ts';
+import { processExists } from '../platform/process-exists.ts';
 import { entriesOfRecord, journalGroupRecord, journalRecordHead, type JournalEntry, type JournalRecord } from './journal-records.ts';
 import { applyJournalRecords, createRuntimeWriter, runtimeStateOf, WAL_RESUME_KEY, type JournalHead, type RuntimeRecord, type RuntimeWriter } from './runtime-writer.ts';
 import { openRuntimeWal, readWalGroupsAfter, WAL_FILE, WalChainError, type RuntimeWalFile } from './runtime-wal.ts';
@@ -143,12 +144,7 @@ function isDiskFull(message: string): boolean {
  * as stale (LMDB databases are not shared between hosts).
  */
 function claimAlive(claim: StagingClaim): boolean {
-  if (claim.host !== hostname()) return false;
-  try {
-    process.kill(claim.pid, 0);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
+  if (claim.host !== hostname() || !processExists(claim.pid)) return false;
   const started = processStartMs(claim.pid);
   return started === undefined || started <= claim.claimedAtMs + 1000;
 }

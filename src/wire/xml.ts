@@ -21,16 +21,19 @@ export const XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8" standalone=
  * document Java's and C#'s parsers read, and a transfer file one the import reads.
  */
 const REPLACEMENT_CHARACTER = '\uFFFD';
+const NOT_XML_CHARS = '\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\uFFFE\\uFFFF';
+const TEXT_ESCAPED = new RegExp(`[&<>\\r${NOT_XML_CHARS}]`, 'g');
+const ATTRIBUTE_ESCAPED = new RegExp(`[&<>"\\t\\n\\r${NOT_XML_CHARS}]`, 'g');
 
 export function escapeText(text: string): string {
   // \r must survive parsing (XML normalises a raw CR to LF), hence &#xD;.
-  return text.replace(/[&<>\r\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g, (c) =>
+  return text.replace(TEXT_ESCAPED, (c) =>
     c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : c === '\r' ? '&#xD;' : REPLACEMENT_CHARACTER,
   );
 }
 
 export function escapeAttribute(text: string): string {
-  return text.replace(/[&<>"\t\n\r\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g, (c) => {
+  return text.replace(ATTRIBUTE_ESCAPED, (c) => {
     switch (c) {
       case '&':
         return '&amp;';

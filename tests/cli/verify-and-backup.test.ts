@@ -94,6 +94,20 @@ describe('verify-database, group commits', () => {
   });
 });
 
+/** A working directory with a database holding licensee L (closed). */
+async function seededDirectory(): Promise<string> {
+  const { store, cwd } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);
+  await store.close();
+  return cwd;
+}
+
+/** `--action=backup --output=<output>` run in `cwd`: exit code and stderr. */
+async function backup(cwd: string, output: string, ...extra: string[]): Promise<{ code: number; err: string }> {
+  const io = captureIo();
+  const code = await runCli(['--action=backup', `--output=${output}`, ...extra], io, { cwd, log: silentLogger() });
+  return { code, err: io.err };
+}
+
 describe('backup', () => {
   test('copies a database that is open and in use; the copy holds every acknowledged change', async () => {
     const { store, cwd } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);
@@ -118,15 +132,14 @@ describe('backup', () => {
   });
 
   test('the working directory under another name (a symlink) is refused, with or without --force, and stays intact', async () => {
-    const { store, cwd } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);
-    await store.close();
+    const cwd = await seededDirectory();
     const alias = join(tempDir(), 'alias');
     symlinkSync(cwd, alias);
     for (const output of [alias, join(alias, '.'), cwd]) {
       for (const force of [[], ['--force']]) {
-        const io = captureIo();
-        expect(await runCli(['--action=backup', `--output=${output}`, ...force], io, { cwd, log: silentLogger() })).toBe(2);
-        expect(io.err).toContain('is the working directory');
+        const result = await backup(cwd, output, ...force);
+        expect(result.code).toBe(2);
+        expect(result.err).toContain('is the working directory');
       }
     }
     const still = openAssetStore(join(cwd, 'database'));
@@ -139,10 +152,9 @@ describe('backup', () => {
     await store.commitRuntime('L', 1, () => ({ events: [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 7 }], result: null }));
     await store.close();
     const target = tempDir();
-    expect(await runCli(['--action=backup', `--output=${target}`], captureIo(), { cwd, log: silentLogger() })).toBe(0);
+    expect((await backup(cwd, target)).code).toBe(0);
     // Run from a directory without a database, with --force: refused (exit 5), the old backup untouched.
-    const io = captureIo();
-    expect(await runCli(['--action=backup', `--output=${target}`, '--force'], io, { cwd: tempDir(), log: silentLogger() })).toBe(5);
+    expect((await backup(tempDir(), target, '--force')).code).toBe(5);
     expect(readdirSync(target)).toEqual(['database']);
     const copy = openAssetStore(join(target, 'database'));
     expect(copy.getRuntime('L').usedQuantity['X']).toBe(7);
@@ -150,28 +162,25 @@ describe('backup', () => {
   });
 
   test('what a killed backup left is cleared: an unfinished copy removed, an old backup moved aside put back', async () => {
-    const { store, cwd } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);
-    await store.close();
+    const cwd = await seededDirectory();
     const target = tempDir();
-    expect(await runCli(['--action=backup', `--output=${target}`], captureIo(), { cwd, log: silentLogger() })).toBe(0);
+    expect((await backup(cwd, target)).code).toBe(0);
     // Killed right after moving the old copy aside (pid 2^22 + 1 is above Linux's pid_max: never running).
     const gone = 4_194_305;
     renameSync(join(target, 'database'), join(target, `.database-previous-${gone}`));
     mkdirSync(join(target, `.database-partial-${gone}`));
-    // A second backup of the same state that fails (no database where it runs) still puts the old one back.
-    expect(await runCli(['--action=backup', `--output=${target}`, '--force'], captureIo(), { cwd: tempDir(), log: silentLogger() })).toBe(5);
+    // The next backup clears them before anything else, even one that then fails (no database where it runs).
+    expect((await backup(tempDir(), target, '--force')).code).toBe(5);
     expect(readdirSync(target)).toEqual(['database']);
-    expect(await runCli(['--action=backup', `--output=${target}`, '--force'], captureIo(), { cwd, log: silentLogger() })).toBe(0);
+    expect((await backup(cwd, target, '--force')).code).toBe(0);
     expect(readdirSync(target)).toEqual(['database']);
   });
 
   test('an output that is a file is a usage error, not an internal one', async () => {
-    const { store, cwd } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);
-    await store.close();
     const file = join(tempDir(), 'file');
     writeFileSync(file, 'x');
-    const io = captureIo();
-    expect(await runCli(['--action=backup', `--output=${file}`], io, { cwd, log: silentLogger() })).toBe(2);
-    expect(io.err).toContain('is not a directory');
+    const result = await backup(await seededDirectory(), file);
+    expect(result.code).toBe(2);
+    expect(result.err).toContain('is not a directory');
   });
 });

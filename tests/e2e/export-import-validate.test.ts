@@ -53,6 +53,19 @@ async function cli(cwd: string, argv: string[]): Promise<void> {
   if (code !== 0) throw new Error(`${argv[0]} failed (${code}): ${io.err}`);
 }
 
+/** export-assets from `host` (the stand-in cloud or a hub agent) into `cwd`, then import-assets there. */
+async function exportAndImport(cwd: string, host: string, licensees: readonly string[]): Promise<void> {
+  await cli(cwd, [
+    '--action=export-assets',
+    `--core.base.host=${host}`,
+    `--nlic.username=${STANDIN_VENDOR.username}`,
+    `--nlic.password=${STANDIN_VENDOR.password}`,
+    `--licensees=${licensees.join(',')}`,
+    '--without-card',
+  ]);
+  await cli(cwd, ['--action=import-assets', '--without-card']);
+}
+
 function body(model: LicensingModel): string {
   const params = Object.entries(PARAMS[model]).map(([k, v]) => `&${k}0=${encodeURIComponent(v)}`).join('');
   return `dryRun=true&productModuleNumber0=${STANDIN_MODULES[model]}${params}`;
@@ -99,15 +112,7 @@ const apiKey = `Basic ${Buffer.from(`apiKey:${STANDIN_API_KEY}`).toString('base6
 beforeAll(async () => {
   cloud = await startStandinCloud();
   hubCwd = tempDir('nla-e2e-hub-');
-  await cli(hubCwd, [
-    '--action=export-assets',
-    `--core.base.host=${cloud.url}`,
-    `--nlic.username=${STANDIN_VENDOR.username}`,
-    `--nlic.password=${STANDIN_VENDOR.password}`,
-    `--licensees=${ALL.join(',')}`,
-    '--without-card',
-  ]);
-  await cli(hubCwd, ['--action=import-assets', '--without-card']);
+  await exportAndImport(hubCwd, cloud.url, ALL);
   hubStore = openAssetStore(join(hubCwd, 'database'));
   hub = serve(hubStore);
 });
@@ -129,15 +134,7 @@ describe('export → import → validate, every licensing model', () => {
 
 test('an agent serving offline is the export source of another agent, with the same answers', async () => {
   const isolatedCwd = tempDir('nla-e2e-isolated-');
-  await cli(isolatedCwd, [
-    '--action=export-assets',
-    `--core.base.host=http://127.0.0.1:${hub.port}`,
-    `--nlic.username=${STANDIN_VENDOR.username}`,
-    `--nlic.password=${STANDIN_VENDOR.password}`,
-    `--licensees=${ALL.join(',')}`,
-    '--without-card',
-  ]);
-  await cli(isolatedCwd, ['--action=import-assets', '--without-card']);
+  await exportAndImport(isolatedCwd, `http://127.0.0.1:${hub.port}`, ALL);
   const isolatedStore = openAssetStore(join(isolatedCwd, 'database'));
   const isolated = serve(isolatedStore);
   try {
@@ -176,15 +173,7 @@ test('node secrets the hub registered travel with its export and count against t
   expect(properties).toContainEqual({ name: 'nodeSecret1', value: 'node-hub' });
 
   const downstreamCwd = tempDir('nla-e2e-downstream-');
-  await cli(downstreamCwd, [
-    '--action=export-assets',
-    `--core.base.host=http://127.0.0.1:${hub.port}`,
-    `--nlic.username=${STANDIN_VENDOR.username}`,
-    `--nlic.password=${STANDIN_VENDOR.password}`,
-    `--licensees=${STANDIN_LICENSEES.NodeLocked}`,
-    '--without-card',
-  ]);
-  await cli(downstreamCwd, ['--action=import-assets', '--without-card']);
+  await exportAndImport(downstreamCwd, `http://127.0.0.1:${hub.port}`, [STANDIN_LICENSEES.NodeLocked]);
   const downstreamStore = openAssetStore(join(downstreamCwd, 'database'));
   const downstream = serve(downstreamStore);
   try {

@@ -14,6 +14,7 @@
  */
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { processExists } from '../../platform/process-exists.ts';
 import { openAssetStore } from '../../store/asset-store.ts';
 import type { ActionDef } from '../actions.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
@@ -46,17 +47,7 @@ function removeQuietly(path: string): void {
   try {
     rmSync(path, { recursive: true, force: true });
   } catch {
-    // Left behind under its temporary name; the next backup run from this process id replaces it.
-  }
-}
-
-/** Whether process `pid` still runs (a leftover of a running backup is not touched). */
-function running(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    // Left behind under its temporary name; the next backup into this directory removes it (removeLeftovers).
   }
 }
 
@@ -69,7 +60,8 @@ function removeLeftovers(outputDir: string): void {
     const match = /^\.database-(partial|previous)-(\d+)$/.exec(name);
     if (match === null) continue;
     const pid = Number(match[2]);
-    if (pid !== process.pid && running(pid)) continue;
+    // A running backup's copies are its own.
+    if (pid !== process.pid && processExists(pid)) continue;
     const path = join(outputDir, name);
     if (match[1] === 'previous' && !existsSync(join(outputDir, 'database'))) renameSync(path, join(outputDir, 'database'));
     else rmSync(path, { recursive: true, force: true });

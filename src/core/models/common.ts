@@ -99,7 +99,7 @@ export class MalformedParameterError extends Error {
 }
 
 /** License property, falling back to the template's (licenses copy them on creation). Empty = absent. */
-export function licenseValue(view: LicenseView, name: string): string | undefined {
+export function licenseValue(view: Pick<LicenseView, 'props' | 'template'>, name: string): string | undefined {
   const own = view.props[name];
   if (own !== undefined && own.trim() !== '') return own;
   const inherited = view.template.props[name];

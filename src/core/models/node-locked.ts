@@ -26,7 +26,8 @@ export function nodeSecretMode(text: string | undefined): NodeSecretMode {
   return text?.trim().toUpperCase() === 'PREDEFINED' ? 'PREDEFINED' : 'CLIENT';
 }
 
-const NODE_SECRET_PROPERTY = /^nodeSecret\d+$/;
+/** A license property that stores a node secret (`nodeSecret0`, `nodeSecret1`, …); the group is its index. */
+export const NODE_SECRET_PROPERTY = /^nodeSecret(\d+)$/;
 
 /**
  * The stored secrets of one licensee's module, kept between decisions: a site license for
