@@ -1,5 +1,6 @@
 #!/usr/bin/env bun
 import './platform/bundle-env.ts';
+import { GUARDED_CHILD_ENV, runInGuardedChild } from './cli/crash-guard.ts';
 import { runCli, systemIo } from './cli/run.ts';
 
 // Database, transfer files and backups hold licensing secrets: owner-only permissions.
@@ -28,4 +29,7 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
   throw error;
 });
 
-process.exitCode = await runCli(Bun.argv.slice(2), systemIo(), { watchSignals });
+// The actions that read the whole database run in a child process (cli/crash-guard.ts); the child runs them itself.
+const runInChild = process.env[GUARDED_CHILD_ENV] ? undefined : (action: string, argv: string[], cwd: string) => runInGuardedChild(action, argv, systemIo(), cwd);
+
+process.exitCode = await runCli(Bun.argv.slice(2), systemIo(), { watchSignals, runInChild });

@@ -41,8 +41,12 @@ export interface ActionDef {
  * an import runs synchronously, so a handler could run only after it had committed; ended at
  * once, nothing of it is in effect (its staged writes are dropped by the next import, as after
  * kill -9), which is what Ctrl-C or `timeout` means.
+ *
+ * `runsInChild`: the action reads much of the database and runs in a child process, so that
+ * damage that makes LMDB end the process is reported as damage (crash-guard.ts). The servers
+ * do not: they stay the process a service manager started and signals.
  */
-export const ACTIONS: Record<string, { summary: string; drainsOnSignal?: true; load: () => Promise<ActionDef> }> = {
+export const ACTIONS: Record<string, { summary: string; drainsOnSignal?: true; runsInChild?: true; load: () => Promise<ActionDef> }> = {
   'export-assets': {
     summary: 'export licensees and their assets from NetLicensing into transfer files (needs network)',
     drainsOnSignal: true,
@@ -50,6 +54,7 @@ export const ACTIONS: Record<string, { summary: string; drainsOnSignal?: true; l
   },
   'import-assets': {
     summary: 'import assets into the local database from the transfer files created with export-assets',
+    runsInChild: true,
     load: async () => (await import('./actions/import-assets.ts')).importAssetsAction,
   },
   'run-agent': {
@@ -63,15 +68,18 @@ export const ACTIONS: Record<string, { summary: string; drainsOnSignal?: true; l
     load: async () => (await import('./actions/run-agent-offline.ts')).runAgentOfflineAction,
   },
   'verify-database': {
-    summary: 'check the journal hash chain and recompute every counter from it',
+    summary: 'read every record, check the definitions, the journal hash chain and every counter against its replay',
+    runsInChild: true,
     load: async () => (await import('./actions/verify-database.ts')).verifyDatabaseAction,
   },
   status: {
     summary: 'print the state of the database: last import, seats, quantities, journal (works while the agent runs)',
+    runsInChild: true,
     load: async () => (await import('./actions/status.ts')).statusAction,
   },
   backup: {
     summary: 'copy the database consistently while the agent runs (to --output/database)',
+    runsInChild: true,
     load: async () => (await import('./actions/backup.ts')).backupAction,
   },
 };

@@ -7,7 +7,7 @@ import packageJson from '../../package.json' with { type: 'json' };
 import { systemClock, type Clock } from '../platform/clock.ts';
 import { createLogger, type Logger } from '../platform/log.ts';
 import { CardError } from '../card/types.ts';
-import { StoreError } from '../store/errors.ts';
+import { damagedDatabaseAdvice, isDatabaseDamage, StoreError } from '../store/errors.ts';
 import { ACTIONS, type CliIo } from './actions.ts';
 import { CliError, EXIT } from './exit-codes.ts';
 import { OPTION_DEFS, type CliOptions, type OptionName } from './options.ts';
@@ -171,6 +171,11 @@ export interface RunCliOptions {
   signal?: AbortSignal;
   /** Called for an action that drains on SIGINT/SIGTERM (actions.ts): installs the handlers, gives the signal. */
   watchSignals?: () => AbortSignal;
+  /**
+   * Runs an action that runs in a child (actions.ts, runsInChild) there, with these arguments and
+   * working directory, and gives its exit code; absent, every action runs in this process.
+   */
+  runInChild?: (action: string, argv: string[], cwd: string) => Promise<number>;
   /** Tests pass a logger that writes into their buffer. */
   log?: Logger;
 }
@@ -218,12 +223,14 @@ export async function runCli(argv: string[], io: CliIo, runOptions: RunCliOption
       stream: { write: (chunk: string) => (io.stderr(chunk), true) } as unknown as NodeJS.WritableStream,
     });
   try {
+    const cwd = runOptions.cwd ?? workingDirectory();
+    if (entry.runsInChild && runOptions.runInChild) return await runOptions.runInChild(options.action, argv, cwd);
     const action = await entry.load();
     return await action.run({
       options,
       io,
       log,
-      cwd: runOptions.cwd ?? workingDirectory(),
+      cwd,
       clock: runOptions.clock ?? systemClock,
       signal: runOptions.signal ?? (entry.drainsOnSignal ? runOptions.watchSignals?.() : undefined) ?? new AbortController().signal,
     });
@@ -253,6 +260,11 @@ function reportError(error: unknown, io: CliIo, verbose = false, json = false): 
   }
   if (error instanceof StoreError) {
     say('error: ', error.message);
+    return EXIT.store;
+  }
+  // LMDB read a damaged page after the database was opened (opening reports it as a StoreError).
+  if (isDatabaseDamage(error)) {
+    say('error: ', `the database is damaged (${(error as Error).message}): ${damagedDatabaseAdvice('database/')}`);
     return EXIT.store;
   }
   // No reader, no card, wrong card, PIN, rollback detected…: the message says what to do.

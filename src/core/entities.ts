@@ -63,6 +63,16 @@ export const PARENT_PROPERTY: Record<EntityKind, string | undefined> = {
   Token: 'licenseeNumber',
 };
 
+/** The kind of entity the parent property (PARENT_PROPERTY) of each kind names. */
+export const PARENT_KIND: Record<EntityKind, EntityKind | undefined> = {
+  Product: undefined,
+  ProductModule: 'Product',
+  LicenseTemplate: 'ProductModule',
+  Licensee: 'Product',
+  License: 'Licensee',
+  Token: 'Licensee',
+};
+
 /** Properties that must be present (besides `number`) for an entity to be usable. */
 export const REQUIRED_PROPERTIES: Record<EntityKind, readonly string[]> = {
   Product: [],

@@ -57,6 +57,11 @@ export interface XmlSource extends XmlPosition {
   extendHash(): void;
   /** SHA-256 of the file's bytes in the range (empty when never extended); ends hashing. */
   hashDigest(): Buffer;
+  /**
+   * The longest run of text without markup accepted from now on (TEXT_RUN_CHARS_MAX until
+   * changed): a handler that expects one long value raises it while reading that value.
+   */
+  textRunCharsMax: number;
 }
 
 /** Thrown by a handler to stop reading early: `step` then returns false (and readXmlFile returns normally). */
@@ -188,6 +193,7 @@ export function openXmlFile(
     extendHash() {
       endAt = parser.position;
     },
+    textRunCharsMax: TEXT_RUN_CHARS_MAX,
     hashDigest() {
       settle();
       const digest = (hash ?? createHash('sha256')).digest();
@@ -227,7 +233,7 @@ export function openXmlFile(
     textEndByte = endByte;
     parser.write(next);
     charsSinceEvent += next.length;
-    if (charsSinceEvent > TEXT_RUN_CHARS_MAX) fail(`more than ${TEXT_RUN_CHARS_MAX} characters without markup (no value of a transfer file is that long)`);
+    if (charsSinceEvent > source.textRunCharsMax) fail(`more than ${source.textRunCharsMax} characters without markup (no value of a transfer file is that long)`);
     if (hash !== undefined) settle();
   };
 

@@ -13,11 +13,12 @@
  */
 import { readFileSync } from 'node:fs';
 import type { EntityList } from '../core/entities.ts';
-import { CanonicalHasher, CONTEXT_NAMESPACE, DIGEST, DIGEST_TYPE, fileDigest, HEADER_TYPE } from '../transfer/format.ts';
+import { CanonicalHasher, CONTEXT_NAMESPACE, DIGEST, DIGEST_TYPE, fileDigest, HEADER, HEADER_TYPE } from '../transfer/format.ts';
 import { TransferInputError } from './errors.ts';
 import {
   openXmlFile,
   StopReading,
+  TEXT_RUN_CHARS_MAX,
   type ReadXmlOptions,
   type XmlAttributes,
   type XmlEvents,
@@ -183,6 +184,12 @@ const SCOPE_LINEAR_MAX = 24;
  */
 export const LIST_DEPTH_MAX = 64;
 export const PROPERTY_VALUE_CHARS_MAX = 1024 * 1024;
+/**
+ * The header's `licensees` value lists every licensee of the export (a JSON array): 1.2 Mi
+ * characters at 100,000 licensees in bench-import, so it has a bound of its own: 10 million
+ * numbers of 25 characters.
+ */
+export const HEADER_LICENSEES_CHARS_MAX = 256 * 1024 * 1024;
 
 export function readTransferFile(
   path: string,
@@ -312,6 +319,8 @@ function transferEvents(
   let hasher: CanonicalHasher | undefined;
   let propertyName = '';
   let text = '';
+  /** The bound of the value being read (PROPERTY_VALUE_CHARS_MAX, or the header's licensees list's). */
+  let valueCharsMax = PROPERTY_VALUE_CHARS_MAX;
 
   const enterScope = () => {
     depth++;
@@ -458,6 +467,9 @@ function transferEvents(
           if (local === 'property') {
             if (scopes[depth]!.sawList) fail('a <property> after a <list>: properties come first');
             propertyName = nameAttribute(attributes, 'property');
+            valueCharsMax = itemType === HEADER_TYPE && !inList && propertyName === HEADER.licensees ? HEADER_LICENSEES_CHARS_MAX : PROPERTY_VALUE_CHARS_MAX;
+            // The reader's bound on raw text between two tags (escapes included) follows the value's.
+            position.textRunCharsMax = Math.max(TEXT_RUN_CHARS_MAX, valueCharsMax);
             text = '';
             return enter(Where.Property);
           }
@@ -486,6 +498,7 @@ function transferEvents(
           state.tokens.push(propertyName, text);
           if (hasher !== undefined) hasher.property(propertyName, text);
           text = '';
+          position.textRunCharsMax = TEXT_RUN_CHARS_MAX;
           break;
         }
         case Where.List: {
@@ -514,7 +527,7 @@ function transferEvents(
     text(piece) {
       if (where === Where.Property) {
         text += piece;
-        if (text.length > PROPERTY_VALUE_CHARS_MAX) fail(`the value of property "${propertyName}" is longer than ${PROPERTY_VALUE_CHARS_MAX} characters`);
+        if (text.length > valueCharsMax) fail(`the value of property "${propertyName}" is longer than ${valueCharsMax} characters`);
         return;
       }
       if (where === Where.Info) return;

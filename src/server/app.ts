@@ -17,7 +17,7 @@ import type { EntityKind } from '../core/entities.ts';
 import { licenseeNotFound, validateLicensee, type WriteSealing } from '../service/validate-service.ts';
 import type { AssetStore } from '../store/asset-store.ts';
 import { createDefinitionsCache } from '../store/definitions-cache.ts';
-import { StoreError } from '../store/errors.ts';
+import { damagedDatabaseAdvice, isDatabaseDamage, StoreError } from '../store/errors.ts';
 import { createAuthenticator, mayRead, mayValidate, REALM, type AuthResult } from './auth.ts';
 import { MalformedRequestError, parseForm, queryOf } from './form.ts';
 import { routeOf, type RequestObserver } from './ops/observer.ts';
@@ -166,6 +166,17 @@ export function createApp(deps: AppDeps): Hono {
         ? `The agent could not store this change for certain: ${error.code}; it may still be stored: check before repeating it`
         : `The agent cannot store this change now: ${error.code}`;
       return sendError(c, status, 'ServiceUnavailableException', text);
+    }
+    if (isDatabaseDamage(error)) {
+      // LMDB read a damaged page: every request that reads it fails the same way. One line a minute.
+      const { log: due, suppressed } = storeErrorsLogged('damaged', Date.now());
+      if (due) {
+        log.error(
+          `store: the database is damaged (${(error as Error).message}): stop the agent and ${damagedDatabaseAdvice(store.path)}` +
+            `${suppressed > 0 ? ` (${suppressed} more requests failed so since the last report)` : ''}`,
+        );
+      }
+      return sendError(c, 500, 'InternalServerErrorException', "The agent's database is damaged: its administrator must restore it");
     }
     log.error(`unexpected error on ${method} ${path}: ${(error as Error).stack ?? String(error)}`);
     return sendError(c, 500, 'InternalServerErrorException', 'Internal error in NetLicensing Agent');

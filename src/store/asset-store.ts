@@ -31,13 +31,13 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { ENTITY_KINDS, PARENT_PROPERTY, type Entity, type EntityKind } from '../core/entities.ts';
+import { ENTITY_KINDS, PARENT_KIND, PARENT_PROPERTY, REQUIRED_PROPERTIES, type Entity, type EntityKind } from '../core/entities.ts';
 import { applyEvents, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
 import type { LicenseeAssets, ProductAssets } from '../core/validate-types.ts';
 import type { StoredCheckpoint } from '../card/checkpoint.ts';
 import type { CardBinding } from '../card/open.ts';
-import { StoreError } from './errors.ts';
-import { openKvEnvironment, type KvDatabase, type KvEnvironment, type OpenOptions } from './lmdb.ts';
+import { damagedDatabase, isDatabaseDamage, MissingSubDatabaseError, StoreError } from './errors.ts';
+import { openKvEnvironment, type KvDatabase, type KvEnvironment, type KvKey, type OpenOptions } from './lmdb.ts';
 import { join } from 'node:path';
 import { acquireExclusiveLock, LockHeldError, type HeldLock } from '../platform/exclusive-lock.ts';
 import { processExists } from '../platform/process-exists.ts';
@@ -126,6 +126,11 @@ export function keyPart(value: string): string {
   // A UTF-16 code unit takes at most 3 UTF-8 bytes: short numbers need no count.
   if (value.length * 3 <= KEY_PART_BYTES_MAX || Buffer.byteLength(value, 'utf8') <= KEY_PART_BYTES_MAX) return value;
   return `#sha256:${createHash('sha256').update(value).digest('hex')}`;
+}
+
+function isEmptyDatabase(db: KvDatabase<unknown>): boolean {
+  for (const _ of db.getKeys({ limit: 1 })) return false;
+  return true;
 }
 
 /**
@@ -279,6 +284,18 @@ export interface ListOptions {
   limit?: number;
 }
 
+/** What checkIntegrity found (verify-database). */
+export interface IntegrityReport {
+  /** Every sub-database, read to its end or to where reading it failed, with the records read. */
+  databases: { name: string; records: number }[];
+  /** The served definitions, by kind. */
+  definitions: Record<EntityKind, number>;
+  /** Records LMDB could not read or that could not be decoded: the file is damaged. */
+  unreadable: string[];
+  /** Records that read well and do not fit together (form, references, indexes). */
+  inconsistent: string[];
+}
+
 export interface AssetStore {
   readonly path: string;
   meta(): StoreMeta;
@@ -344,6 +361,15 @@ export interface AssetStore {
    */
   beginStagedImport(options: BeginStagingOptions): StagedImport;
   definitionsGenerations(): DefinitionsGenerations;
+  /**
+   * Reads every record of every sub-database, decoding each, and checks the records' form and
+   * that the served definitions refer to each other as imports leave them (parents, templates,
+   * indexes, aliases). LMDB has no page checksums: a damaged page shows only when it is read,
+   * which this makes happen. Damage that makes LMDB end the process (an assertion, a read past
+   * the file's end) cannot be caught here: the CLI reads in a child process (cli/crash-guard.ts).
+   * Reports at most `maxProblems` problems in all.
+   */
+  checkIntegrity(maxProblems?: number): IntegrityReport;
   /** Goes up with every committed change of definitions (import switch, importTransaction, proxy refresh). */
   definitionsVersion(): number;
   /**
@@ -486,7 +512,27 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   try {
     env = openKvEnvironment(path, options);
   } catch (cause) {
+    if (isDatabaseDamage(cause)) throw damagedDatabase(path, cause);
     throw new StoreError('io', `cannot open the database in ${path}: ${(cause as Error).message}`, { cause });
+  }
+  const notInitialised = () => new StoreError('not_initialised', `no database in ${path}: run --action=import-assets in this working directory first`);
+  /** Opening reads LMDB's main tree and meta: where they are damaged, say so (not "internal error"). */
+  const readingAtOpen = <T>(read: () => T, holdsPages = true): T => {
+    try {
+      return read();
+    } catch (cause) {
+      void env.close();
+      // Read-only, a sub-database is missing: a file no transaction was ever committed to has none.
+      if (cause instanceof MissingSubDatabaseError) throw holdsPages ? damagedDatabase(path, cause) : notInitialised();
+      throw isDatabaseDamage(cause) ? damagedDatabase(path, cause) : cause;
+    }
+  };
+  const holdsPages = readingAtOpen(() => env.holdsPages());
+  // Every open that committed created the sub-databases: a file with pages and a main tree that
+  // names none has lost its main tree. Refused before the open below could write into it.
+  if (holdsPages && !readingAtOpen(() => env.holdsSubDatabases())) {
+    void env.close();
+    throw damagedDatabase(path, new Error('its main tree names no sub-database'));
   }
   // Opening creates the sub-databases a new database lacks, each in a write transaction of its
   // own (one fdatasync each: 30 for a new database) unless they share one: this one.
@@ -511,22 +557,33 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   };
   // Both opened up front: opening a sub-database later would renew lmdb's read snapshot
   // in the middle of a reader's calls.
-  const { metaDb, generations, runtimeDb, journalDb } = openDatabases(() => ({
-    metaDb: env.open<unknown>('meta'),
-    generations: [openGeneration(0), options.readOnly ? tryOpenGeneration(1) : openGeneration(1)] as (Generation | undefined)[],
-    runtimeDb: env.open<RuntimeRecord>('runtime'),
-    journalDb: env.open<JournalRecord>('journal'),
-  }));
+  const { metaDb, generations, runtimeDb, journalDb } = readingAtOpen(
+    () =>
+      openDatabases(() => ({
+        metaDb: env.open<unknown>('meta'),
+        generations: [openGeneration(0), options.readOnly ? tryOpenGeneration(1) : openGeneration(1)] as (Generation | undefined)[],
+        runtimeDb: env.open<RuntimeRecord>('runtime'),
+        journalDb: env.open<JournalRecord>('journal'),
+      })),
+    holdsPages,
+  );
 
-
-  const existing = metaDb.get('meta') as StoreMeta | undefined;
+  const existing = readingAtOpen(() => metaDb.get('meta') as StoreMeta | undefined);
   if (existing === undefined) {
+    // A first import killed between this open and its meta record leaves empty sub-databases.
+    // Records without meta mean that meta was lost: damage, not a new database to initialise.
+    const holdsRecords = readingAtOpen(() =>
+      [runtimeDb, journalDb, ...generations.flatMap((g) => (g ? ENTITY_KINDS.map((kind) => g.def[kind]) : []))].some(
+        (db) => !isEmptyDatabase(db),
+      ),
+    );
+    if (holdsRecords) {
+      void env.close();
+      throw damagedDatabase(path, new Error('its meta record is missing, its other records are there'));
+    }
     if (!options.create) {
       void env.close();
-      throw new StoreError(
-        'not_initialised',
-        `no database in ${path}: run --action=import-assets in this working directory first`,
-      );
+      throw notInitialised();
     }
     const meta: StoreMeta = {
       schemaVersion: SCHEMA_VERSION,
@@ -683,6 +740,95 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     metaDb.putSync('journalHead', { seq, hash });
   };
   const replayCursor = () => (metaDb.get(REPLAY_CURSOR_KEY) as number | undefined) ?? 0;
+
+  const checkIntegrity = (maxProblems = 20): IntegrityReport => {
+    const unreadable: string[] = [];
+    const inconsistent: string[] = [];
+    const problem = (text: string, list = inconsistent) => void (unreadable.length + inconsistent.length < maxProblems && list.push(text));
+    const databases: IntegrityReport['databases'] = [];
+    const definitions = Object.fromEntries(ENTITY_KINDS.map((kind) => [kind, 0])) as Record<EntityKind, number>;
+    const keyText = (key: KvKey) => JSON.stringify(key).slice(0, 120);
+    /** Reads every record of a sub-database; `check` throws what is wrong with one. */
+    const readAll = <V>(name: string, db: KvDatabase<V>, check?: (key: KvKey, value: V) => void) => {
+      let records = 0;
+      const cursor = db.getRange({})[Symbol.iterator]();
+      for (;;) {
+        let next: IteratorResult<{ key: KvKey; value: V }>;
+        try {
+          next = cursor.next();
+        } catch (error) {
+          const what = isDatabaseDamage(error) ? 'damaged at' : 'cannot decode';
+          problem(`sub-database ${name}: ${what} record ${records + 1} (${(error as Error).message})`, unreadable);
+          break;
+        }
+        if (next.done === true) break;
+        records++;
+        try {
+          check?.(next.value.key, next.value.value);
+        } catch (error) {
+          problem(`sub-database ${name}, record ${keyText(next.value.key)}: ${(error as Error).message}`);
+        }
+      }
+      databases.push({ name, records });
+    };
+    readAll('meta', metaDb);
+    try {
+      const meta = metaDb.get('meta') as StoreMeta | undefined;
+      if (typeof meta?.databaseId !== 'string' || typeof meta.schemaVersion !== 'number') problem('meta: the meta record has no database id or schema version');
+      const head = metaDb.get('journalHead') as JournalHead | undefined;
+      if (head !== undefined && (!Number.isSafeInteger(head.seq) || !/^[0-9a-f]{64}$/.test(String(head.hash)))) problem('meta: the journal head is not a sequence number and hash');
+      if (![undefined, 0, 1].includes(metaDb.get(GENERATION_KEY) as number | undefined)) problem('meta: the served definitions generation is neither 0 nor 1');
+    } catch (error) {
+      problem(`meta: ${(error as Error).message}`, unreadable);
+    }
+    const servedNumber = generationNumber();
+    for (const g of [0, 1] as const) {
+      const gen = generations[g];
+      if (!gen) continue;
+      const suffix = g === 0 ? '' : String(g);
+      // The spare generation (a leftover the next import clears) is read for damage only.
+      const checks = g === servedNumber;
+      for (const kind of ENTITY_KINDS) {
+        readAll(`def${suffix}:${kind}`, gen.def[kind], checks ? (key, entity) => checkDefinition(gen, kind, key, entity) : undefined);
+        readAll(`rel${suffix}:${kind}`, gen.rel[kind], checks ? (key, number) => checkIndexEntry(gen, kind, key, number) : undefined);
+      }
+      readAll(`alias${suffix}`, gen.alias, checks ? (_key, number) => {
+        if (typeof number !== 'string' || !gen.def.Licensee.doesExist(keyPart(number))) throw new Error(`names licensee ${JSON.stringify(number)}, which is missing`);
+      } : undefined);
+    }
+    readAll('runtime', runtimeDb, (key, record) => {
+      if (typeof record?.licenseeNumber !== 'string' || key !== keyPart(record.licenseeNumber)) throw new Error('not the runtime state of the licensee it is stored under');
+      runtimeStateOf(record);
+    });
+    readAll('journal', journalDb, (key, record) => {
+      if (entriesOfRecord(record)[0]?.seq !== key) throw new Error('its first entry does not have the sequence number it is stored under');
+    });
+    return { databases, definitions, unreadable, inconsistent };
+
+    function checkDefinition(gen: Generation, kind: EntityKind, key: KvKey, entity: Entity) {
+      if (entity?.kind !== kind || typeof entity.number !== 'string' || typeof entity.props !== 'object' || entity.props === null) {
+        throw new Error(`not a ${kind} definition`);
+      }
+      if (key !== keyPart(entity.number)) throw new Error(`${kind} ${JSON.stringify(entity.number)} is stored under another number`);
+      definitions[kind]++;
+      const label = `${kind} ${JSON.stringify(entity.number)}`;
+      for (const name of REQUIRED_PROPERTIES[kind]) if (!entity.props[name]) throw new Error(`${label} has no ${name}`);
+      const parentKind = PARENT_KIND[kind];
+      const parent = parentOf(entity);
+      if (parentKind !== undefined && parent !== undefined) {
+        if (!gen.def[parentKind].doesExist(keyPart(parent))) throw new Error(`${label}: its ${parentKind} ${JSON.stringify(parent)} is missing`);
+        if (!gen.rel[kind].doesExist(relKey(parent, entity.number))) throw new Error(`${label} is missing from the index of its ${parentKind}'s children`);
+      }
+      const template = kind === 'License' ? entity.props['licenseTemplateNumber'] : undefined;
+      if (template !== undefined && !gen.def.LicenseTemplate.doesExist(keyPart(template))) throw new Error(`${label}: its LicenseTemplate ${JSON.stringify(template)} is missing`);
+    }
+    function checkIndexEntry(gen: Generation, kind: EntityKind, key: KvKey, number: string) {
+      const entity = typeof number === 'string' ? getIn(gen, kind, number) : undefined;
+      if (entity === undefined) throw new Error(`names ${kind} ${JSON.stringify(number)}, which is missing`);
+      const parent = parentOf(entity);
+      if (parent === undefined || key !== relKey(parent, entity.number)) throw new Error(`${kind} ${JSON.stringify(number)} has another parent`);
+    }
+  };
 
   const walPath = join(path, WAL_FILE);
   const walRewindAtBytes = options.walRewindAtBytes ?? WAL_REWIND_AT_BYTES;
@@ -1058,6 +1204,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       });
     },
     beginStagedImport,
+    checkIntegrity,
     definitionsGenerations() {
       const servedNumber = generationNumber();
       const spare = generations[servedNumber === 0 ? 1 : 0];

@@ -16,6 +16,7 @@ import { loadLibc, MADV_DONTNEED } from '../platform/libc.ts';
 import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { DatabaseDamageError, MissingSubDatabaseError } from './errors.ts';
 
 export type KvKey = string | number | (string | number)[];
 
@@ -53,7 +54,12 @@ export interface KvDatabase<V> {
 }
 
 export interface KvEnvironment {
+  /** A sub-database; created unless read-only (read-only, a missing one throws MissingSubDatabaseError). */
   open<V>(name: string): KvDatabase<V>;
+  /** Whether the main tree names any sub-database (a database an open has initialised). */
+  holdsSubDatabases(): boolean;
+  /** Whether any transaction was ever committed: a new file holds only LMDB's two meta pages. */
+  holdsPages(): boolean;
   /** Runs `action` in one write transaction, batched with others of the same event turn; resolves once durable. */
   commitDurable<T>(action: () => T): Promise<T>;
   /**
@@ -126,6 +132,26 @@ async function withCommitCause<T>(commit: Promise<T>): Promise<T> {
   }
 }
 
+/** lmdb-js's environment object, which its typings leave out: LMDB's mdb_env_info and mdb_env_stat. */
+function lmdbEnv(root: RootDatabase): { info(): { lastPageNumber: number }; stat(): { pageSize: number } } {
+  return (root as unknown as { env: ReturnType<typeof lmdbEnv> }).env;
+}
+
+/**
+ * A data file shorter than the pages its newest meta page counts (a copy cut short, a file system
+ * repair) would be read past its end through the memory map, and the kernel ends the process
+ * (SIGBUS) at the first such read: refused here, at open, with what it is. LMDB writes a
+ * transaction's pages before the meta page that counts them, and never shrinks the file, so a
+ * sound file is never shorter, also while another process commits.
+ */
+function assertFileHoldsPages(root: RootDatabase, path: string): void {
+  const env = lmdbEnv(root);
+  const needed = (env.info().lastPageNumber + 1) * env.stat().pageSize;
+  const file = join(path, 'data.mdb');
+  const size = statSync(file).size;
+  if (size < needed) throw new DatabaseDamageError(`${file} is cut short: ${size} bytes, its pages need ${needed}`);
+}
+
 export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEnvironment {
   const root: RootDatabase = open({
     // Start a transaction at the first queued write (not lmdb's default of 5 when
@@ -160,6 +186,13 @@ export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEn
     readOnly: options.readOnly ?? false,
   });
 
+  try {
+    assertFileHoldsPages(root, path);
+  } catch (error) {
+    void root.close();
+    throw error;
+  }
+
   // The map has a fixed size (mapSize) and stays where it is: the file and its mappings are looked up once.
   let mapped: { file: string; ranges: [bigint, bigint][] } | undefined;
   const wrap = <V>(db: Database<V, KvKey>): KvDatabase<V> => ({
@@ -188,8 +221,16 @@ export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEn
   return {
     path,
     open<V>(name: string) {
-      return wrap(root.openDB<V, KvKey>({ name, compression: false }));
+      const db = root.openDB<V, KvKey>({ name, compression: false }) as Database<V, KvKey> | undefined;
+      // Read-only, a sub-database that does not exist is not created: lmdb-js gives undefined.
+      if (db === undefined) throw new MissingSubDatabaseError(name);
+      return wrap(db);
     },
+    holdsSubDatabases() {
+      for (const _ of root.getKeys({ limit: 1 })) return true;
+      return false;
+    },
+    holdsPages: () => lmdbEnv(root).info().lastPageNumber > 1,
     async commitDurable<T>(action: () => T): Promise<T> {
       const result = (await withCommitCause(root.transaction(action))) as T;
       // Belt and braces: without overlappingSync the commit already synced, and

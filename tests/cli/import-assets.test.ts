@@ -91,6 +91,19 @@ describe('import-assets action', () => {
     expect((await cli(['--action=import-assets', '--input=in'], cwd)).code).toBe(EXIT.ok);
   });
 
+  test("the header's licensees list is bounded apart: an export of many licensees lists more than 1 Mi, and 4 Mi, characters there", async () => {
+    // 2,000 numbers of 2,200 characters: 4.4 million characters in one value, as 360,000 numbers of
+    // 12 would be (100,000 licensees of bench-import made 1.2 million and were refused before).
+    const cwd = tempDir();
+    const licensees = Array.from({ length: 2000 }, (_, i) => ({ number: `L${String(i).padStart(4, '0')}-${'n'.repeat(2194)}`, licenses: [] }));
+    const entities = smallExport(licensees);
+    await writeTransferFiles(headerFor(entities), entities, { directory: join(cwd, 'in'), maxFileBytes: 64 * 1024 * 1024 });
+    const result = await cli(['--action=import-assets', '--input=in'], cwd);
+    expect(result.stderr).not.toContain('longer than');
+    expect(result.code).toBe(EXIT.ok);
+    expect(result.stdout).toContain('2000 Licensee');
+  });
+
   test('draws progress on stderr only when it is a terminal', async () => {
     const cwd = tempDir();
     const licensees = Array.from({ length: 200 }, (_, i) => ({ number: `L${i}`, licenses: [`X${i}`] }));

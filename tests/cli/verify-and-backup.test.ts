@@ -30,7 +30,7 @@ function alterJournalEntry(env: KvEnvironment, seq: number, events: unknown[]): 
 }
 
 async function seedWithJournal(): Promise<string> {
-  const { store, cwd } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);
+  const { store, cwd } = seedStore([entity('Product', 'P'), entity('Licensee', 'L', { productNumber: 'P' })]);
   for (let i = 0; i < 5; i++) {
     await store.commitRuntime('L', 1000 + i, () => ({
       events: [
@@ -73,7 +73,7 @@ describe('verify-database', () => {
 
 describe('verify-database, group commits', () => {
   test('an entry altered inside a group commit is reported with its group', async () => {
-    const { store, cwd } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);
+    const { store, cwd } = seedStore([entity('Product', 'P'), entity('Licensee', 'L', { productNumber: 'P' })]);
     await Promise.all(
       Array.from({ length: 8 }, (_, i) =>
         store.commitRuntime('L', 1000 + i, () => ({ events: [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 1 }], result: null })),
@@ -96,7 +96,7 @@ describe('verify-database, group commits', () => {
 
 /** A working directory with a database holding licensee L (closed). */
 async function seededDirectory(): Promise<string> {
-  const { store, cwd } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);
+  const { store, cwd } = seedStore([entity('Product', 'P'), entity('Licensee', 'L', { productNumber: 'P' })]);
   await store.close();
   return cwd;
 }
@@ -110,7 +110,7 @@ async function backup(cwd: string, output: string, ...extra: string[]): Promise<
 
 describe('backup', () => {
   test('copies a database that is open and in use; the copy holds every acknowledged change', async () => {
-    const { store, cwd } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);
+    const { store, cwd } = seedStore([entity('Product', 'P'), entity('Licensee', 'L', { productNumber: 'P' })]);
     await store.commitRuntime('L', 1, () => ({ events: [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 7 }], result: null }));
     const target = tempDir();
     const io = captureIo();
@@ -148,7 +148,7 @@ describe('backup', () => {
   });
 
   test('a backup that cannot be made leaves the previous one as it was', async () => {
-    const { store, cwd } = seedStore([entity('Licensee', 'L', { productNumber: 'P' })]);
+    const { store, cwd } = seedStore([entity('Product', 'P'), entity('Licensee', 'L', { productNumber: 'P' })]);
     await store.commitRuntime('L', 1, () => ({ events: [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 7 }], result: null }));
     await store.close();
     const target = tempDir();

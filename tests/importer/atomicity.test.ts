@@ -10,7 +10,7 @@
 // batch 3, after the switch); import the same export fully into the copy;
 // compare entity counts and checksums of the reopened databases.
 import { describe, expect, test } from 'bun:test';
-import { cpSync, readdirSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { importTransferFiles } from '../../src/importer/import-transfer.ts';
 import { openAssetStore, type DefinitionsGenerations } from '../../src/store/asset-store.ts';
@@ -105,28 +105,31 @@ describe('atomicity', () => {
   }, 60_000);
 
   test('Ctrl-C (SIGINT) ends an import at once, not after it committed: the old state stays', async () => {
-    const root = tempDir('nla-atomic-');
-    const database = await oldState(root);
-    const old = await stateOf(database);
-    const largeDir = await newExport(root, 20_000, 8 * 1024 * 1024);
-    const child = Bun.spawn([process.execPath, MAIN, '--action=import-assets', `--input=${largeDir}`], { cwd: root, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
-    // Once it has started importing, the signal is made pending while the child is stopped, so it
-    // arrives in the middle of the import, however fast this machine is.
-    const decoder = new TextDecoder();
-    let stderr = '';
-    for await (const chunk of child.stderr) {
-      stderr += decoder.decode(chunk);
-      if (stderr.includes('importing export')) break;
-    }
-    child.kill('SIGSTOP');
-    child.kill('SIGINT');
-    child.kill('SIGCONT');
-    await child.exited;
+    // Once it has started importing, the signal is made pending while the importing process is
+    // stopped, so it arrives in the middle of the import, however fast this machine is. The
+    // import runs in a child of the process started (cli/crash-guard.ts); Ctrl-C in a terminal
+    // signals both, as here.
+    const { signal, old, after } = await interruptedImport(async (started, importer) => {
+      for (const pid of [importer, started]) await stop(pid);
+      for (const pid of [importer, started]) process.kill(pid, 'SIGINT');
+      for (const pid of [importer, started]) process.kill(pid, 'SIGCONT');
+    });
     // Before: a handler only noted the signal, and the import went on to commit and exit 0.
-    expect(child.signalCode).toBe('SIGINT');
-    const after = await stateOf(database);
+    expect(signal).toBe('SIGINT');
     expect(after.checksum).toBe(old.checksum);
     expect(after.runtime.usedQuantity['X0']).toBe(3);
+  }, 60_000);
+
+  test('SIGTERM to the process started alone (`timeout`, `kill`) ends the import in its child as well: the old state stays', async () => {
+    const { signal, old, after } = await interruptedImport(async (started, importer) => {
+      // The importer is stopped, so that the signal the started process passes on waits for it mid-import.
+      await stop(importer);
+      process.kill(started, 'SIGTERM');
+      for (let i = 0; i < 100 && !pendingSignals(importer).includes('SIGTERM'); i++) await Bun.sleep(20);
+      process.kill(importer, 'SIGCONT');
+    });
+    expect(signal).toBe('SIGTERM');
+    expect(after.checksum).toBe(old.checksum);
   }, 60_000);
 
   test('SIGKILL while staging batches leaves the old state; the next import clears the staging', async () => {
@@ -153,3 +156,68 @@ describe('atomicity', () => {
     expect(after.generations.served).not.toBe(old.generations.served);
   });
 });
+
+/**
+ * An import of 20,000 licensees over the old state, started through src/main.ts and given to
+ * `interrupt` (the pid started and the importer's, its child) once it says it is importing; how
+ * the process started ended, and the states before and after.
+ */
+async function interruptedImport(interrupt: (started: number, importer: number) => Promise<void>) {
+  const root = tempDir('nla-atomic-');
+  const database = await oldState(root);
+  const old = await stateOf(database);
+  const child = await startedImport(root, await newExport(root, 20_000, 8 * 1024 * 1024));
+  await interrupt(child.pid, guardedChildOf(child.pid));
+  await child.exited;
+  return { signal: child.signalCode, old, after: await stateOf(database) };
+}
+
+/** `import-assets` started through src/main.ts, once it says it is importing (its stderr is read on in the background). */
+async function startedImport(root: string, input: string): Promise<Bun.Subprocess<'ignore', 'pipe', 'pipe'>> {
+  const child = Bun.spawn([process.execPath, MAIN, '--action=import-assets', `--input=${input}`], { cwd: root, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
+  const decoder = new TextDecoder();
+  let stderr = '';
+  const { promise: started, resolve } = Promise.withResolvers<void>();
+  void (async () => {
+    for await (const chunk of child.stderr) {
+      stderr += decoder.decode(chunk);
+      if (stderr.includes('importing export')) resolve();
+    }
+    resolve();
+  })();
+  await started;
+  return child;
+}
+
+/** The process the CLI started to run the action in (cli/crash-guard.ts): the only child of `pid`. */
+function guardedChildOf(pid: number): number {
+  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  expect(children.length).toBe(1);
+  return children[0]!;
+}
+
+/** Stops a process and waits until it is stopped (a signal sent before then may find it running). */
+async function stop(pid: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP');
+  for (let i = 0; i < 250 && !/^State:\s+T/m.test(readFileSync(`/proc/${pid}/status`, 'utf8')); i++) await Bun.sleep(4);
+  expect(readFileSync(`/proc/${pid}/status`, 'utf8')).toMatch(/^State:\s+T/m);
+}
+
+/** Signals pending for a process (SigPnd and ShdPnd of /proc/<pid>/status), by name: SIGINT and SIGTERM only. */
+function pendingSignals(pid: number): string[] {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return [];
+  }
+  const mask = ['SigPnd', 'ShdPnd'].reduce((all, field) => all | BigInt(`0x${new RegExp(`^${field}:\\s*([0-9a-f]+)`, 'm').exec(status)?.[1] ?? '0'}`), 0n);
+  return (
+    [
+      ['SIGINT', 2],
+      ['SIGTERM', 15],
+    ] as const
+  )
+    .filter(([, n]) => (mask >> BigInt(n - 1)) & 1n)
+    .map(([name]) => name);
+}

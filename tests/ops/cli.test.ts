@@ -16,7 +16,7 @@ import { SCHEMA_VERSION } from '../../src/store/asset-store.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
 import { tempDir } from '../helpers.ts';
 import { API_KEY, apiKeyAuth, demoEntities, entity, seedStore } from '../support/seed-store.ts';
-import { captureIo, MAIN, startAgentChild } from './support.ts';
+import { captureIo, runMain, startAgentChild } from './support.ts';
 
 function mode(path: string): string {
   return (statSync(path).mode & 0o777).toString(8).padStart(3, '0');
@@ -46,12 +46,6 @@ async function writeExport(dir: string): Promise<void> {
     ],
     { directory: dir },
   );
-}
-
-async function runMain(cwd: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const child = Bun.spawn([process.execPath, MAIN, ...args], { cwd, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
-  const [out, err] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]);
-  return { code: await child.exited, out, err };
 }
 
 function expectOwnerOnly(databaseDir: string): void {

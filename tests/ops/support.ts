@@ -14,6 +14,13 @@ export { captureIo } from '../helpers.ts';
 export const ROOT = join(import.meta.dir, '..', '..');
 export const MAIN = join(ROOT, 'src', 'main.ts');
 
+/** src/main.ts run to its end in `cwd`, as an administrator's script runs the agent. */
+export async function runMain(cwd: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const child = Bun.spawn([process.execPath, MAIN, ...args], { cwd, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
+  const [out, err] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]);
+  return { code: await child.exited, out, err };
+}
+
 
 function openssl(args: string[], cwd: string): void {
   const result = Bun.spawnSync(['openssl', ...args], { cwd, stdout: 'pipe', stderr: 'pipe' });

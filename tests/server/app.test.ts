@@ -3,7 +3,7 @@
 // real LMDB store seeded with one licensee per model; fixed clock.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { ManualClock } from '../../src/platform/clock.ts';
-import { silentLogger } from '../../src/platform/log.ts';
+import { createLogger, silentLogger } from '../../src/platform/log.ts';
 import { createApp } from '../../src/server/app.ts';
 import type { AssetStore } from '../../src/store/asset-store.ts';
 import { ADMIN_API_KEY, apiKeyAuth, basic, demoEntities, entity, seedStore, vendorAuth } from '../support/seed-store.ts';
@@ -165,6 +165,27 @@ describe('validate', () => {
     expect(await format('Application/Json; q=0.5, application/xml; q=0.4')).toStartWith('application/json');
     expect(await format('application/json;q=0')).toStartWith('application/xml');
     expect(await format('application/json;q=0, application/xml')).toStartWith('application/xml');
+  });
+
+  test('a damaged database: 500 with an envelope that says so, and one log line a minute that says what to do', async () => {
+    let logged = '';
+    const log = createLogger({ stream: { write: (chunk: string) => ((logged += chunk), true) } as unknown as NodeJS.WritableStream });
+    const damaged: AssetStore = {
+      ...store,
+      // What lmdb-js throws where a read meets a damaged page.
+      children: () => {
+        throw new Error('MDB_PAGE_NOTFOUND: Requested page not found');
+      },
+    };
+    const damagedApp = createApp({ store: damaged, clock: new ManualClock(NOW), log, ttlMs: 600_000, allowAnonymous: false });
+    for (let i = 0; i < 3; i++) {
+      const res = await damagedApp.request('/rest/licensee/L-1/validate', form('', { accept: 'application/json' }));
+      expect(res.status).toBe(500);
+      expect(await res.text()).toContain("The agent's database is damaged: its administrator must restore it");
+    }
+    const lines = logged.split('\n').filter((line) => line.includes('damaged'));
+    expect(lines.length).toBe(1);
+    expect(lines[0]).toContain('store: the database is damaged (MDB_PAGE_NOTFOUND: Requested page not found): stop the agent and restore the latest backup');
   });
 
   test('a body over the limit is refused with 413 and an envelope', async () => {

@@ -1,18 +1,55 @@
 /**
- * `--action=verify-database`: checks the journal's hash chain and that every
- * counter equals the replay of the journal. Exit 0 when sound, 5 otherwise.
+ * `--action=verify-database`: reads every record of the database (LMDB shows
+ * a damaged page only when it is read), checks that the definitions refer to
+ * each other as imports leave them, checks the journal's hash chain and that
+ * every counter equals the replay of the journal. Exit 0 when sound, 5
+ * otherwise. Run in a child process by the CLI (cli/crash-guard.ts), so that
+ * damage that makes LMDB end the process is reported as damage too.
  */
 import { join } from 'node:path';
+import { ENTITY_KINDS } from '../../core/entities.ts';
 import { verifyDatabase } from '../../service/verify-database.ts';
 import { openAssetStore } from '../../store/asset-store.ts';
+import { damagedDatabaseAdvice, StoreError } from '../../store/errors.ts';
 import type { ActionDef } from '../actions.ts';
 import { EXIT } from '../exit-codes.ts';
 
 export const verifyDatabaseAction: ActionDef = {
   name: 'verify-database',
-  summary: 'check the journal hash chain and recompute every counter from it',
+  summary: 'read every record, check the definitions, the journal hash chain and every counter against its replay',
   async run({ cwd, io }) {
-    const store = openAssetStore(join(cwd, 'database'));
+    const path = join(cwd, 'database');
+    const failed = (problems: string[]) => {
+      for (const problem of problems) io.stderr(`problem: ${problem}\n`);
+      io.stderr(`database verification FAILED: ${damagedDatabaseAdvice(path, { verifying: true })}\n`);
+      return EXIT.store;
+    };
+    // First read-only: nothing is written to a damaged database (the open below applies the
+    // runtime journal file's pending records when no agent serves the database).
+    let reader;
+    try {
+      reader = openAssetStore(path, { readOnly: true });
+    } catch (error) {
+      // Damage found at open (LMDB's main tree, the meta record): what it is, then what to do.
+      if (error instanceof StoreError && error.code === 'corrupt') return failed([`the database cannot be opened: ${(error.cause as Error).message}`]);
+      throw error;
+    }
+    let integrity;
+    try {
+      integrity = reader.checkIntegrity();
+    } finally {
+      await reader.close();
+    }
+    const records = integrity.databases.reduce((sum, d) => sum + d.records, 0);
+    const defs = integrity.definitions;
+    io.stdout(
+      `records read: ${records} in ${integrity.databases.length} sub-databases\n` +
+        `definitions: ${ENTITY_KINDS.map((kind) => `${defs[kind]} ${kind}`).join(', ')}\n`,
+    );
+    // Unreadable records: nothing more is read, and nothing written (the journal check below may apply the journal file).
+    if (integrity.unreadable.length > 0) return failed([...integrity.unreadable, ...integrity.inconsistent]);
+
+    const store = openAssetStore(path);
     try {
       const report = verifyDatabase(store);
       const t = report.totals;
@@ -22,13 +59,10 @@ export const verifyDatabaseAction: ActionDef = {
           `licenses started by the agent: ${t.createdLicenses}\nstart dates set by the agent: ${t.startDates}\n` +
           `node secrets registered: ${t.nodeSecrets}\n`,
       );
-      if (report.ok) {
-        io.stdout('database verified: journal chain intact, every counter matches its replay\n');
-        return EXIT.ok;
-      }
-      for (const problem of report.problems) io.stderr(`problem: ${problem}\n`);
-      io.stderr('database verification FAILED: restore a backup or re-import (see README, "Backup and restore")\n');
-      return EXIT.store;
+      const problems = [...integrity.inconsistent, ...report.problems];
+      if (problems.length > 0) return failed(problems);
+      io.stdout('database verified: every record readable, definitions consistent, journal chain intact, every counter matches its replay\n');
+      return EXIT.ok;
     } finally {
       await store.close();
     }
