@@ -185,7 +185,7 @@ const SCOPE_LINEAR_MAX = 24;
 export const LIST_DEPTH_MAX = 64;
 export const PROPERTY_VALUE_CHARS_MAX = 1024 * 1024;
 /**
- * The header's `licensees` value lists every licensee of the export (a JSON array): 1.2 Mi
+ * The header's `licensees` value lists every licensee of the export (a JSON array): 1.2 million
  * characters at 100,000 licensees in bench-import, so it has a bound of its own: 10 million
  * numbers of 25 characters.
  */
