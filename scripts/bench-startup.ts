@@ -59,22 +59,40 @@ const seedStarted = performance.now();
 const entityCount = await seedManyLicensees(join(cwd, 'database'), LICENSEES, API_KEY, 'bench-startup');
 const seedMs = performance.now() - seedStarted;
 
-async function readUntil(stream: ReadableStream<Uint8Array>, pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
-  const reader = stream.getReader();
+/**
+ * Reads a process's output as it comes; `until` resolves with the first match of a pattern in
+ * everything read so far (two lines may arrive in one chunk: the text is kept between calls) and
+ * rejects after `timeoutMs` even while nothing arrives.
+ */
+function outputOf(stream: ReadableStream<Uint8Array>) {
   let text = '';
-  const deadline = performance.now() + timeoutMs;
-  try {
-    for (;;) {
-      const match = pattern.exec(text);
-      if (match) return match;
-      if (performance.now() > deadline) throw new Error(`timed out waiting for ${pattern}: ${text}`);
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`agent exited: ${text}`);
-      text += new TextDecoder().decode(value);
+  let ended = false;
+  let changed = () => {};
+  void (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) {
+      text += decoder.decode(chunk, { stream: true });
+      changed();
     }
-  } finally {
-    reader.releaseLock();
-  }
+    ended = true;
+    changed();
+  })();
+  return {
+    async until(pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
+      const deadline = performance.now() + timeoutMs;
+      for (;;) {
+        const match = pattern.exec(text);
+        if (match) return match;
+        if (ended) throw new Error(`agent exited: ${text}`);
+        const left = deadline - performance.now();
+        if (left <= 0) throw new Error(`timed out waiting for ${pattern}: ${text}`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, left);
+          changed = () => (clearTimeout(timer), resolve());
+        });
+      }
+    },
+  };
 }
 
 // Probe: a compiled binary whose bundled msgpackr cannot load its native string
@@ -103,8 +121,9 @@ for (let run = 0; run < RUNS; run++) {
     stderr: 'ignore',
     env: agentEnv,
   });
+  const output = outputOf(agent.stdout);
   try {
-    const listening = await readUntil(agent.stdout, /^listening on [^\n]+:(\d+)\n/m, 60_000);
+    const listening = await output.until(/^listening on [^\n]+:(\d+)\n/m, 60_000);
     listenRuns.push(performance.now() - started);
     const port = Number(listening[1]);
     const response = await fetch(`http://127.0.0.1:${port}/rest/licensee/L-${String(LICENSEES).padStart(7, '0')}/validate`, {
@@ -116,7 +135,7 @@ for (let run = 0; run < RUNS; run++) {
     if (response.status !== 200) throw new Error(`validate answered ${response.status}`);
     firstValidateRuns.push(performance.now() - started);
     if (run === 0) {
-      const admin = await readUntil(agent.stdout, /^admin listening on [^\n]+:(\d+)\n/m, 10_000);
+      const admin = await output.until(/^admin listening on [^\n]+:(\d+)\n/m, 10_000);
       const adminUrl = `http://127.0.0.1:${admin[1]}/metrics`;
       // Validate keeps being answered while the first scrape scans every license in pages.
       let scanning = true;
