@@ -28,16 +28,18 @@
  * Definitions and runtime state never share a record, so an import that
  * replaces definitions cannot lose runtime state.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { ENTITY_KINDS, PARENT_KIND, PARENT_PROPERTY, REQUIRED_PROPERTIES, type Entity, type EntityKind } from '../core/entities.ts';
+import { ENTITY_KINDS, type Entity, type EntityKind } from '../core/entities.ts';
 import { applyEvents, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
 import type { LicenseeAssets, ProductAssets } from '../core/validate-types.ts';
 import type { StoredCheckpoint } from '../card/checkpoint.ts';
 import type { CardBinding } from '../card/open.ts';
 import { damagedDatabase, isDatabaseDamage, MissingSubDatabaseError, StoreError } from './errors.ts';
-import { openKvEnvironment, type KvDatabase, type KvEnvironment, type KvKey, type OpenOptions } from './lmdb.ts';
+import { openKvEnvironment, type KvDatabase, type KvEnvironment, type OpenOptions } from './lmdb.ts';
+import { checkIntegrity, type IntegrityReport } from './integrity.ts';
+import { GENERATION_KEY, generationNames, keyPart, parentOf, relKey, relRange, type Generation } from './layout.ts';
 import { join } from 'node:path';
 import { acquireExclusiveLock, LockHeldError, type HeldLock } from '../platform/exclusive-lock.ts';
 import { processExists } from '../platform/process-exists.ts';
@@ -54,6 +56,8 @@ import { openRuntimeWal, readWalGroupsAfter, WAL_FILE, WalChainError, type Runti
  */
 export const SCHEMA_VERSION = 3;
 export { StoreError } from './errors.ts';
+export type { IntegrityReport } from './integrity.ts';
+export { keyPart } from './layout.ts';
 
 export interface ImportRecord {
   exportId: string;
@@ -98,22 +102,10 @@ export class RuntimeWriterTakenError extends Error {
 
 const GENESIS_HASH = '0'.repeat(64);
 const CARD_CHECKPOINT_KEY = 'cardCheckpoint';
-/** Meta keys of the definitions: served generation (absent: 0), version, claim of a running import. */
-const GENERATION_KEY = 'definitionsGeneration';
+/** Meta keys of the definitions: version, claim of a running import (the served generation: layout.ts). */
 const VERSION_KEY = 'definitionsVersion';
 const STAGING_KEY = 'definitionsStaging';
 
-/** The definition sub-databases of one generation. */
-interface Generation {
-  def: Record<EntityKind, KvDatabase<Entity>>;
-  rel: Record<EntityKind, KvDatabase<string>>;
-  alias: KvDatabase<string>;
-}
-/** LMDB keys are limited to 1978 bytes; longer numbers are keyed by their SHA-256. */
-const KEY_PART_BYTES_MAX = 480;
-// U+001F cannot occur in XML text, so it cannot occur in a number; lower control
-// characters are special to lmdb's key encoding (ordered-binary).
-const SEPARATOR = '\u001f';
 /** run-agent keys inside the meta sub-database (arrays sort apart from the string keys). */
 const PROXY = 'proxy';
 const REPLAY_HEAD_KEY = [PROXY, 'replayHead'];
@@ -121,12 +113,6 @@ const REPLAY_CURSOR_KEY = [PROXY, 'replayCursor'];
 const replayKey = (seq: number) => [PROXY, 'replay', seq];
 const conflictKey = (seq: number) => [PROXY, 'conflict', seq];
 const proxyValueKey = (key: string) => [PROXY, 'value', keyPart(key)];
-
-export function keyPart(value: string): string {
-  // A UTF-16 code unit takes at most 3 UTF-8 bytes: short numbers need no count.
-  if (value.length * 3 <= KEY_PART_BYTES_MAX || Buffer.byteLength(value, 'utf8') <= KEY_PART_BYTES_MAX) return value;
-  return `#sha256:${createHash('sha256').update(value).digest('hex')}`;
-}
 
 function isEmptyDatabase(db: KvDatabase<unknown>): boolean {
   for (const _ of db.getKeys({ limit: 1 })) return false;
@@ -284,18 +270,6 @@ export interface ListOptions {
   limit?: number;
 }
 
-/** What checkIntegrity found (verify-database). */
-export interface IntegrityReport {
-  /** Every sub-database, read to its end or to where reading it failed, with the records read. */
-  databases: { name: string; records: number }[];
-  /** The served definitions, by kind. */
-  definitions: Record<EntityKind, number>;
-  /** Records LMDB could not read or that could not be decoded: the file is damaged. */
-  unreadable: string[];
-  /** Records that read well and do not fit together (form, references, indexes). */
-  inconsistent: string[];
-}
-
 export interface AssetStore {
   readonly path: string;
   meta(): StoreMeta;
@@ -361,14 +335,7 @@ export interface AssetStore {
    */
   beginStagedImport(options: BeginStagingOptions): StagedImport;
   definitionsGenerations(): DefinitionsGenerations;
-  /**
-   * Reads every record of every sub-database, decoding each, and checks the records' form and
-   * that the served definitions refer to each other as imports leave them (parents, templates,
-   * indexes, aliases). LMDB has no page checksums: a damaged page shows only when it is read,
-   * which this makes happen. Damage that makes LMDB end the process (an assertion, a read past
-   * the file's end) cannot be caught here: the CLI reads in a child process (cli/crash-guard.ts).
-   * Reports at most `maxProblems` problems in all.
-   */
+  /** Reads every record and checks how they fit together (integrity.ts); at most `maxProblems` problems (default 20). */
   checkIntegrity(maxProblems?: number): IntegrityReport;
   /** Goes up with every committed change of definitions (import switch, importTransaction, proxy refresh). */
   definitionsVersion(): number;
@@ -538,14 +505,14 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   // own (one fdatasync each: 30 for a new database) unless they share one: this one.
   const openDatabases = <T>(open: () => T): T => (options.readOnly ? open() : env.commitSync(open));
   const openGeneration = (g: 0 | 1): Generation => {
-    const suffix = g === 0 ? '' : String(g);
+    const names = generationNames(g);
     const def = {} as Generation['def'];
     const rel = {} as Generation['rel'];
     for (const kind of ENTITY_KINDS) {
-      def[kind] = env.open<Entity>(`def${suffix}:${kind}`);
-      rel[kind] = env.open<string>(`rel${suffix}:${kind}`);
+      def[kind] = env.open<Entity>(names.def[kind]);
+      rel[kind] = env.open<string>(names.rel[kind]);
     }
-    return { def, rel, alias: env.open<string>(`alias${suffix}`) };
+    return { def, rel, alias: env.open<string>(names.alias) };
   };
   /** A read-only environment cannot create sub-databases: generation 1 may not exist yet. */
   const tryOpenGeneration = (g: 0 | 1): Generation | undefined => {
@@ -605,15 +572,6 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     );
   }
 
-  const parentOf = (entity: Entity): string | undefined => {
-    const property = PARENT_PROPERTY[entity.kind];
-    return property === undefined ? undefined : entity.props[property];
-  };
-  const relKey = (parent: string, number: string) => `${keyPart(parent)}${SEPARATOR}${keyPart(number)}`;
-  const relRange = (parent: string) => ({
-    start: `${keyPart(parent)}${SEPARATOR}`,
-    end: `${keyPart(parent)}\u0020`,
-  });
   const aliasesOf = (entity: Entity): string[] => {
     if (entity.kind !== 'Licensee') return [];
     const raw = entity.props['aliases'];
@@ -740,95 +698,6 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     metaDb.putSync('journalHead', { seq, hash });
   };
   const replayCursor = () => (metaDb.get(REPLAY_CURSOR_KEY) as number | undefined) ?? 0;
-
-  const checkIntegrity = (maxProblems = 20): IntegrityReport => {
-    const unreadable: string[] = [];
-    const inconsistent: string[] = [];
-    const problem = (text: string, list = inconsistent) => void (unreadable.length + inconsistent.length < maxProblems && list.push(text));
-    const databases: IntegrityReport['databases'] = [];
-    const definitions = Object.fromEntries(ENTITY_KINDS.map((kind) => [kind, 0])) as Record<EntityKind, number>;
-    const keyText = (key: KvKey) => JSON.stringify(key).slice(0, 120);
-    /** Reads every record of a sub-database; `check` throws what is wrong with one. */
-    const readAll = <V>(name: string, db: KvDatabase<V>, check?: (key: KvKey, value: V) => void) => {
-      let records = 0;
-      const cursor = db.getRange({})[Symbol.iterator]();
-      for (;;) {
-        let next: IteratorResult<{ key: KvKey; value: V }>;
-        try {
-          next = cursor.next();
-        } catch (error) {
-          const what = isDatabaseDamage(error) ? 'damaged at' : 'cannot decode';
-          problem(`sub-database ${name}: ${what} record ${records + 1} (${(error as Error).message})`, unreadable);
-          break;
-        }
-        if (next.done === true) break;
-        records++;
-        try {
-          check?.(next.value.key, next.value.value);
-        } catch (error) {
-          problem(`sub-database ${name}, record ${keyText(next.value.key)}: ${(error as Error).message}`);
-        }
-      }
-      databases.push({ name, records });
-    };
-    readAll('meta', metaDb);
-    try {
-      const meta = metaDb.get('meta') as StoreMeta | undefined;
-      if (typeof meta?.databaseId !== 'string' || typeof meta.schemaVersion !== 'number') problem('meta: the meta record has no database id or schema version');
-      const head = metaDb.get('journalHead') as JournalHead | undefined;
-      if (head !== undefined && (!Number.isSafeInteger(head.seq) || !/^[0-9a-f]{64}$/.test(String(head.hash)))) problem('meta: the journal head is not a sequence number and hash');
-      if (![undefined, 0, 1].includes(metaDb.get(GENERATION_KEY) as number | undefined)) problem('meta: the served definitions generation is neither 0 nor 1');
-    } catch (error) {
-      problem(`meta: ${(error as Error).message}`, unreadable);
-    }
-    const servedNumber = generationNumber();
-    for (const g of [0, 1] as const) {
-      const gen = generations[g];
-      if (!gen) continue;
-      const suffix = g === 0 ? '' : String(g);
-      // The spare generation (a leftover the next import clears) is read for damage only.
-      const checks = g === servedNumber;
-      for (const kind of ENTITY_KINDS) {
-        readAll(`def${suffix}:${kind}`, gen.def[kind], checks ? (key, entity) => checkDefinition(gen, kind, key, entity) : undefined);
-        readAll(`rel${suffix}:${kind}`, gen.rel[kind], checks ? (key, number) => checkIndexEntry(gen, kind, key, number) : undefined);
-      }
-      readAll(`alias${suffix}`, gen.alias, checks ? (_key, number) => {
-        if (typeof number !== 'string' || !gen.def.Licensee.doesExist(keyPart(number))) throw new Error(`names licensee ${JSON.stringify(number)}, which is missing`);
-      } : undefined);
-    }
-    readAll('runtime', runtimeDb, (key, record) => {
-      if (typeof record?.licenseeNumber !== 'string' || key !== keyPart(record.licenseeNumber)) throw new Error('not the runtime state of the licensee it is stored under');
-      runtimeStateOf(record);
-    });
-    readAll('journal', journalDb, (key, record) => {
-      if (entriesOfRecord(record)[0]?.seq !== key) throw new Error('its first entry does not have the sequence number it is stored under');
-    });
-    return { databases, definitions, unreadable, inconsistent };
-
-    function checkDefinition(gen: Generation, kind: EntityKind, key: KvKey, entity: Entity) {
-      if (entity?.kind !== kind || typeof entity.number !== 'string' || typeof entity.props !== 'object' || entity.props === null) {
-        throw new Error(`not a ${kind} definition`);
-      }
-      if (key !== keyPart(entity.number)) throw new Error(`${kind} ${JSON.stringify(entity.number)} is stored under another number`);
-      definitions[kind]++;
-      const label = `${kind} ${JSON.stringify(entity.number)}`;
-      for (const name of REQUIRED_PROPERTIES[kind]) if (!entity.props[name]) throw new Error(`${label} has no ${name}`);
-      const parentKind = PARENT_KIND[kind];
-      const parent = parentOf(entity);
-      if (parentKind !== undefined && parent !== undefined) {
-        if (!gen.def[parentKind].doesExist(keyPart(parent))) throw new Error(`${label}: its ${parentKind} ${JSON.stringify(parent)} is missing`);
-        if (!gen.rel[kind].doesExist(relKey(parent, entity.number))) throw new Error(`${label} is missing from the index of its ${parentKind}'s children`);
-      }
-      const template = kind === 'License' ? entity.props['licenseTemplateNumber'] : undefined;
-      if (template !== undefined && !gen.def.LicenseTemplate.doesExist(keyPart(template))) throw new Error(`${label}: its LicenseTemplate ${JSON.stringify(template)} is missing`);
-    }
-    function checkIndexEntry(gen: Generation, kind: EntityKind, key: KvKey, number: string) {
-      const entity = typeof number === 'string' ? getIn(gen, kind, number) : undefined;
-      if (entity === undefined) throw new Error(`names ${kind} ${JSON.stringify(number)}, which is missing`);
-      const parent = parentOf(entity);
-      if (parent === undefined || key !== relKey(parent, entity.number)) throw new Error(`${kind} ${JSON.stringify(number)} has another parent`);
-    }
-  };
 
   const walPath = join(path, WAL_FILE);
   const walRewindAtBytes = options.walRewindAtBytes ?? WAL_REWIND_AT_BYTES;
@@ -1204,7 +1073,8 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       });
     },
     beginStagedImport,
-    checkIntegrity,
+    checkIntegrity: (maxProblems) =>
+      checkIntegrity({ meta: metaDb, generations, served: generationNumber(), runtime: runtimeDb, journal: journalDb }, maxProblems),
     definitionsGenerations() {
       const servedNumber = generationNumber();
       const spare = generations[servedNumber === 0 ? 1 : 0];

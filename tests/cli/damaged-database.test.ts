@@ -13,6 +13,7 @@ import { EXIT } from '../../src/cli/exit-codes.ts';
 import { captureIo, seededRandom, tempDir } from '../helpers.ts';
 import { cli } from '../importer/helpers.ts';
 import { runMain } from '../ops/support.ts';
+import { GENERATION_KEY, generationNames } from '../../src/store/layout.ts';
 import { openKvEnvironment } from '../../src/store/lmdb.ts';
 
 const DEMO = join(import.meta.dir, '..', '..', 'demo');
@@ -91,8 +92,8 @@ describe('a damaged database', () => {
     expect(sound.out).toContain('database verified: every record readable, definitions consistent');
 
     const env = openKvEnvironment(join(cwd, 'database'));
-    const served = env.open<unknown>('meta').get('definitionsGeneration') === 1 ? '1' : '';
-    env.commitSync(() => env.open(`def${served}:Product`).removeSync('DEMO-PRODUCT'));
+    const served = generationNames(env.open<unknown>('meta').get(GENERATION_KEY) === 1 ? 1 : 0);
+    env.commitSync(() => env.open(served.def.Product).removeSync('DEMO-PRODUCT'));
     await env.close();
     const damaged = await runMain(cwd, ['--action=verify-database']);
     expect(damaged.code).toBe(EXIT.store);

@@ -9,6 +9,7 @@ import { statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { open } from 'lmdb';
 import { openAssetStore, StoreError } from '../../src/store/asset-store.ts';
+import { GENERATION_KEY, generationNames } from '../../src/store/layout.ts';
 import { openKvEnvironment } from '../../src/store/lmdb.ts';
 import { tempDir } from '../helpers.ts';
 import { demoEntities, seedStore } from '../support/seed-store.ts';
@@ -23,12 +24,12 @@ async function seeded(): Promise<string> {
   return join(cwd, 'database');
 }
 
-/** The sub-database name of a kind's definitions (or index) in the served generation. */
-function servedName(path: string, prefix: 'def' | 'rel' | 'alias', kind = ''): string {
+/** The sub-database names of the served generation. */
+function served(path: string): ReturnType<typeof generationNames> {
   const env = openKvEnvironment(path, { readOnly: true });
-  const served = env.open<unknown>('meta').get('definitionsGeneration') === 1 ? '1' : '';
+  const generation = env.open<unknown>('meta').get(GENERATION_KEY) === 1 ? 1 : 0;
   void env.close();
-  return prefix === 'alias' ? `alias${served}` : `${prefix}${served}:${kind}`;
+  return generationNames(generation);
 }
 
 function openError(path: string, readOnly: boolean): StoreError {
@@ -56,23 +57,23 @@ describe('checkIntegrity', () => {
     expect(report.databases.length).toBe(3 + 2 * (2 * 6 + 1));
     expect(records['runtime']).toBe(2);
     expect(records['journal']).toBe(3);
-    expect(records[servedName(path, 'alias')]).toBe(1);
+    expect(records[served(path).alias]).toBe(1);
   });
 
   test('records that do not fit together are each named; the sound rest is not', async () => {
     const path = await seeded();
     const env = openKvEnvironment(path);
     env.commitSync(() => {
-      env.open(servedName(path, 'def', 'Product')).removeSync('P-TEST');
-      env.open(servedName(path, 'rel', 'License')).removeSync('L-1\u001fLIC-PPU');
-      env.open<string>(servedName(path, 'alias')).putSync('ghost', 'NOPE');
-      env.open(servedName(path, 'def', 'License')).putSync('LIC-X', {
+      env.open(served(path).def.Product).removeSync('P-TEST');
+      env.open(served(path).rel.License).removeSync('L-1\u001fLIC-PPU');
+      env.open<string>(served(path).alias).putSync('ghost', 'NOPE');
+      env.open(served(path).def.License).putSync('LIC-X', {
         kind: 'License',
         number: 'LIC-X',
         props: { number: 'LIC-X', licenseeNumber: 'L-1', licenseTemplateNumber: 'T-NONE' },
       });
-      env.open(servedName(path, 'rel', 'License')).putSync('L-1\u001fLIC-X', 'LIC-X');
-      env.open(servedName(path, 'def', 'Licensee')).putSync('L-9', { kind: 'Licensee', number: 'L-8', props: { number: 'L-8', productNumber: 'P-TEST' } });
+      env.open(served(path).rel.License).putSync('L-1\u001fLIC-X', 'LIC-X');
+      env.open(served(path).def.Licensee).putSync('L-9', { kind: 'Licensee', number: 'L-8', props: { number: 'L-8', productNumber: 'P-TEST' } });
       env.open('runtime').putSync('L 2/ä', { licenseeNumber: 'L-1', state: {} });
     });
     await env.close();
@@ -98,7 +99,7 @@ describe('checkIntegrity', () => {
   test('a record msgpack cannot decode is unreadable; the problems are bounded', async () => {
     const path = await seeded();
     const raw = open({ path, maxDbs: 48 });
-    const licensees = raw.openDB<Buffer, string>({ name: servedName(path, 'def', 'Licensee'), encoding: 'binary', compression: false });
+    const licensees = raw.openDB<Buffer, string>({ name: served(path).def.Licensee, encoding: 'binary', compression: false });
     // A map of five entries that ends after its header, in the second record ("L 2/ä" sorts first).
     licensees.putSync('L-1', Buffer.from([0x85]));
     await raw.close();
@@ -106,7 +107,7 @@ describe('checkIntegrity', () => {
     const report = store.checkIntegrity(3);
     await store.close();
     expect(report.unreadable.length).toBe(1);
-    expect(report.unreadable[0]).toStartWith(`sub-database ${servedName(path, 'def', 'Licensee')}: cannot decode record 2 (`);
+    expect(report.unreadable[0]).toStartWith(`sub-database ${served(path).def.Licensee}: cannot decode record 2 (`);
     expect(report.unreadable.length + report.inconsistent.length).toBeLessThanOrEqual(3);
   });
 });
