@@ -319,6 +319,12 @@ export interface AssetStore {
   journalHead(): JournalHead;
   /** Hash of journal entry `seq` (seq 0: the empty journal's hash); undefined when there is none. */
   journalHashAt(seq: number): string | undefined;
+  /**
+   * Journal entries durable in the runtime journal file and not yet in LMDB (what journal,
+   * journalHead and runtimeEntries show): a running server's newest, which its next checkpoint
+   * brings, or, after a crash, what the next open that may write applies. Counted, not applied.
+   */
+  pendingJournalEntries(): number;
   /** The newest card checkpoint record (docs/smart-card.md, "Checkpoints"), if the database is bound. */
   cardCheckpoint(): StoredCheckpoint | undefined;
   /**
@@ -706,18 +712,20 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
    * or killed server had acknowledged but not yet checkpointed) in one durable transaction.
    * Only the runtime writer may do this: call it holding the runtime-writer lock.
    */
-  const recoverRuntimeJournal = () => {
-    if (!existsSync(walPath)) return;
-    const head = journalHead();
-    let groups;
+  /** The journal file's records after LMDB's journal head (read only). */
+  const walGroupsAfterHead = () => {
     try {
-      groups = readWalGroupsAfter(walPath, readMeta().databaseId, head, (metaDb.get(WAL_RESUME_KEY) as number | undefined) ?? 0);
+      return readWalGroupsAfter(walPath, readMeta().databaseId, journalHead(), (metaDb.get(WAL_RESUME_KEY) as number | undefined) ?? 0);
     } catch (cause) {
       if (cause instanceof WalChainError) {
         throw new StoreError('corrupt', `${cause.message}; move that file away to open the database without it (its changes are then lost)`, { cause });
       }
       throw new StoreError('io', `cannot read ${walPath}: ${(cause as Error).message}`, { cause });
     }
+  };
+  const recoverRuntimeJournal = () => {
+    if (!existsSync(walPath)) return;
+    const groups = walGroupsAfterHead();
     const last = groups[groups.length - 1];
     if (last === undefined) return;
     let entries = 0;
@@ -1050,6 +1058,11 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       const key = recordKeyHolding(seq);
       const record = key === undefined ? undefined : journalDb.get(key);
       return record === undefined ? undefined : entriesOfRecord(record).find((entry) => entry.seq === seq)?.hash;
+    },
+    pendingJournalEntries() {
+      const groups = walGroupsAfterHead();
+      const last = groups[groups.length - 1];
+      return last === undefined ? 0 : last.lastSeq - journalHead().seq;
     },
     cardCheckpoint: () => metaDb.get(CARD_CHECKPOINT_KEY) as StoredCheckpoint | undefined,
     async saveCardCheckpoint(record) {

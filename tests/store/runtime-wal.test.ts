@@ -6,12 +6,14 @@
 // copy lacks the changes, so the recovery path is what the test exercises).
 import { describe, expect, test } from 'bun:test';
 import { copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { runCli } from '../../src/cli/run.ts';
 import type { RuntimeEvent } from '../../src/core/runtime.ts';
 import { verifyDatabase } from '../../src/service/verify-database.ts';
 import { openAssetStore, StoreError, type AssetStore, type OpenStoreOptions } from '../../src/store/asset-store.ts';
 import { readWalGroupsAfter, WAL_FILE } from '../../src/store/runtime-wal.ts';
-import { diskFullError, ioError, tempDir } from '../helpers.ts';
+import { silentLogger } from '../../src/platform/log.ts';
+import { captureIo, diskFullError, ioError, tempDir } from '../helpers.ts';
 
 const GENESIS = { seq: 0, hash: '0'.repeat(64) };
 /** No quiet checkpoint during a test; checkpoints under load only every 1,000 groups. */
@@ -53,6 +55,29 @@ async function expectReopened(dir: string, usedX: number): Promise<void> {
 }
 
 describe('runtime journal file', () => {
+  test('what only the journal file holds is counted by a reader (status says so) until an open that may write applies it', async () => {
+    const { dir, store } = newDatabase();
+    await Promise.all(Array.from({ length: 12 }, () => store.commitRuntime('L1', 1000, () => ({ events: used(1), result: null }))));
+    const copy = crashCopy(dir);
+    await store.close();
+    const reader = openAssetStore(copy, { readOnly: true });
+    expect(reader.journalHead().seq).toBe(0);
+    expect(reader.pendingJournalEntries()).toBe(12);
+    await reader.close();
+    const io = captureIo();
+    expect(await runCli(['--action=status'], io, { cwd: dirname(copy), log: silentLogger() })).toBe(0);
+    expect(io.out).toMatch(/^journal: +0 entries\n/m);
+    expect(io.out).toMatch(/^journal file: +12 more entries in runtime\.wal, not counted above: .*after a crash the next start \(or import\) applies them\n/m);
+    await expectReopened(copy, 12);
+    const after = openAssetStore(copy, { readOnly: true });
+    expect(after.pendingJournalEntries()).toBe(0);
+    await after.close();
+    const again = captureIo();
+    expect(await runCli(['--action=status'], again, { cwd: dirname(copy), log: silentLogger() })).toBe(0);
+    expect(again.out).not.toContain('journal file:');
+    expect(again.out).toMatch(/^journal: +12 entries, newest /m);
+  });
+
   test('acknowledged changes that only the journal file holds survive a crash, replay entries included', async () => {
     const { dir, store } = newDatabase();
     await Promise.all([

@@ -67,6 +67,14 @@ export const statusAction: ActionDef = {
         'journal',
         `${snapshot.journal.length} entries${snapshot.journal.lastEntryAtMs !== undefined ? `, newest ${new Date(snapshot.journal.lastEntryAtMs).toISOString()}` : ''}`,
       ]);
+      const pending = store.pendingJournalEntries();
+      if (pending > 0) {
+        rows.push([
+          'journal file',
+          `${pending} more entries in runtime.wal, not counted above: a running agent brings them into the database within ` +
+            'milliseconds; after a crash the next start (or import) applies them',
+        ]);
+      }
       if (snapshot.clockDriftMs !== undefined) {
         const behind = snapshot.clockDriftMs < 0 ? ' — WARNING: the system clock is behind the journal' : '';
         rows.push(['clock drift', `${formatDuration(snapshot.clockDriftMs)} (system clock minus newest journal entry)${behind}`]);
