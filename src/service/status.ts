@@ -329,7 +329,9 @@ export function createStatusReader(store: AssetStore, scan: ScanOptions = SCAN_A
 
 export function cardModeText(card: StatusSnapshot['card']): string {
   if (card.withoutCard) return 'without card';
-  return `smart card ${card.serial ?? '(serial unknown)'}`;
+  // Every import records one or the other: neither means that none has completed yet.
+  if (card.serial === undefined) return 'not set yet (the first import sets it)';
+  return `smart card ${card.serial}`;
 }
 
 export interface SessionStatus {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { EXIT } from '../../src/cli/exit-codes.ts';
 import { runCli } from '../../src/cli/run.ts';
 import { hashCredential } from '../../src/platform/credentials.ts';
-import { SCHEMA_VERSION } from '../../src/store/asset-store.ts';
+import { openAssetStore, SCHEMA_VERSION } from '../../src/store/asset-store.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
 import { tempDir } from '../helpers.ts';
 import { API_KEY, apiKeyAuth, demoEntities, entity, seedStore } from '../support/seed-store.ts';
@@ -61,6 +61,15 @@ describe('status action', () => {
     expect(await runCli(['--action=status'], io, { cwd: tempDir() })).toBe(EXIT.store);
     expect(io.err).toContain('no database in');
     expect(io.err).toContain('--action=import-assets');
+  });
+
+  test('a database no import has completed in (a first import killed): no import, card mode not set yet', async () => {
+    const cwd = tempDir();
+    await openAssetStore(join(cwd, 'database'), { create: true }).close();
+    const io = captureIo();
+    expect(await runCli(['--action=status'], io, { cwd })).toBe(EXIT.ok);
+    expect(io.out).toMatch(/^last import: +none \(run --action=import-assets\)$/m);
+    expect(io.out).toMatch(/^card mode: +not set yet \(the first import sets it\)$/m);
   });
 
   test('a seeded database: version, import, counts, card mode, and loose permissions flagged', async () => {
