@@ -31,7 +31,9 @@ export const verifyDatabaseAction: ActionDef = {
       reader = openAssetStore(path, { readOnly: true });
     } catch (error) {
       // Damage found at open (LMDB's main tree, the meta record): what it is, then what to do.
-      if (error instanceof StoreError && error.code === 'corrupt') return failed([`the database cannot be opened: ${(error.cause as Error).message}`]);
+      if (error instanceof StoreError && error.code === 'corrupt') {
+        return failed([`the database cannot be opened: ${(error.cause as Error | undefined)?.message ?? error.message}`]);
+      }
       throw error;
     }
     let integrity;
