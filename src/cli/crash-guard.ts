@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { damagedDatabaseAdvice } from '../store/errors.ts';
 import type { CliIo } from './actions.ts';
 import { EXIT } from './exit-codes.ts';
+import { errorLines } from './run.ts';
 
 /** Set in the child's environment: the child runs the action itself. */
 export const GUARDED_CHILD_ENV = 'NETLICENSING_AGENT_GUARDED_CHILD';
@@ -27,6 +28,14 @@ function selfCommand(argv: string[]): string[] {
   return compiled ? [process.execPath, ...argv] : [process.execPath, ...process.execArgv, Bun.main, ...argv];
 }
 
+/** What the child runs: the action and all arguments, in `cwd`; `logJson`: the final error line is JSON (--log.json). */
+export interface GuardedChild {
+  action: string;
+  argv: string[];
+  cwd: string;
+  logJson: boolean;
+}
+
 /**
  * Runs this program with `argv` (for `action`) in a child (in `cwd`) and ends as it ends. Its
  * stdout is this process's; so is its stderr where that is a terminal (the import draws its
@@ -35,10 +44,8 @@ function selfCommand(argv: string[]): string[] {
  * what the crash means. SIGINT and SIGTERM sent to this process are passed on.
  */
 export async function runInGuardedChild(
-  action: string,
-  argv: string[],
+  { action, argv, cwd, logJson }: GuardedChild,
   io: CliIo,
-  cwd: string,
   /** What runs in the child; tests give a program that crashes the way LMDB makes one crash. */
   command: string[] = selfCommand(argv),
 ): Promise<number> {
@@ -80,8 +87,11 @@ export async function runInGuardedChild(
     const panic = crashReport.find((line) => line.startsWith('panic'))?.trim();
     const path = join(cwd, 'database');
     io.stderr(
-      `error: the database in ${path} is damaged: reading it ended the process (${signal}${panic ? `, ${panic}` : ''}): ` +
-        `${damagedDatabaseAdvice(path, { verifying: action === 'verify-database' })}\n`,
+      errorLines(
+        `error: the database in ${path} is damaged: reading it ended the process (${signal}${panic ? `, ${panic}` : ''}): ` +
+          damagedDatabaseAdvice(path, { verifying: action === 'verify-database' }),
+        logJson,
+      ),
     );
     return EXIT.store;
   }

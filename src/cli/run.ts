@@ -175,7 +175,7 @@ export interface RunCliOptions {
    * Runs an action that runs in a child (actions.ts, runsInChild) there, with these arguments and
    * working directory, and gives its exit code; absent, every action runs in this process.
    */
-  runInChild?: (action: string, argv: string[], cwd: string) => Promise<number>;
+  runInChild?: (child: { action: string; argv: string[]; cwd: string; logJson: boolean }) => Promise<number>;
   /** Tests pass a logger that writes into their buffer. */
   log?: Logger;
 }
@@ -224,7 +224,7 @@ export async function runCli(argv: string[], io: CliIo, runOptions: RunCliOption
     });
   try {
     const cwd = runOptions.cwd ?? workingDirectory();
-    if (entry.runsInChild && runOptions.runInChild) return await runOptions.runInChild(options.action, argv, cwd);
+    if (entry.runsInChild && runOptions.runInChild) return await runOptions.runInChild({ action: options.action, argv, cwd, logJson: options.logJson });
     const action = await entry.load();
     return await action.run({
       options,
@@ -248,12 +248,14 @@ function workingDirectory(): string {
   }
 }
 
+/** The final error line: with --log.json a JSON object too, so that a log shipper gets every line. */
+export function errorLines(message: string, json: boolean, detail?: string): string {
+  if (json) return `${JSON.stringify({ time: new Date().toISOString(), level: 'error', message, ...(detail ? { detail } : {}) })}\n`;
+  return `${message}\n${detail ? `${detail}\n` : ''}`;
+}
+
 function reportError(error: unknown, io: CliIo, verbose = false, json = false): number {
-  // With --log.json the last line is a JSON object too, so that a log shipper gets every line.
-  const say = (prefix: string, message: string, detail?: string) => {
-    if (json) io.stderr(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', message: `${prefix}${message}`, ...(detail ? { detail } : {}) })}\n`);
-    else io.stderr(`${prefix}${message}\n${detail ? `${detail}\n` : ''}`);
-  };
+  const say = (prefix: string, message: string, detail?: string) => io.stderr(errorLines(`${prefix}${message}`, json, detail));
   if (error instanceof CliError) {
     say('error: ', error.message);
     return error.exitCode;

@@ -120,10 +120,8 @@ describe('the crash guard (cli/crash-guard.ts)', () => {
     const io = captureIo();
     const cwd = tempDir();
     const code = await runInGuardedChild(
-      'status',
-      ['--action=status'],
+      { action: 'status', argv: ['--action=status'], cwd, logJson: false },
       io,
-      cwd,
       program(`
         process.stderr.write("mdb.c:8587: Assertion 'IS_LEAF(mp)' failed in mdb_cursor_next()\\n");
         process.stderr.write('${'='.repeat(60)}\\nBun v1.4.5 (a7733435c) Linux x64\\n\\npanic(main thread): Bus error at address 0x1\\noh no: Bun has crashed. This indicates a bug in Bun, not your code.\\n');
@@ -138,9 +136,19 @@ describe('the crash guard (cli/crash-guard.ts)', () => {
     expect(io.err).not.toContain('====');
   });
 
+  test('with --log.json the message that replaces the crash report is a JSON line as well', async () => {
+    const io = captureIo();
+    const code = await runInGuardedChild({ action: 'backup', argv: [], cwd: tempDir(), logJson: true }, io, program('process.abort();'));
+    expect(code).toBe(EXIT.store);
+    const line = JSON.parse(io.err.trim()) as { level: string; message: string };
+    expect(line.level).toBe('error');
+    expect(line.message).toStartWith('error: the database in ');
+    expect(line.message).toContain('is damaged: reading it ended the process (SIGABRT)');
+  });
+
   test('a child that ends normally: its exit code and its whole stderr, a last line without a newline included', async () => {
     const io = captureIo();
-    const code = await runInGuardedChild('status', [], io, tempDir(), program(`process.stderr.write('first\\nsecond'); process.exit(3);`));
+    const code = await runInGuardedChild({ action: 'status', argv: [], cwd: tempDir(), logJson: false }, io, program(`process.stderr.write('first\\nsecond'); process.exit(3);`));
     expect(code).toBe(3);
     expect(io.err).toBe('first\nsecond');
   });
