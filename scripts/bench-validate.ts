@@ -13,8 +13,9 @@
  * data set of bench/seed.ts, started as an administrator would start it.
  * Targets: read-only validate ≥ 0.5 × ceiling; durable writes ≥ 0.25 × ceiling
  * with p99 < 10 ms. Every scenario runs in several rounds; a row shows the
- * median round and the worst p99; each scenario first runs --warmup seconds, not counted. Usage: bun scripts/bench-validate.ts
- * [--seconds=5] [--rounds=3] [--warmup=3]
+ * median round and the worst p99; before the rounds each scenario runs
+ * --warmup seconds, printed and not counted. Usage:
+ * bun scripts/bench-validate.ts [--seconds=5] [--rounds=3] [--warmup=3]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

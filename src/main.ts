@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 import './platform/bundle-env.ts';
-import { GUARDED_CHILD_ENV, runInGuardedChild, type GuardedChild } from './cli/crash-guard.ts';
-import { runCli, systemIo } from './cli/run.ts';
+import { GUARDED_CHILD_ENV, runInGuardedChild } from './cli/crash-guard.ts';
+import { runCli, systemIo, type ChildRun } from './cli/run.ts';
 
 // Database, transfer files and backups hold licensing secrets: owner-only permissions.
 process.umask(0o077);
@@ -30,6 +30,6 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
 });
 
 // The actions that read the whole database run in a child process (cli/crash-guard.ts); the child runs them itself.
-const runInChild = process.env[GUARDED_CHILD_ENV] ? undefined : (child: GuardedChild) => runInGuardedChild(child, systemIo());
+const runInChild = process.env[GUARDED_CHILD_ENV] ? undefined : (child: ChildRun) => runInGuardedChild(child, systemIo());
 
 process.exitCode = await runCli(Bun.argv.slice(2), systemIo(), { watchSignals, runInChild });

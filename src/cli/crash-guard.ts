@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { damagedDatabaseAdvice } from '../store/errors.ts';
 import type { CliIo } from './actions.ts';
 import { EXIT } from './exit-codes.ts';
-import { errorLines } from './run.ts';
+import { errorLines, type ChildRun } from './run.ts';
 
 /** Set in the child's environment: the child runs the action itself. */
 export const GUARDED_CHILD_ENV = 'NETLICENSING_AGENT_GUARDED_CHILD';
@@ -28,14 +28,6 @@ function selfCommand(argv: string[]): string[] {
   return compiled ? [process.execPath, ...argv] : [process.execPath, ...process.execArgv, Bun.main, ...argv];
 }
 
-/** What the child runs: the action and all arguments, in `cwd`; `logJson`: the final error line is JSON (--log.json). */
-export interface GuardedChild {
-  action: string;
-  argv: string[];
-  cwd: string;
-  logJson: boolean;
-}
-
 /**
  * Runs this program with `argv` (for `action`) in a child (in `cwd`) and ends as it ends. Its
  * stdout is this process's; so is its stderr where that is a terminal (the import draws its
@@ -44,7 +36,7 @@ export interface GuardedChild {
  * what the crash means. SIGINT and SIGTERM sent to this process are passed on.
  */
 export async function runInGuardedChild(
-  { action, argv, cwd, logJson }: GuardedChild,
+  { action, argv, cwd, logJson }: ChildRun,
   io: CliIo,
   /** What runs in the child; tests give a program that crashes the way LMDB makes one crash. */
   command: string[] = selfCommand(argv),

@@ -165,6 +165,14 @@ export function parseCliOptions(argv: string[]): CliOptions {
   return options;
 }
 
+/** An action to run in a child: its name and all arguments, in `cwd`; `logJson`: the final error line is JSON (--log.json). */
+export interface ChildRun {
+  action: string;
+  argv: string[];
+  cwd: string;
+  logJson: boolean;
+}
+
 export interface RunCliOptions {
   cwd?: string;
   clock?: Clock;
@@ -175,7 +183,7 @@ export interface RunCliOptions {
    * Runs an action that runs in a child (actions.ts, runsInChild) there, with these arguments and
    * working directory, and gives its exit code; absent, every action runs in this process.
    */
-  runInChild?: (child: { action: string; argv: string[]; cwd: string; logJson: boolean }) => Promise<number>;
+  runInChild?: (child: ChildRun) => Promise<number>;
   /** Tests pass a logger that writes into their buffer. */
   log?: Logger;
 }

@@ -155,12 +155,15 @@ export function createApp(deps: AppDeps): Hono {
   });
 
   const storeErrorsLogged = logEvery(60_000);
+  /** Every request fails the same way while the disk is full or the database damaged: one line a minute, with a count. */
+  const logStoreProblem = (kind: string, message: string) => {
+    const { log: due, suppressed } = storeErrorsLogged(kind, Date.now());
+    if (due) log.error(`store: ${message}${suppressed > 0 ? ` (${suppressed} more requests failed so since the last report)` : ''}`);
+  };
   const errorResponse = (error: unknown, c: HasHeaders, method: string, path: string): Response => {
     if (error instanceof MalformedRequestError) return sendError(c, 400, 'MalformedRequestException', error.message);
     if (error instanceof StoreError) {
-      // Every request fails the same way while the disk is full: one line a minute, with a count.
-      const { log: due, suppressed } = storeErrorsLogged(error.code, Date.now());
-      if (due) log.error(`store: ${error.message}${suppressed > 0 ? ` (${suppressed} more requests failed so since the last report)` : ''}`);
+      logStoreProblem(error.code, error.message);
       const status = error.code === 'disk_full' ? 507 : 503;
       const text = error.mayBeStored
         ? `The agent could not store this change for certain: ${error.code}; it may still be stored: check before repeating it`
@@ -168,14 +171,8 @@ export function createApp(deps: AppDeps): Hono {
       return sendError(c, status, 'ServiceUnavailableException', text);
     }
     if (isDatabaseDamage(error)) {
-      // LMDB read a damaged page: every request that reads it fails the same way. One line a minute.
-      const { log: due, suppressed } = storeErrorsLogged('damaged', Date.now());
-      if (due) {
-        log.error(
-          `store: the database is damaged (${(error as Error).message}): stop the agent and ${damagedDatabaseAdvice(store.path)}` +
-            `${suppressed > 0 ? ` (${suppressed} more requests failed so since the last report)` : ''}`,
-        );
-      }
+      // LMDB read a damaged page (reads are not wrapped on the hot path: the error arrives as LMDB's).
+      logStoreProblem('damaged', `the database is damaged (${(error as Error).message}): stop the agent and ${damagedDatabaseAdvice(store.path)}`);
       return sendError(c, 500, 'InternalServerErrorException', "The agent's database is damaged: its administrator must restore it");
     }
     log.error(`unexpected error on ${method} ${path}: ${(error as Error).stack ?? String(error)}`);

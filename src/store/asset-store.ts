@@ -114,9 +114,10 @@ const replayKey = (seq: number) => [PROXY, 'replay', seq];
 const conflictKey = (seq: number) => [PROXY, 'conflict', seq];
 const proxyValueKey = (key: string) => [PROXY, 'value', keyPart(key)];
 
-function isEmptyDatabase(db: KvDatabase<unknown>): boolean {
-  for (const _ of db.getKeys({ limit: 1 })) return false;
-  return true;
+/** Whether a sub-database holds any record (one key read, not a count: that would read them all). */
+function holdsAny(db: KvDatabase<unknown>): boolean {
+  for (const _ of db.getKeys({ limit: 1 })) return true;
+  return false;
 }
 
 /**
@@ -489,21 +490,28 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     throw new StoreError('io', `cannot open the database in ${path}: ${(cause as Error).message}`, { cause });
   }
   const notInitialised = () => new StoreError('not_initialised', `no database in ${path}: run --action=import-assets in this working directory first`);
-  /** Opening reads LMDB's main tree and meta: where they are damaged, say so (not "internal error"). */
-  const readingAtOpen = <T>(read: () => T, holdsPages = true): T => {
+  /**
+   * Opening reads LMDB's main tree and meta: where they are damaged, say so (not "internal
+   * error"). A sub-database missing in a file with pages (read-only: MissingSubDatabaseError) is
+   * damage too: files that were never committed to are answered before.
+   */
+  const readingAtOpen = <T>(read: () => T): T => {
     try {
       return read();
     } catch (cause) {
       void env.close();
-      // Read-only, a sub-database is missing: a file no transaction was ever committed to has none.
-      if (cause instanceof MissingSubDatabaseError) throw holdsPages ? damagedDatabase(path, cause) : notInitialised();
-      throw isDatabaseDamage(cause) ? damagedDatabase(path, cause) : cause;
+      throw isDatabaseDamage(cause) || cause instanceof MissingSubDatabaseError ? damagedDatabase(path, cause) : cause;
     }
   };
-  const holdsPages = readingAtOpen(() => env.holdsPages());
-  // Every open that committed created the sub-databases: a file with pages and a main tree that
-  // names none has lost its main tree. Refused before the open below could write into it.
-  if (holdsPages && !readingAtOpen(() => env.holdsSubDatabases())) {
+  if (!readingAtOpen(() => env.holdsPages())) {
+    // No transaction was ever committed: read-only, there is nothing to read.
+    if (options.readOnly) {
+      void env.close();
+      throw notInitialised();
+    }
+  } else if (!readingAtOpen(() => env.holdsSubDatabases())) {
+    // Every open that committed created the sub-databases: a file with pages and a main tree that
+    // names none has lost its main tree. Refused before the open below could write into it.
     void env.close();
     throw damagedDatabase(path, new Error('its main tree names no sub-database'));
   }
@@ -530,15 +538,13 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   };
   // Both opened up front: opening a sub-database later would renew lmdb's read snapshot
   // in the middle of a reader's calls.
-  const { metaDb, generations, runtimeDb, journalDb } = readingAtOpen(
-    () =>
-      openDatabases(() => ({
-        metaDb: env.open<unknown>('meta'),
-        generations: [openGeneration(0), options.readOnly ? tryOpenGeneration(1) : openGeneration(1)] as (Generation | undefined)[],
-        runtimeDb: env.open<RuntimeRecord>('runtime'),
-        journalDb: env.open<JournalRecord>('journal'),
-      })),
-    holdsPages,
+  const { metaDb, generations, runtimeDb, journalDb } = readingAtOpen(() =>
+    openDatabases(() => ({
+      metaDb: env.open<unknown>('meta'),
+      generations: [openGeneration(0), options.readOnly ? tryOpenGeneration(1) : openGeneration(1)] as (Generation | undefined)[],
+      runtimeDb: env.open<RuntimeRecord>('runtime'),
+      journalDb: env.open<JournalRecord>('journal'),
+    })),
   );
 
   const existing = readingAtOpen(() => metaDb.get('meta') as StoreMeta | undefined);
@@ -546,9 +552,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     // A first import killed between this open and its meta record leaves empty sub-databases.
     // Records without meta mean that meta was lost: damage, not a new database to initialise.
     const holdsRecords = readingAtOpen(() =>
-      [runtimeDb, journalDb, ...generations.flatMap((g) => (g ? ENTITY_KINDS.map((kind) => g.def[kind]) : []))].some(
-        (db) => !isEmptyDatabase(db),
-      ),
+      [runtimeDb, journalDb, ...generations.flatMap((g) => (g ? ENTITY_KINDS.map((kind) => g.def[kind]) : []))].some(holdsAny),
     );
     if (holdsRecords) {
       void env.close();
@@ -707,11 +711,6 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
 
   const walPath = join(path, WAL_FILE);
   const walRewindAtBytes = options.walRewindAtBytes ?? WAL_REWIND_AT_BYTES;
-  /**
-   * Applies the runtime journal file's records after LMDB's journal head (the changes a crashed
-   * or killed server had acknowledged but not yet checkpointed) in one durable transaction.
-   * Only the runtime writer may do this: call it holding the runtime-writer lock.
-   */
   /** The journal file's records after LMDB's journal head (read only). */
   const walGroupsAfterHead = () => {
     try {
@@ -723,6 +722,11 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       throw new StoreError('io', `cannot read ${walPath}: ${(cause as Error).message}`, { cause });
     }
   };
+  /**
+   * Applies the runtime journal file's records after LMDB's journal head (the changes a crashed
+   * or killed server had acknowledged but not yet checkpointed) in one durable transaction.
+   * Only the runtime writer may do this: call it holding the runtime-writer lock.
+   */
   const recoverRuntimeJournal = () => {
     if (!existsSync(walPath)) return;
     const groups = walGroupsAfterHead();
@@ -919,10 +923,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     };
     const stagingTx: StagingTransaction = {
       served: (kind, number) => getIn(base, kind, number),
-      servedHasAny(kind) {
-        for (const _key of base.def[kind].getKeys({ limit: 1 })) return true;
-        return false;
-      },
+      servedHasAny: (kind) => holdsAny(base.def[kind]),
       servedNotStaged(kind, after, limit) {
         const keys: string[] = [];
         const range = after === undefined ? { limit } : { start: after, limit: limit + 1 };

@@ -21,7 +21,6 @@ export class StoreError extends Error {
   }
 }
 
-
 /**
  * LMDB's names for a damaged file, as lmdb-js puts them in its messages: a page that is not where
  * a pointer says (PAGE_NOTFOUND), a page of the wrong type (CORRUPTED), no LMDB file at all

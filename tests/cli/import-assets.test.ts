@@ -92,8 +92,9 @@ describe('import-assets action', () => {
   });
 
   test("the header's licensees list is bounded apart: an export of many licensees lists more than 1 Mi, and 4 Mi, characters there", async () => {
-    // 2,000 numbers of 2,200 characters: 4.4 million characters in one value, as 360,000 numbers of
-    // 12 would be (100,000 licensees of bench-import made 1.2 million and were refused before).
+    // 2,000 numbers of 2,200 characters: 4.4 million characters in one value, as about 367,000
+    // numbers of 9 would be with their quotes and comma (bench-import's 100,000 made 1.2 million
+    // and were refused before).
     const cwd = tempDir();
     const licensees = Array.from({ length: 2000 }, (_, i) => ({ number: `L${String(i).padStart(4, '0')}-${'n'.repeat(2194)}`, licenses: [] }));
     const entities = smallExport(licensees);

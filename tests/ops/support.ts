@@ -21,7 +21,6 @@ export async function runMain(cwd: string, args: string[]): Promise<{ code: numb
   return { code: await child.exited, out, err };
 }
 
-
 function openssl(args: string[], cwd: string): void {
   const result = Bun.spawnSync(['openssl', ...args], { cwd, stdout: 'pipe', stderr: 'pipe' });
   if (result.exitCode !== 0) throw new Error(`openssl ${args.join(' ')} failed: ${result.stderr.toString()}`);
