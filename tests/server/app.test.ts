@@ -110,6 +110,29 @@ describe('validate', () => {
     expect(await res2.text()).toContain('<ns2:property name="quota">35</ns2:property>');
   });
 
+  test('a form body without Content-Type is read as a form; a text/plain one is refused', async () => {
+    const remaining = async (headers: Record<string, string>, body: string) => {
+      const res = await app.request('/rest/licensee/L-1/validate', { method: 'POST', headers: { authorization: apiKeyAuth(), accept: 'application/json', ...headers }, body });
+      expect(res.status).toBe(200);
+      const answer = (await res.json()) as { items: { item: { property: { name: string; value: string }[] }[] } };
+      const ppu = answer.items.item.find((i) => i.property.some((p) => p.value === 'M-PPU'))!;
+      return ppu.property.find((p) => p.name === 'remainingQuantity')!.value;
+    };
+    const params = 'productModuleNumber0=M-PPU&usedQuantity0=5&dryRun=true';
+    const asForm = await remaining({ 'content-type': 'application/x-www-form-urlencoded' }, params);
+    // (Bun's Request adds no Content-Type for a string body.)
+    expect(await remaining({}, params)).toBe(asForm);
+    expect(await remaining({}, '')).toBe(String(Number(asForm) + 5));
+    // What browsers' `fetch` send for a string body: not a form, so not guessed at.
+    const plain = await app.request('/rest/licensee/L-1/validate', {
+      method: 'POST',
+      headers: { authorization: apiKeyAuth(), 'content-type': 'text/plain;charset=UTF-8' },
+      body: params,
+    });
+    expect(plain.status).toBe(415);
+    expect(await plain.text()).toContain("Unsupported Content-Type 'text/plain;charset=UTF-8'");
+  });
+
   test('deprecated GET validate carries the methodIsDeprecated warning', async () => {
     const res = await app.request('/rest/licensee/L-1/validate?productModuleNumber0=M-QUOTA', {
       headers: { authorization: apiKeyAuth() },
