@@ -9,15 +9,51 @@ import { silentLogger } from '../../src/platform/log.ts';
 import { createApp } from '../../src/server/app.ts';
 import { serveApp, type RunningServer } from '../../src/server/serve.ts';
 import type { AssetStore } from '../../src/store/asset-store.ts';
-import { ADMIN_API_KEY, API_KEY, demoEntities, seedStore, VENDOR } from '../support/seed-store.ts';
+import type { Entity } from '../../src/core/entities.ts';
+import { ADMIN_API_KEY, API_KEY, demoEntities, entity, seedStore, VENDOR } from '../support/seed-store.ts';
 
 const NOW = Date.parse('2026-11-15T12:00:00.000Z');
 const clock = new ManualClock(NOW);
 let store: AssetStore;
 let server: RunningServer;
 
+/**
+ * The three models that answer with lists (Rental, Multi-Feature, Pricing Table), in a product of
+ * their own so that the demo product's licensees and module count stay as they are; and a licensee
+ * of the demo product without licenses, whose trial the Try & Buy test starts.
+ */
+function listEntities(): Entity[] {
+  const P = 'P-LISTS';
+  const out: Entity[] = [entity('Product', P, { name: 'Lists', version: '1.0', licenseeAutoCreate: 'false' })];
+  const skudef = { skudef: [{ number: 'USERS', name: 'Users', type: 'QUOTA' }, { number: 'API_ACCESS', name: 'API access', type: 'FEATURE' }] };
+  out.push(entity('ProductModule', 'M-RENT', { name: 'Rental module', licensingModel: 'Rental', productNumber: P, yellowThreshold: '30', redThreshold: '7' }));
+  out.push(entity('ProductModule', 'M-MULTI', { name: 'Multi module', licensingModel: 'MultiFeature', productNumber: P }));
+  out.push(entity('ProductModule', 'M-PRICE', { name: 'Pricing module', licensingModel: 'PricingTable', productNumber: P, skudef: JSON.stringify(skudef) }));
+  const tpl = (number: string, module: string, licenseType: string, extra: Record<string, string> = {}) =>
+    out.push(entity('LicenseTemplate', number, { name: number, licenseType, productModuleNumber: module, price: '0.00', currency: 'EUR', automatic: 'false', hidden: 'false', ...extra }));
+  tpl('T-RENT-INSTANCE', 'M-RENT', 'FEATURE');
+  tpl('T-RENT-MONTH', 'M-RENT', 'TIMEVOLUME', { timeVolume: '1', timeVolumePeriod: 'MONTH' });
+  tpl('T-EXPORT', 'M-MULTI', 'FEATURE');
+  tpl('T-REPORTS', 'M-MULTI', 'FEATURE');
+  tpl('T-PLAN-FREE', 'M-PRICE', 'FEATURE', { automatic: 'true', skus: JSON.stringify({ USERS: '1', API_ACCESS: false }) });
+  tpl('T-PLAN-PRO', 'M-PRICE', 'TIMEVOLUME', { price: '29.00', timeVolume: '1', timeVolumePeriod: 'MONTH', skus: JSON.stringify({ USERS: '25', API_ACCESS: true }) });
+  out.push(entity('Licensee', 'L-LISTS', { productNumber: P }));
+  const lic = (number: string, template: string, extra: Record<string, string> = {}) =>
+    out.push(entity('License', number, { name: number, licenseeNumber: 'L-LISTS', licenseTemplateNumber: template, ...extra }));
+  const november = { startDate: '2026-11-01T00:00:00.000Z', timeVolume: '1', timeVolumePeriod: 'MONTH' };
+  lic('LIC-DEV1', 'T-RENT-INSTANCE');
+  lic('LIC-DEV1-NOV', 'T-RENT-MONTH', { parentfeature: 'LIC-DEV1', ...november });
+  lic('LIC-DEV2', 'T-RENT-INSTANCE');
+  lic('LIC-EXPORT', 'T-EXPORT');
+  // The free plan's license as the export carries it (the cloud assigns automatic plans at licensee creation).
+  lic('LIC-FREE', 'T-PLAN-FREE');
+  lic('LIC-PRO', 'T-PLAN-PRO', november);
+  out.push(entity('Licensee', 'L-TRIAL', { productNumber: 'P-TEST' }));
+  return out;
+}
+
 beforeAll(() => {
-  ({ store } = seedStore(demoEntities()));
+  ({ store } = seedStore([...demoEntities(), ...listEntities()]));
   const app = createApp({ store, clock, log: silentLogger(), ttlMs: 600_000, allowAnonymous: false });
   server = serveApp(app, { port: 0, hostname: '127.0.0.1' });
 });
@@ -63,10 +99,18 @@ describe('netlicensing-client 1.2.40 against the agent', () => {
     }
   });
 
-  test('Try & Buy starts the trial on the first validation', async () => {
-    const v = await validate('L-1');
+  test('Try & Buy starts the trial on the first validation, and it stays started', async () => {
+    const v = await validate('L-TRIAL');
     expect(v['M-TRY']).toMatchObject({ valid: 'true', evaluation: 'true', licensingModel: 'TryAndBuy' });
     expect(v['M-TRY']!['evaluationExpires']).toBe('2026-12-15T12:00:00.000Z');
+    // A day later the trial still ends 30 days after the first validation, not after this one.
+    clock.advance(86_400_000);
+    try {
+      const later = await validate('L-TRIAL');
+      expect(later['M-TRY']).toMatchObject({ valid: 'true', evaluationExpires: '2026-12-15T12:00:00.000Z' });
+    } finally {
+      clock.set(NOW);
+    }
   });
 
   test('Quota and Node-Locked (CLIENT mode) through indexed parameters', async () => {
@@ -86,11 +130,13 @@ describe('netlicensing-client 1.2.40 against the agent', () => {
     expect((await out('s2'))['M-FLOAT']!['valid']).toBe('true');
     expect((await out('s3'))['M-FLOAT']!['valid']).toBe('false');
     expect((await out('s1'))['M-FLOAT']!['valid']).toBe('true');
-    const dry = await validate('L-1', { 'M-FLOAT': { sessionId: 's4', action: 'checkOut' } }, apiKeyContext(), (vp) => vp.setDryRun(true));
-    expect(dry['M-FLOAT']!['valid']).toBe('false');
     const checkIn = await validate('L-1', { 'M-FLOAT': { sessionId: 's2', action: 'checkIn' } });
     expect(checkIn['M-FLOAT']!['valid']).toBe('false');
+    // One seat is free: a dry-run check-out would get it, and leaves it free.
+    const dry = await validate('L-1', { 'M-FLOAT': { sessionId: 's4', action: 'checkOut' } }, apiKeyContext(), (vp) => vp.setDryRun(true));
+    expect(dry['M-FLOAT']!['valid']).toBe('true');
     expect((await out('s3'))['M-FLOAT']!['valid']).toBe('true');
+    expect((await out('s4'))['M-FLOAT']!['valid']).toBe('false');
     // Sessions expire after maxCheckoutValidity (300 s): the seats are free again.
     clock.advance(301_000);
     expect((await out('s5'))['M-FLOAT']!['valid']).toBe('true');
@@ -106,6 +152,38 @@ describe('netlicensing-client 1.2.40 against the agent', () => {
     expect((await use({ usedQuantity: '30' }))['M-PPU']).toMatchObject({ valid: 'false', remainingQuantity: '-5' });
     const last = NL.Service.getLastHttpRequestInfo() as { data: { infos: { info: { id: string; type: string }[] } } };
     expect(last.data.infos.info).toContainEqual(expect.objectContaining({ id: 'usedQuantityExceedsRemaining', type: 'WARNING' }));
+  });
+
+  test('Rental, Multi-Feature and Pricing Table: their lists reach the client as entries of each module', async () => {
+    const v = await validate('L-LISTS');
+    // Rental: one list per instance (FEATURE license), the November month chained on LIC-DEV1.
+    expect(v['M-RENT']).toMatchObject({ licensingModel: 'Rental', warningLevel: 'RED' });
+    expect(v['M-RENT']!['LIC-DEV1']).toEqual([{ valid: 'true', expires: '2026-12-01T00:00:00.000Z', expirationWarningLevel: 'yellow', warningLevel: 'YELLOW' }]);
+    expect(v['M-RENT']!['LIC-DEV2']).toEqual([{ valid: 'false', expirationWarningLevel: 'red', warningLevel: 'RED' }]);
+    // Multi-Feature: one list per feature template, valid where the licensee holds its license.
+    expect(v['M-MULTI']).toMatchObject({ licensingModel: 'MultiFeature', warningLevel: 'GREEN' });
+    expect(v['M-MULTI']!['T-EXPORT']).toEqual([{ valid: 'true', featureName: 'T-EXPORT' }]);
+    expect(v['M-MULTI']!['T-REPORTS']).toEqual([{ valid: 'false', featureName: 'T-REPORTS' }]);
+    // Pricing Table: the dearer plan wins over the free one; one list per SKU, with the winner's values.
+    expect(v['M-PRICE']).toMatchObject({
+      licensingModel: 'PricingTable',
+      valid: 'true',
+      pricingPlanId: 'T-PLAN-PRO',
+      pricingPlanType: 'TIMEVOLUME',
+      activePricingPlans: 'T-PLAN-FREE,T-PLAN-PRO',
+    });
+    expect(v['M-PRICE']!['USERS']).toEqual([{ valid: 'true', quota: '25', name: 'Users', type: 'QUOTA' }]);
+    expect(v['M-PRICE']!['API_ACCESS']).toEqual([{ valid: 'true', name: 'API access', type: 'FEATURE' }]);
+    // After the plan's month ends, the free plan applies.
+    clock.set(Date.parse('2026-12-02T00:00:00.000Z'));
+    try {
+      const december = await validate('L-LISTS', { 'M-PRICE': {} });
+      expect(december['M-PRICE']).toMatchObject({ valid: 'true', pricingPlanId: 'T-PLAN-FREE', activePricingPlans: 'T-PLAN-FREE' });
+      expect(december['M-PRICE']!['USERS']).toEqual([expect.objectContaining({ quota: '1' })]);
+      expect(december['M-PRICE']!['API_ACCESS']).toEqual([expect.objectContaining({ valid: 'false' })]);
+    } finally {
+      clock.set(NOW);
+    }
   });
 
   test('forOfflineUse adds a Licensee item the client ignores', async () => {
