@@ -2,7 +2,8 @@
  * Decoding of `application/x-www-form-urlencoded` bodies and query strings
  * into ordered pairs. Strict about malformed escapes (a clear 400 instead of
  * a guess), lenient about everything clients really send: `+` and `%20`
- * for spaces, any order, empty values, repeated keys (last one wins later).
+ * for spaces, any order, empty values, repeated keys (all pairs are kept, in
+ * order; validate takes each key's first value, core/params.ts).
  */
 
 export class MalformedRequestError extends Error {

@@ -46,6 +46,23 @@ describe('Subscription', () => {
     expect(result(assets, ms('2024-03-05T00:00:00Z'))).toMatchObject({ valid: 'true', expires: '2024-03-11T00:00:00.000Z' });
   });
 
+  test('gracePeriod on a license or module changes nothing: invalid from the expiry instant on', () => {
+    // docs/semantics.md, Subscription: the cloud's grace-period length is undocumented (spec §9 item 7).
+    const assets = buildAssets({
+      modules: [
+        {
+          number: 'M-SUB',
+          licensingModel: 'Subscription',
+          props: { gracePeriod: 'true' },
+          templates: [{ number: 'T-DAYS', licenseType: 'TIMEVOLUME', props: { timeVolume: '30', price: '10.00' } }],
+        },
+      ],
+      licenses: [{ number: 'L1', template: 'T-DAYS', props: { timeVolume: '30', startDate: '2024-01-01T00:00:00Z', gracePeriod: 'true' } }],
+    });
+    expect(result(assets, ms('2024-01-30T23:59:59.999Z'))).toMatchObject({ valid: 'true', expires: '2024-01-31T00:00:00.000Z' });
+    expect(result(assets, ms('2024-01-31T00:00:00.000Z'))).toMatchObject({ valid: 'false', warningLevel: 'RED' });
+  });
+
   test('license order in the definitions does not matter, start order does', () => {
     const assets = subscription([
       { number: 'L2', template: 'T-DAYS', props: { timeVolume: '10', startDate: '2024-01-20T00:00:00Z' } },
