@@ -101,6 +101,20 @@ describe('validate: product-level rules', () => {
     expect(props(list(item(outcome.envelope, 'M-MF'), 'T-MF'))['valid']).toBe('false');
   });
 
+  test('hidden licenses, and licenses of hidden templates, count like any other, in every model', () => {
+    const hidden: AssetsSpec = {
+      ...ALL_MODELS,
+      modules: ALL_MODELS.modules.map((m) => ({ ...m, templates: m.templates.map((t) => ({ ...t, props: { ...t.props, hidden: 'true', hideLicenses: 'true' } })) })),
+      licenses: ALL_MODELS.licenses!.map((l) => ({ ...l, props: { ...l.props, hidden: 'true' } })),
+    };
+    const shown = run(buildAssets(ALL_MODELS), fresh(), WRITING_BODY, NOW).outcome;
+    const asHidden = run(buildAssets(hidden), fresh(), WRITING_BODY, NOW).outcome;
+    expect(asHidden.envelope).toEqual(shown.envelope);
+    expect(asHidden.events).toEqual(shown.events);
+    // The answer does depend on the licenses: without them it differs.
+    expect(run(buildAssets({ ...ALL_MODELS, licenses: [] }), fresh(), WRITING_BODY, NOW).outcome.envelope).not.toEqual(shown.envelope);
+  });
+
   test('an inactive product still validates existing licenses, but creates no trial', () => {
     const assets = buildAssets({ ...ALL_MODELS, product: { active: 'false' } });
     const { outcome } = run(assets, fresh(), '', NOW);

@@ -202,6 +202,14 @@ describe('netlicensing-client 1.2.40 against the agent', () => {
     expect((badKey as { response?: { status: number } }).response?.status).toBe(401);
   });
 
+  test('a base URL ending in a slash (the client then sends //licensee/…) works for validate and reads', async () => {
+    const ctx = new NL.Context({ baseUrl: `${base('rest')}/`, securityMode: NL.Constants.APIKEY_IDENTIFICATION, apiKey: API_KEY });
+    const results = await NL.LicenseeService.validate(ctx, 'L-1', new NL.ValidationParameters());
+    expect((results.getValidators() as Validators)['M-SUB']).toMatchObject({ valid: 'true' });
+    const vendor = new NL.Context().setBaseUrl(`${base('core/v2/rest')}/`).setUsername(VENDOR.user).setPassword(VENDOR.password);
+    expect((await NL.ProductService.get(vendor, 'P-TEST')).getName()).toBe('Test product');
+  });
+
   test('read calls return typed entities', async () => {
     const ctx = apiKeyContext('core/v2/rest', ADMIN_API_KEY);
     const licensee = await NL.LicenseeService.get(ctx, 'L-1');
