@@ -24,7 +24,15 @@ echo "== starting the agent: http://127.0.0.1:$port/rest/ (status page: http://1
 agent=$!
 trap 'kill -TERM "$agent" 2>/dev/null || true; wait "$agent" 2>/dev/null || true' EXIT
 "$bun" "$root/scripts/demo-client.ts" "$port"
-if [ "${DEMO_ONESHOT:-0}" = "1" ]; then exit 0; fi
+if [ "${DEMO_ONESHOT:-0}" = "1" ]; then
+  # Stop it as a service manager would, and report how it ended (0: drained, store closed).
+  trap - EXIT
+  kill -TERM "$agent"
+  status=0
+  wait "$agent" || status=$?
+  echo "== the agent stopped (exit $status)"
+  exit "$status"
+fi
 echo
 echo "== the agent keeps serving on port $port; press Ctrl-C to stop it"
 wait "$agent"

@@ -22,4 +22,6 @@ test('npm run demo: import, start, client calls, clean stop', async () => {
   expect(out).toMatch(/DEMO-M-FLOATING\s+Floating\s+valid=true GREEN expirationTimestamp=/);
   expect(out).toMatch(/DEMO-M-PAYPERUSE\s+PayPerUse\s+valid=true GREEN remainingQuantity=85/);
   expect(out).toContain('<ns2:netlicensing xmlns="http://www.w3.org/2000/09/xmldsig#"');
+  // The agent itself ended with 0 after SIGTERM (drained, store closed), not just the script.
+  expect(out).toContain('== the agent stopped (exit 0)');
 }, 60_000);

@@ -119,6 +119,47 @@ describe('the agent binary entry point (src/main.ts)', () => {
     expect(verify.code).toBe(EXIT.ok);
   }, 60_000);
 
+  test('SIGINT drains: a write whose body is still arriving is answered, durable, and the agent exits 0', async () => {
+    const seeded = seedStore(demoEntities());
+    await seeded.store.close();
+    const agent = await startAgentChild(seeded.cwd, ['--admin.port=off']);
+    const body = 'productModuleNumber0=M-PPU&usedQuantity0=3';
+    let answer = '';
+    const socket = await Bun.connect({
+      hostname: '127.0.0.1',
+      port: agent.port,
+      socket: {
+        data(_socket, bytes) {
+          answer += new TextDecoder().decode(bytes);
+        },
+      },
+    });
+    try {
+      socket.write(
+        `POST /rest/licensee/L-1/validate HTTP/1.1\r\nHost: agent\r\nAuthorization: ${apiKeyAuth()}\r\nAccept: application/json\r\n` +
+          `Content-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 20)}`,
+      );
+      await Bun.sleep(200);
+      agent.proc.kill('SIGINT');
+      for (let i = 0; i < 100 && !agent.stderr().includes('stopping: draining'); i++) await Bun.sleep(50);
+      expect(agent.stderr()).toContain('stopping: draining');
+      expect(agent.proc.exitCode).toBeNull();
+      socket.write(body.slice(20));
+      expect(await agent.proc.exited).toBe(EXIT.ok);
+    } finally {
+      socket.end();
+      if (agent.proc.exitCode === null) agent.proc.kill('SIGKILL');
+    }
+    expect(answer).toStartWith('HTTP/1.1 200');
+    expect(answer).toContain('{"value":"32","name":"remainingQuantity"}');
+    // Acknowledged before the exit, so in the database after it.
+    const io = captureIo();
+    expect(await runCli(['--action=status'], io, { cwd: seeded.cwd })).toBe(EXIT.ok);
+    expect(io.out).toMatch(/^ +M-PPU: +3 of 35 used \(3 booked by the agent\)$/m);
+    const verify = await runMain(seeded.cwd, ['--action=verify-database']);
+    expect(verify.code).toBe(EXIT.ok);
+  }, 60_000);
+
   test('import, run and backup leave the database owner-only; status reads it while the agent runs', async () => {
     const cwd = tempDir();
     const input = join(cwd, 'transfer');
