@@ -147,6 +147,41 @@ test('a GET that waits past the idle timeout is answered when the app may take t
   }
 }, 20_000);
 
+test('a client that trickles its body is cut off by the idle timeout although bytes keep arriving', async () => {
+  // A byte every 250 ms would take 10 s for this body; Bun's idle timeout (1 s, counted in 4 s
+  // ticks, see above) is not reset by them: it ends the request as one that stopped half-way.
+  const own = serveApp({ fetch: async (request: Request) => new Response(`read ${(await request.text()).length}`) }, { port: 0, hostname: '127.0.0.1', idleTimeoutSeconds: 1 });
+  let answer = '';
+  let closed = false;
+  const socket = await Bun.connect({
+    hostname: '127.0.0.1',
+    port: own.port,
+    socket: {
+      data(_socket, bytes) {
+        answer += new TextDecoder().decode(bytes);
+      },
+      close() {
+        closed = true;
+      },
+    },
+  });
+  const body = 'productModuleNumber0=M-SUB&x=' + 'y'.repeat(11);
+  try {
+    socket.write(`POST /rest/licensee/L-1/validate HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`);
+    let sent = 0;
+    while (!closed && sent < body.length) {
+      await Bun.sleep(250);
+      if (!closed) socket.write(body[sent++]!);
+    }
+    expect(closed).toBe(true);
+    expect(sent).toBeLessThan(body.length);
+    expect(answer).toBe('');
+  } finally {
+    socket.end();
+    await own.stop();
+  }
+}, 20_000);
+
 test('a client that closes the connection half-way through its body is no internal error', async () => {
   const lines: string[] = [];
   const statuses: number[] = [];
