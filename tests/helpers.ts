@@ -82,3 +82,32 @@ export function diskFullError(): Error {
 export function ioError(): Error {
   return Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
 }
+
+/** A raw TCP connection to 127.0.0.1:`port`, for requests fetch cannot make (half-sent bodies, trickling). */
+export interface RawConnection {
+  socket: Bun.Socket<undefined>;
+  /** Everything the server sent so far. */
+  received(): string;
+  /** Whether the server (or the test) closed the connection. */
+  closed(): boolean;
+  /** Resolves once the connection is closed. */
+  whenClosed: Promise<void>;
+}
+
+export async function connectRaw(port: number): Promise<RawConnection> {
+  let received = '';
+  let closed = false;
+  const { promise: whenClosed, resolve } = Promise.withResolvers<void>();
+  const socket = await Bun.connect({
+    hostname: '127.0.0.1',
+    port,
+    socket: {
+      data: (_socket, bytes) => void (received += new TextDecoder().decode(bytes)),
+      close: () => {
+        closed = true;
+        resolve();
+      },
+    },
+  });
+  return { socket, received: () => received, closed: () => closed, whenClosed };
+}

@@ -14,7 +14,7 @@ import { runCli } from '../../src/cli/run.ts';
 import { hashCredential } from '../../src/platform/credentials.ts';
 import { openAssetStore, SCHEMA_VERSION } from '../../src/store/asset-store.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
-import { tempDir } from '../helpers.ts';
+import { connectRaw, tempDir } from '../helpers.ts';
 import { API_KEY, apiKeyAuth, demoEntities, entity, seedStore } from '../support/seed-store.ts';
 import { captureIo, runMain, startAgentChild } from './support.ts';
 
@@ -124,18 +124,9 @@ describe('the agent binary entry point (src/main.ts)', () => {
     await seeded.store.close();
     const agent = await startAgentChild(seeded.cwd, ['--admin.port=off']);
     const body = 'productModuleNumber0=M-PPU&usedQuantity0=3';
-    let answer = '';
-    const socket = await Bun.connect({
-      hostname: '127.0.0.1',
-      port: agent.port,
-      socket: {
-        data(_socket, bytes) {
-          answer += new TextDecoder().decode(bytes);
-        },
-      },
-    });
+    const connection = await connectRaw(agent.port);
     try {
-      socket.write(
+      connection.socket.write(
         `POST /rest/licensee/L-1/validate HTTP/1.1\r\nHost: agent\r\nAuthorization: ${apiKeyAuth()}\r\nAccept: application/json\r\n` +
           `Content-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 20)}`,
       );
@@ -144,14 +135,14 @@ describe('the agent binary entry point (src/main.ts)', () => {
       for (let i = 0; i < 100 && !agent.stderr().includes('stopping: draining'); i++) await Bun.sleep(50);
       expect(agent.stderr()).toContain('stopping: draining');
       expect(agent.proc.exitCode).toBeNull();
-      socket.write(body.slice(20));
+      connection.socket.write(body.slice(20));
       expect(await agent.proc.exited).toBe(EXIT.ok);
     } finally {
-      socket.end();
+      connection.socket.end();
       if (agent.proc.exitCode === null) agent.proc.kill('SIGKILL');
     }
-    expect(answer).toStartWith('HTTP/1.1 200');
-    expect(answer).toContain('{"value":"32","name":"remainingQuantity"}');
+    expect(connection.received()).toStartWith('HTTP/1.1 200');
+    expect(connection.received()).toContain('{"value":"32","name":"remainingQuantity"}');
     // Acknowledged before the exit, so in the database after it.
     const io = captureIo();
     expect(await runCli(['--action=status'], io, { cwd: seeded.cwd })).toBe(EXIT.ok);

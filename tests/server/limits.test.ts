@@ -9,6 +9,7 @@ import { createApp } from '../../src/server/app.ts';
 import { HTTP_LIMITS } from '../../src/server/limits.ts';
 import { serveApp, type RunningServer } from '../../src/server/serve.ts';
 import type { AssetStore } from '../../src/store/asset-store.ts';
+import { connectRaw } from '../helpers.ts';
 import { ADMIN_API_KEY, apiKeyAuth, demoEntities, seedStore } from '../support/seed-store.ts';
 
 const NOW = Date.parse('2026-11-15T12:00:00.000Z');
@@ -113,20 +114,11 @@ test('a validate or license read that waits past the request time limit gets a 5
 
 /** One GET on a raw keep-alive connection: what came back before the server closed the connection. */
 async function rawGetUntilClosed(port: number): Promise<string> {
-  let answer = '';
-  const { promise: closed, resolve } = Promise.withResolvers<void>();
-  await Bun.connect({
-    hostname: '127.0.0.1',
-    port,
-    socket: {
-      open: (socket) => void socket.write('GET /slow HTTP/1.1\r\nHost: agent\r\n\r\n'),
-      data: (_socket, bytes) => void (answer += new TextDecoder().decode(bytes)),
-      close: () => resolve(),
-    },
-  });
+  const connection = await connectRaw(port);
+  connection.socket.write('GET /slow HTTP/1.1\r\nHost: agent\r\n\r\n');
   // Only the server closes it (idle timeout); the test's own timeout fails a connection kept open for ever.
-  await closed;
-  return answer;
+  await connection.whenClosed;
+  return connection.received();
 }
 
 test('a GET that waits past the idle timeout is answered when the app may take that long; its connection still idles out', async () => {
@@ -151,33 +143,20 @@ test('a client that trickles its body is cut off by the idle timeout although by
   // A byte every 250 ms would take 10 s for this body; Bun's idle timeout (1 s, counted in 4 s
   // ticks, see above) is not reset by them: it ends the request as one that stopped half-way.
   const own = serveApp({ fetch: async (request: Request) => new Response(`read ${(await request.text()).length}`) }, { port: 0, hostname: '127.0.0.1', idleTimeoutSeconds: 1 });
-  let answer = '';
-  let closed = false;
-  const socket = await Bun.connect({
-    hostname: '127.0.0.1',
-    port: own.port,
-    socket: {
-      data(_socket, bytes) {
-        answer += new TextDecoder().decode(bytes);
-      },
-      close() {
-        closed = true;
-      },
-    },
-  });
+  const connection = await connectRaw(own.port);
   const body = 'productModuleNumber0=M-SUB&x=' + 'y'.repeat(11);
   try {
-    socket.write(`POST /rest/licensee/L-1/validate HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`);
+    connection.socket.write(`POST /rest/licensee/L-1/validate HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`);
     let sent = 0;
-    while (!closed && sent < body.length) {
+    while (!connection.closed() && sent < body.length) {
       await Bun.sleep(250);
-      if (!closed) socket.write(body[sent++]!);
+      if (!connection.closed()) connection.socket.write(body[sent++]!);
     }
-    expect(closed).toBe(true);
+    expect(connection.closed()).toBe(true);
     expect(sent).toBeLessThan(body.length);
-    expect(answer).toBe('');
+    expect(connection.received()).toBe('');
   } finally {
-    socket.end();
+    connection.socket.end();
     await own.stop();
   }
 }, 20_000);
