@@ -29,7 +29,7 @@
  * replaces definitions cannot lose runtime state.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { ENTITY_KINDS, type Entity, type EntityKind } from '../core/entities.ts';
 import { applyEvents, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
@@ -199,6 +199,27 @@ export class StagedImportError extends Error {
     message: string,
   ) {
     super(message);
+  }
+}
+
+/** The lock file import-assets holds in the database directory for as long as it runs (claimImport). */
+export const IMPORT_LOCK_FILE = 'import.lock';
+
+/**
+ * One import at a time per database, from before the database exists: import-assets takes this
+ * lock (flock, released by the kernel with its process) before it opens or creates the database.
+ * The staging claim in the meta records (beginStagedImport) guards the import itself, but it is
+ * written only once the import begins: two first imports started together both found no database,
+ * and the one that lost removed the database the other had just imported into, as a first import
+ * that fails removes what it created. Throws StagedImportError('busy') while another holds it.
+ */
+export function claimImport(databasePath: string, describe: string): HeldLock {
+  mkdirSync(databasePath, { recursive: true, mode: 0o700 });
+  try {
+    return acquireExclusiveLock(join(databasePath, IMPORT_LOCK_FILE), describe);
+  } catch (error) {
+    if (!(error instanceof LockHeldError)) throw error;
+    throw new StagedImportError('busy', `another import into ${databasePath} is running${error.holder ? ` (${error.holder})` : ''}; wait for it to finish`);
   }
 }
 

@@ -8,7 +8,7 @@ import { cpSync, existsSync, mkdirSync, readdirSync, statSync, symlinkSync } fro
 import { join } from 'node:path';
 import { EXIT } from '../../src/cli/exit-codes.ts';
 import type { Entity, EntityList } from '../../src/core/entities.ts';
-import { openAssetStore } from '../../src/store/asset-store.ts';
+import { claimImport, IMPORT_LOCK_FILE, openAssetStore } from '../../src/store/asset-store.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
 import { tempDir } from '../helpers.ts';
 import { cli, entity, header, headerFor, smallExport } from '../importer/helpers.ts';
@@ -103,6 +103,27 @@ describe('import-assets action', () => {
     expect(result.stderr).not.toContain('longer than');
     expect(result.code).toBe(EXIT.ok);
     expect(result.stdout).toContain('2000 Licensee');
+  });
+
+  test('a second import while one runs is refused before it opens the database, and removes nothing', async () => {
+    const cwd = tempDir();
+    cpSync(DEMO, cwd, { recursive: true });
+    // The running import: it holds the lock from before the database exists (two cron jobs started
+    // together both found none), and has created the database meanwhile.
+    const running = claimImport(join(cwd, 'database'), 'import-assets, pid 4242');
+    try {
+      await openAssetStore(join(cwd, 'database'), { create: true }).close();
+      const refused = await cli(['--action=import-assets'], cwd);
+      expect(refused.code).toBe(EXIT.store);
+      expect(refused.stderr).toContain('import refused: another import into');
+      expect(refused.stderr).toContain('is running (import-assets, pid 4242)');
+      // The refused one created nothing, so it removed nothing.
+      expect(existsSync(join(cwd, 'database', 'data.mdb'))).toBe(true);
+    } finally {
+      running.release();
+    }
+    const imported = await cli(['--action=import-assets'], cwd);
+    expect(imported.code).toBe(EXIT.ok);
   });
 
   test('draws progress on stderr only when it is a terminal', async () => {

@@ -32,7 +32,7 @@ import {
   type ImportSummary,
   type KindCounts,
 } from '../../importer/import-transfer.ts';
-import { openAssetStore, StagedImportError } from '../../store/asset-store.ts';
+import { claimImport, openAssetStore, StagedImportError } from '../../store/asset-store.ts';
 import { runtimeJournalLogging } from './runtime-writer-claim.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { ActionContext, ActionDef, CliIo } from '../actions.ts';
@@ -115,10 +115,10 @@ export const importAssetsAction: ActionDef = {
     };
 
     const databasePath = join(cwd, 'database');
-    const databaseExisted = existsSync(databasePath);
     let created = false;
     let card: Card | undefined;
     let reader: ReadThread | undefined;
+    let importLock: { release(): void } | undefined;
     try {
       // Files and headers are checked before the database is created.
       const plan = planImport(importOptions);
@@ -131,6 +131,10 @@ export const importAssetsAction: ActionDef = {
       const withoutCardHint = ' (to run this host without a card, ask for an export made with --without-card)';
       // The PIN is asked for before anything is created (and before libpcsclite is loaded).
       let pin = bindTo === undefined ? undefined : withCardContext(() => cardPin(options, io, log, exportContext), exportContext, withoutCardHint);
+      // Held until the end: whatever this import creates, no other import has used (claimImport).
+      importLock = claimImport(databasePath, `import-assets, pid ${process.pid}, since ${new Date(startMs).toISOString()}`);
+      // Decided under the lock: a database another import created before it is not this one's to remove.
+      const databaseExisted = existsSync(join(databasePath, 'data.mdb'));
       const store = openAssetStore(databasePath, { create: true, nowMs: startMs, ...runtimeJournalLogging(log) });
       created = !databaseExisted;
       let summary: ImportSummary;
@@ -199,6 +203,8 @@ export const importAssetsAction: ActionDef = {
       // Another import runs, or took over, or definitions changed meanwhile: nothing of this one was applied.
       if (error instanceof StagedImportError) throw new CliError(`import refused: ${error.message}`, EXIT.store, { cause: error });
       throw error;
+    } finally {
+      importLock?.release();
     }
   },
 };
