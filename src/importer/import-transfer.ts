@@ -770,12 +770,16 @@ class ImportRun {
    * generation, page by page (one transaction each), and counts the stale
    * ones it leaves behind: modules and templates of exported products,
    * licenses and API keys of exported licensees, and vendor-wide API keys
-   * that the export no longer has. Definitions the export has are staged
-   * already and are skipped: the export's version replaces them.
+   * that the export no longer has; and the licenses of any licensee whose
+   * template goes (the cloud deletes a template's licenses with it, and a
+   * license without its template would be a dangling reference that
+   * verify-database reports as damage). Definitions the export has are
+   * staged already and are skipped: the export's version replaces them.
    */
   carryOver(batch: <T>(action: (tx: StagingTransaction) => T) => T, pageSize: number): KindCounts {
     const removed = zeroCounts();
     const removedModules = new Set<string>();
+    const removedTemplates = new Set<string>();
     for (const kind of CARRY_OVER_ORDER) {
       if (!this.servedKinds.has(kind)) continue;
       let after: string | undefined;
@@ -785,9 +789,10 @@ class ImportRun {
           // Served definitions the export has are staged already: the export's version replaces them.
           const page = tx.servedNotStaged(kind, after, pageSize);
           for (const served of page.entities) {
-            if (this.stale(served, tx, removedModules)) {
+            if (this.stale(served, tx, removedModules, removedTemplates)) {
               removed[kind]++;
               if (kind === 'ProductModule') removedModules.add(served.number);
+              if (kind === 'LicenseTemplate') removedTemplates.add(served.number);
               continue;
             }
             tx.stage(withoutLegacyMark(served), { aliasesYield: true });
@@ -801,7 +806,7 @@ class ImportRun {
   }
 
   /** Whether a served definition that the export does not have goes (see carryOver). */
-  private stale(entity: Entity, tx: StagingTransaction, removedModules: ReadonlySet<string>): boolean {
+  private stale(entity: Entity, tx: StagingTransaction, removedModules: ReadonlySet<string>, removedTemplates: ReadonlySet<string>): boolean {
     const props = entity.props;
     switch (entity.kind) {
       case 'ProductModule':
@@ -811,7 +816,8 @@ class ImportRun {
         return removedModules.has(module) || this.modules.has(module);
       }
       case 'License':
-        // Runs before the Licensee pass: staged licensees are the export's.
+        // Runs after the template pass (its removals are known) and before the Licensee pass: staged licensees are the export's.
+        if (removedTemplates.has(props['licenseTemplateNumber'] ?? '')) return true;
         return props['licenseeNumber'] !== undefined && tx.isStaged('Licensee', props['licenseeNumber']);
       case 'Token':
         return props['licenseeNumber'] === undefined || tx.isStaged('Licensee', props['licenseeNumber']);

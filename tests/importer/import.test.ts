@@ -13,6 +13,7 @@ import { openAssetStore, type AssetStore } from '../../src/store/asset-store.ts'
 import type { TransferHeader } from '../../src/transfer/types.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
 import { tempDir } from '../helpers.ts';
+import { transferOrder } from '../support/seed-store.ts';
 import { counts, entity, header, smallExport, storeChecksum } from './helpers.ts';
 
 async function exportTo(entities: Entity[], head: TransferHeader, maxFileBytes?: number): Promise<string> {
@@ -120,6 +121,27 @@ describe('import', () => {
     expect(store.getEntity('ProductModule', 'M-EXTRA')).toBeUndefined();
     expect(store.getEntity('LicenseTemplate', 'T-EXTRA')).toBeUndefined();
     expect(store.meta().lastImport?.exportId).toBe('export-2');
+    await store.close();
+  });
+
+  test('a module the cloud deleted goes with its templates and their licenses, also those of licensees outside the export', async () => {
+    const store = newStore();
+    const first = [
+      ...smallExport([{ number: 'L1', licenses: ['X1'] }, { number: 'L2', licenses: ['Y1'] }], { extraModules: true }),
+      // L2 also holds a license of the module the cloud will delete.
+      entity('License', 'Y-EXTRA', { licenseeNumber: 'L2', licenseTemplateNumber: 'T-EXTRA', quantity: '5' }),
+    ];
+    importDir(store, await exportTo(transferOrder(first), header(['L1', 'L2'])));
+    // The next export holds only L1, and the product without M-EXTRA.
+    const second = smallExport([{ number: 'L1', licenses: ['X1'] }]);
+    const { summary } = importDir(store, await exportTo(second, header(['L1'], { exportId: 'export-2' })));
+    expect(summary.removed).toMatchObject({ ProductModule: 1, LicenseTemplate: 1, License: 1 });
+    expect(store.getEntity('License', 'Y-EXTRA')).toBeUndefined();
+    // L2 and its other license stay.
+    expect(store.children('License', 'L2').map((l) => l.number)).toEqual(['Y1']);
+    // No license is left pointing at a template that is gone.
+    const integrity = store.checkIntegrity();
+    expect([...integrity.unreadable, ...integrity.inconsistent]).toEqual([]);
     await store.close();
   });
 
