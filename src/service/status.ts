@@ -22,6 +22,7 @@ import { resolveLicensingModel } from '../core/models/index.ts';
 import type { RuntimeState } from '../core/runtime.ts';
 import { validate } from '../core/validate.ts';
 import type { AssetStore, ImportRecord } from '../store/asset-store.ts';
+import { newestTimeSeen } from './trusted-clock.ts';
 
 export interface DatabaseFile {
   name: string;
@@ -275,8 +276,10 @@ export interface StatusSnapshot {
   card: { withoutCard: boolean; serial?: string };
   journal: JournalStatus;
   /**
-   * System clock minus the newest journal timestamp. Negative means the clock
-   * is behind a time the agent already recorded (set back, or a bad RTC).
+   * System clock minus the newest time the database has seen (its newest journal entry, its last
+   * import, the serving agent's clock mark: service/trusted-clock.ts, newestTimeSeen). Negative
+   * means the clock is behind a time the agent already answered at (set back, or a bad RTC); on a
+   * running agent it is otherwise up to about a minute (the mark's interval).
    */
   clockDriftMs?: number;
   definitions: DefinitionSummary;
@@ -311,6 +314,7 @@ export function createStatusReader(store: AssetStore, scan: ScanOptions = SCAN_A
       const defs = await definitions();
       const meta = store.meta();
       const journal = journalStatus(store);
+      const newestSeenMs = newestTimeSeen(store);
       return {
         atMs: nowMs,
         databaseId: meta.databaseId,
@@ -319,7 +323,7 @@ export function createStatusReader(store: AssetStore, scan: ScanOptions = SCAN_A
         ...(meta.lastImport ? { lastImport: meta.lastImport } : {}),
         card: { withoutCard: meta.withoutCard === true, ...(meta.cardSerial ? { serial: meta.cardSerial } : {}) },
         journal,
-        ...(journal.lastEntryAtMs !== undefined ? { clockDriftMs: nowMs - journal.lastEntryAtMs } : {}),
+        ...(newestSeenMs > 0 ? { clockDriftMs: nowMs - newestSeenMs } : {}),
         definitions: defs,
         runtime: await summariseRuntime(store, defs, nowMs, scan),
       };

@@ -2,7 +2,8 @@
  * A clock that never runs backwards across restarts: time as the licensing
  * models see it is max(system clock, high-water mark). The high-water mark
  * starts at the newest time the database has seen (last journal entry, last
- * import) and follows the system clock up.
+ * import, the clock mark a serving agent records: recordClockMarks) and
+ * follows the system clock up.
  *
  * Why: setting the system clock back must not restart expired trials, lengthen
  * subscriptions or keep floating sessions alive. A clock set back is detected
@@ -52,15 +53,70 @@ export function createTrustedClock(
   };
 }
 
-/** The trusted clock for a database: starts at the newest time its journal or last import has seen. */
-export function trustedClockForStore(
-  store: { journalHead(): { seq: number }; journal(fromSeq?: number): Iterable<{ atMs: number }>; meta(): { lastImport?: { importedAt: string } } },
-  system: Clock,
-  onRollback?: (event: ClockRollback) => void,
-): TrustedClock {
+/** What a database keeps of the times it has seen. */
+export interface TimesSeen {
+  journalHead(): { seq: number };
+  journal(fromSeq?: number): Iterable<{ atMs: number }>;
+  meta(): { lastImport?: { importedAt: string } };
+  clockMark(): number;
+}
+
+/**
+ * The newest time a database has seen: its journal's newest entry, its last import, and the clock
+ * mark of the agent that served it last. Without the mark, validates that change nothing would leave
+ * no trace: after a restart with the clock set back, an expired trial was valid again (the issue-6
+ * review reproduced it with libfaketime).
+ */
+export function newestTimeSeen(store: TimesSeen): number {
   const head = store.journalHead().seq;
   let lastJournalMs = 0;
   if (head > 0) for (const entry of store.journal(head)) lastJournalMs = entry.atMs;
   const importedMs = Date.parse(store.meta().lastImport?.importedAt ?? '') || 0;
-  return createTrustedClock(system, Math.max(lastJournalMs, importedMs), onRollback ? { onRollback } : {});
+  return Math.max(lastJournalMs, importedMs, store.clockMark());
+}
+
+/** The trusted clock for a database: starts at the newest time it has seen. */
+export function trustedClockForStore(store: TimesSeen, system: Clock, onRollback?: (event: ClockRollback) => void): TrustedClock {
+  return createTrustedClock(system, newestTimeSeen(store), onRollback ? { onRollback } : {});
+}
+
+/** How often a serving agent records its clock's high-water mark (and once more when it stops). */
+export const CLOCK_MARK_INTERVAL_MS = 60_000;
+
+export interface ClockMarks {
+  /** Records the mark one last time (the stop); resolves when it is durable or has failed. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Records `clock`'s high-water mark in the store every `intervalMs` when it has moved, and at the
+ * stop: a restart then starts no earlier than the newest time this agent answered at (up to one
+ * interval less after a crash). A failed write is reported and tried again at the next interval.
+ */
+export function recordClockMarks(
+  store: { recordClockMark(atMs: number): Promise<void> },
+  clock: TrustedClock,
+  options: { intervalMs?: number; onError?: (error: Error) => void } = {},
+): ClockMarks {
+  let recorded = 0;
+  let writing: Promise<void> = Promise.resolve();
+  const record = () => {
+    const mark = clock.highWaterMs();
+    if (mark <= recorded) return writing;
+    writing = writing
+      .then(() => store.recordClockMark(mark))
+      .then(
+        () => void (recorded = Math.max(recorded, mark)),
+        (error: unknown) => options.onError?.(error as Error),
+      );
+    return writing;
+  };
+  const timer = setInterval(record, options.intervalMs ?? CLOCK_MARK_INTERVAL_MS);
+  timer.unref?.();
+  return {
+    stop() {
+      clearInterval(timer);
+      return record();
+    },
+  };
 }

@@ -102,6 +102,8 @@ export class RuntimeWriterTakenError extends Error {
 
 const GENESIS_HASH = '0'.repeat(64);
 const CARD_CHECKPOINT_KEY = 'cardCheckpoint';
+/** The newest time a serving agent has seen (service/trusted-clock.ts): a number of ms. */
+const CLOCK_MARK_KEY = 'clockMark';
 /** Meta keys of the definitions: version, claim of a running import (the served generation: layout.ts). */
 const VERSION_KEY = 'definitionsVersion';
 const STAGING_KEY = 'definitionsStaging';
@@ -354,6 +356,13 @@ export interface AssetStore {
    * that frequent checkpoints do not rewrite `meta`; resolves once synced.
    */
   saveCardCheckpoint(record: StoredCheckpoint): Promise<void>;
+  /** The newest time a serving agent recorded with recordClockMark (0 when none has). */
+  clockMark(): number;
+  /**
+   * Durably records `atMs` as the newest time seen, unless a later one is recorded already: a
+   * clock set back and a restart must not take licensing time back to the last counter change.
+   */
+  recordClockMark(atMs: number): Promise<void>;
   runtimeEntries(): Iterable<{ licenseeNumber: string; state: RuntimeState }>;
   importTransaction<T>(action: (tx: ImportTransaction) => T): T;
   /**
@@ -1090,6 +1099,20 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     async saveCardCheckpoint(record) {
       try {
         await env.commitDurable(() => metaDb.putSync(CARD_CHECKPOINT_KEY, record));
+      } catch (cause) {
+        throw wrapWriteError(cause);
+      }
+    },
+    clockMark: () => {
+      const value = metaDb.get(CLOCK_MARK_KEY);
+      return typeof value === 'number' && Number.isFinite(value) ? value : 0;
+    },
+    async recordClockMark(atMs) {
+      try {
+        await env.commitDurable(() => {
+          const stored = metaDb.get(CLOCK_MARK_KEY);
+          if (typeof stored !== 'number' || stored < atMs) metaDb.putSync(CLOCK_MARK_KEY, atMs);
+        });
       } catch (cause) {
         throw wrapWriteError(cause);
       }

@@ -9,7 +9,7 @@ import { describe, expect, test } from 'bun:test';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ManualClock } from '../../src/platform/clock.ts';
-import { createTrustedClock } from '../../src/service/trusted-clock.ts';
+import { createTrustedClock, newestTimeSeen, recordClockMarks } from '../../src/service/trusted-clock.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
 import { tempDir } from '../helpers.ts';
 import { startAgentChild } from '../ops/support.ts';
@@ -37,6 +37,56 @@ describe('trusted clock (injected)', () => {
     expect(rollbacks).toEqual([DAY]);
   });
 
+  test('the clock mark: recorded when it moved, once more at the stop; a failed write is reported and tried again', async () => {
+    const system = new ManualClock(1_000);
+    const clock = createTrustedClock(system, 0);
+    const written: number[] = [];
+    const errors: string[] = [];
+    let failNext = false;
+    const store = {
+      recordClockMark: async (atMs: number) => {
+        if (failNext) {
+          failNext = false;
+          throw new Error('disk full');
+        }
+        written.push(atMs);
+      },
+    };
+    // Waits for the timer (not a timing assertion: up to 2 s on a busy machine).
+    const until = async (done: () => boolean) => {
+      for (let waited = 0; !done() && waited < 2_000; waited += 5) await Bun.sleep(5);
+    };
+    const marks = recordClockMarks(store, clock, { intervalMs: 5, onError: (error) => errors.push(error.message) });
+    clock.nowMs();
+    await until(() => written.length > 0);
+    await Bun.sleep(30);
+    expect(written).toEqual([1_000]); // once, however many intervals passed
+    failNext = true;
+    system.advance(500);
+    clock.nowMs();
+    await until(() => written.length > 1);
+    expect(errors).toEqual(['disk full']);
+    expect(written).toEqual([1_000, 1_500]); // tried again at the next interval
+    system.advance(100);
+    clock.nowMs();
+    await marks.stop();
+    expect(written).toEqual([1_000, 1_500, 1_600]);
+  });
+
+  test('the newest time seen is the latest of journal, import and clock mark', () => {
+    const seen = (journalMs: number | undefined, importedAt: string | undefined, mark: number) =>
+      newestTimeSeen({
+        journalHead: () => ({ seq: journalMs === undefined ? 0 : 1 }),
+        journal: () => (journalMs === undefined ? [] : [{ atMs: journalMs }]),
+        meta: () => (importedAt === undefined ? {} : { lastImport: { importedAt } }),
+        clockMark: () => mark,
+      });
+    expect(seen(undefined, undefined, 0)).toBe(0);
+    expect(seen(5_000, '1970-01-01T00:00:01.000Z', 3_000)).toBe(5_000);
+    expect(seen(5_000, '1970-01-01T00:00:09.000Z', 3_000)).toBe(9_000);
+    expect(seen(5_000, '1970-01-01T00:00:01.000Z', 7_000)).toBe(7_000);
+  });
+
   test('starts at the newest time the database has seen', () => {
     const clock = createTrustedClock(new ManualClock(100), 5_000);
     expect(clock.nowMs()).toBe(5_000);
@@ -45,7 +95,8 @@ describe('trusted clock (injected)', () => {
 
 const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 
-test('real process under libfaketime: set back, forward, back again', async () => {
+/** A working directory with a Try & Buy and a one-seat Floating module imported, and a faketime offset file at +0d. */
+async function fakeTimeSite(): Promise<{ cwd: string; offsetFile: string; start(): ReturnType<typeof startAgentChild> }> {
   if (!existsSync(LIBFAKETIME)) throw new Error(`${LIBFAKETIME} missing: apt-get install -y faketime (.ci/run does)`);
   const cwd = tempDir('nla-faketime-');
   await writeTransferFiles(
@@ -68,53 +119,90 @@ test('real process under libfaketime: set back, forward, back again', async () =
 
   const offsetFile = join(cwd, 'faketime');
   writeFileSync(offsetFile, '+0d');
-  const agent = await startAgentChild(cwd, ['--admin.port=off'], {
-    LD_PRELOAD: LIBFAKETIME,
-    FAKETIME_TIMESTAMP_FILE: offsetFile,
-    FAKETIME_NO_CACHE: '1',
-    FAKETIME_DONT_RESET: '1',
-  });
-  try {
-    const validate = async (body: string) => {
-      const res = await fetch(`http://127.0.0.1:${agent.port}/rest/licensee/L/validate`, {
-        method: 'POST',
-        headers: { authorization: apiKeyAuth(), 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-        body,
-      });
-      expect(res.status).toBe(200);
-      const json = (await res.json()) as { items: { item: { property: { name: string; value: string }[] }[] } };
-      const get = (module: string, name: string) =>
-        json.items.item.find((i) => i.property.some((p) => p.value === module))?.property.find((p) => p.name === name)?.value;
-      return get;
-    };
-    const setOffset = async (offset: string) => {
-      writeFileSync(offsetFile, offset);
-      await Bun.sleep(50);
-    };
+  const start = () =>
+    startAgentChild(cwd, ['--admin.port=off'], {
+      LD_PRELOAD: LIBFAKETIME,
+      FAKETIME_TIMESTAMP_FILE: offsetFile,
+      FAKETIME_NO_CACHE: '1',
+      FAKETIME_DONT_RESET: '1',
+    });
+  return { cwd, offsetFile, start };
+}
 
+/** validate on `port`; gives a getter of module properties. */
+async function validateOn(port: number, body: string): Promise<(module: string, name: string) => string | undefined> {
+  const res = await fetch(`http://127.0.0.1:${port}/rest/licensee/L/validate`, {
+    method: 'POST',
+    headers: { authorization: apiKeyAuth(), 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+    body,
+  });
+  expect(res.status).toBe(200);
+  const json = (await res.json()) as { items: { item: { property: { name: string; value: string }[] }[] } };
+  return (module, name) => json.items.item.find((i) => i.property.some((p) => p.value === module))?.property.find((p) => p.name === name)?.value;
+}
+
+async function setOffset(offsetFile: string, offset: string): Promise<void> {
+  writeFileSync(offsetFile, offset);
+  await Bun.sleep(50);
+}
+
+test('real process under libfaketime: set back, forward, back again', async () => {
+  const { offsetFile, start: startAgent } = await fakeTimeSite();
+  const agent = await startAgent();
+  try {
+    const validate = (body: string) => validateOn(agent.port, body);
     const start = await validate('productModuleNumber0=M-FLOAT&action0=checkOut&sessionId0=s1');
     expect(start('M-TRY', 'valid')).toBe('true');
     const trialEnd = start('M-TRY', 'evaluationExpires')!;
     expect(start('M-FLOAT', 'valid')).toBe('true');
 
     // Set back 30 days: nothing gets younger; the trial end stays, the seat stays taken.
-    await setOffset('-30d');
+    await setOffset(offsetFile, '-30d');
     const back = await validate('productModuleNumber0=M-FLOAT&action0=checkOut&sessionId0=s2');
     expect(back('M-TRY', 'evaluationExpires')).toBe(trialEnd);
     expect(back('M-FLOAT', 'valid')).toBe('false');
 
     // Forward 20 days: the 14-day trial is over and the 1-hour seat expired, as real time would do.
-    await setOffset('+20d');
+    await setOffset(offsetFile, '+20d');
     const forward = await validate('productModuleNumber0=M-FLOAT&action0=checkOut&sessionId0=s2');
     expect(forward('M-TRY', 'valid')).toBe('false');
     expect(forward('M-FLOAT', 'valid')).toBe('true');
 
     // Back again to "now": the trial does not come back.
-    await setOffset('+0d');
+    await setOffset(offsetFile, '+0d');
     const again = await validate('dryRun=true');
     expect(again('M-TRY', 'valid')).toBe('false');
   } finally {
     await agent.stop();
   }
   expect(agent.stderr()).toContain('system clock is');
+}, 60_000);
+
+test('real process under libfaketime: a restart with the clock set back does not bring an expired trial back', async () => {
+  const { cwd, offsetFile, start } = await fakeTimeSite();
+  const first = await start();
+  let trialEnd: string | undefined;
+  try {
+    // The trial starts (a journal entry now), then 20 days pass with read-only validates only.
+    trialEnd = (await validateOn(first.port, ''))('M-TRY', 'evaluationExpires');
+    await setOffset(offsetFile, '+20d');
+    expect((await validateOn(first.port, 'dryRun=true'))('M-TRY', 'valid')).toBe('false');
+  } finally {
+    expect(await first.stop()).toBe(0);
+  }
+  // The clock is set back to 1 day after the start, and the agent restarted.
+  writeFileSync(offsetFile, '+1d');
+  const second = await start();
+  try {
+    const after = await validateOn(second.port, 'dryRun=true');
+    expect(after('M-TRY', 'valid')).toBe('false');
+    expect(after('M-TRY', 'evaluationExpires')).toBe(trialEnd);
+  } finally {
+    await second.stop();
+  }
+  expect(second.stderr()).toContain('system clock is');
+  // status (the real clock, 20 days behind the agent's) says so too.
+  const main = join(import.meta.dir, '..', '..', 'src', 'main.ts');
+  const status = Bun.spawnSync([process.execPath, main, '--action=status'], { cwd, stdout: 'pipe', stderr: 'pipe' });
+  expect(status.stdout.toString()).toMatch(/^clock drift: +-\d+ d.* WARNING: the system clock is behind a time the agent has answered at$/m);
 }, 60_000);

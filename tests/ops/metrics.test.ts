@@ -98,8 +98,8 @@ describe('/metrics', () => {
     expect(m.value('nla_floating_seats_free', { module: 'M-FLOAT' })).toBe(2);
     expect(m.value('nla_quantity_total', { module: 'M-PPU' })).toBe(35);
     expect(m.value('nla_journal_entries')).toBe(0);
-    // No journal entry yet: no drift to report.
-    expect(m.value('nla_clock_drift_seconds')).toBeUndefined();
+    // No journal entry yet: the drift is measured from the newest time seen, the import.
+    expect(m.value('nla_clock_drift_seconds')).toBe((NOW - Date.parse('2026-01-01T00:00:00.000Z')) / 1000);
     expect(m.value('nla_ready', { check: 'store' })).toBe(1);
     expect(m.value('nla_database_size_bytes')).toBeGreaterThan(0);
   });

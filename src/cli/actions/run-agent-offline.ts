@@ -19,7 +19,7 @@ import { createApp } from '../../server/app.ts';
 import type { OpsMetrics } from '../../server/ops/metrics.ts';
 import { gauge, renderFamilies } from '../../server/ops/prometheus.ts';
 import { createSigner } from '../../server/signing.ts';
-import { createTrustedClock, trustedClockForStore, type ClockRollback } from '../../service/trusted-clock.ts';
+import { createTrustedClock, recordClockMarks, trustedClockForStore, type ClockMarks, type ClockRollback } from '../../service/trusted-clock.ts';
 import { loadSigningKeyFile, parseSigningAlgorithm } from '../../wire/xmldsig.ts';
 import { HTTP_LIMITS } from '../../server/limits.ts';
 import { serveApp } from '../../server/serve.ts';
@@ -122,6 +122,7 @@ export const runAgentOfflineAction: ActionDef = {
     const tls = loadTls(options, clock.nowMs());
     const store = openAssetStore(join(cwd, 'database'), runtimeJournalLogging(log));
     let cardSession: CardSession | undefined;
+    let clockMarks: ClockMarks | undefined;
     try {
       claimRuntimeWriter(store, port, clock.nowMs());
       const meta = store.meta();
@@ -211,6 +212,8 @@ export const runAgentOfflineAction: ActionDef = {
       const trustedClock = cardSession
         ? createTrustedClock(clock, Math.max(storeClock.highWaterMs(), cardSession.clockHighWaterMs()), { onRollback })
         : storeClock;
+      // The newest time answered at outlives the process (also when nothing was written meanwhile).
+      clockMarks = recordClockMarks(store, trustedClock, { onError: (error) => log.warn(`cannot record the clock's high-water mark: ${error.message}`) });
       const requestTimeoutMs = requestTimeoutMsFor(cardSession ? seal : undefined);
       const app = createApp({
         observer: ops.metrics,
@@ -263,6 +266,7 @@ export const runAgentOfflineAction: ActionDef = {
       log.info('stopping: draining in-flight requests');
       ops.draining();
       await server.stop();
+      await clockMarks?.stop();
       if (cardSession) {
         // Final checkpoint: what was written since the last one is sealed too (once LMDB holds it).
         await store.settled().catch(() => undefined);
@@ -274,6 +278,8 @@ export const runAgentOfflineAction: ActionDef = {
       if (fatal) throw fatal;
       return EXIT.ok;
     } finally {
+      // On a failed start too (nothing to record then but what was answered).
+      await clockMarks?.stop();
       await cardSession?.close();
       await store.close();
     }

@@ -76,8 +76,8 @@ export const statusAction: ActionDef = {
         ]);
       }
       if (snapshot.clockDriftMs !== undefined) {
-        const behind = snapshot.clockDriftMs < 0 ? ' — WARNING: the system clock is behind the journal' : '';
-        rows.push(['clock drift', `${formatDuration(snapshot.clockDriftMs)} (system clock minus newest journal entry)${behind}`]);
+        const behind = snapshot.clockDriftMs < 0 ? ' — WARNING: the system clock is behind a time the agent has answered at' : '';
+        rows.push(['clock drift', `${formatDuration(snapshot.clockDriftMs)} (system clock minus the newest time the database has seen)${behind}`]);
       }
       rows.push(['card mode', cardModeText(snapshot.card)]);
       io.stdout(table(rows));

@@ -130,7 +130,7 @@ export function createOpsMetrics(build: BuildInfo, startedAtMs: number): OpsMetr
         gauge('nla_journal_entries', 'Entries in the runtime journal.', [{ value: snapshot.journal.length }]),
         gauge(
           'nla_clock_drift_seconds',
-          'System clock minus the newest journal timestamp; negative means the clock went back behind recorded events.',
+          'System clock minus the newest time the database has seen (journal, import, the clock mark recorded every minute); negative means the clock went back.',
           snapshot.clockDriftMs === undefined ? [] : [{ value: snapshot.clockDriftMs / 1000 }],
         ),
         gauge('nla_licensees', 'Licensees in the database.', [{ value: snapshot.definitions.counts.licensees }]),

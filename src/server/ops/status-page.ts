@@ -151,7 +151,7 @@ export function renderStatusPage(input: StatusPageInput): string {
   const warnings: string[] = [];
   for (const check of readiness.checks) if (!check.ok) warnings.push(`Not ready — ${check.name}: ${check.detail}`);
   if (snapshot.clockDriftMs !== undefined && snapshot.clockDriftMs < 0) {
-    warnings.push(`The system clock is ${formatDuration(-snapshot.clockDriftMs)} behind the newest journal entry: was it set back?`);
+    warnings.push(`The system clock is ${formatDuration(-snapshot.clockDriftMs)} behind a time the agent has answered at: was it set back?`);
   }
   for (const loose of files?.loose ?? []) warnings.push(`Readable by others: ${loose} (should be owner-only)`);
 
@@ -167,7 +167,7 @@ export function renderStatusPage(input: StatusPageInput): string {
     [
       'Clock vs journal',
       snapshot.clockDriftMs !== undefined
-        ? `${esc(formatDuration(snapshot.clockDriftMs))}<small>system clock minus newest journal entry (negative: clock set back)</small>`
+        ? `${esc(formatDuration(snapshot.clockDriftMs))}<small>system clock minus the newest time the database has seen (negative: clock set back)</small>`
         : '–<small>journal empty</small>',
     ],
   ]
