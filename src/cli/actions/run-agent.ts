@@ -7,7 +7,6 @@
  */
 import { join } from 'node:path';
 import { NetLicensingRestClient, parseBaseUrl, type Credentials } from '../../export/netlicensing-rest.ts';
-import type { Clock } from '../../platform/clock.ts';
 import { LocalProxyCache, type ProxyCache } from '../../proxy/cache.ts';
 import { DEFAULT_COOL_DOWN_MS, DEFAULT_FAILURE_THRESHOLD } from '../../proxy/circuit-breaker.ts';
 import { createProxy } from '../../proxy/proxy-app.ts';
@@ -19,7 +18,7 @@ import { HTTP_LIMITS } from '../../server/limits.ts';
 import { serveApp } from '../../server/serve.ts';
 import { createSigner } from '../../server/signing.ts';
 import { loadTlsConfig, TlsConfigError } from '../../server/tls.ts';
-import { createTrustedClock } from '../../service/trusted-clock.ts';
+import { createTrustedClock, newestTimeSeen, recordClockMarks, type ClockMarks } from '../../service/trusted-clock.ts';
 import { openAssetStore } from '../../store/asset-store.ts';
 import { claimRuntimeWriter, runtimeJournalLogging } from './runtime-writer-claim.ts';
 import { loadSigningKeyFile, parseSigningAlgorithm } from '../../wire/xmldsig.ts';
@@ -117,6 +116,7 @@ export const runAgentAction: ActionDef = {
     // The database is created on first use: run-agent fills it from the upstream.
     const store = openAssetStore(join(cwd, 'database'), { create: true, nowMs: clock.nowMs(), ...runtimeJournalLogging(log) });
     let cache: ProxyCache | undefined;
+    let clockMarks: ClockMarks | undefined;
     try {
       claimRuntimeWriter(store, port, clock.nowMs());
       const meta = store.meta();
@@ -148,14 +148,15 @@ export const runAgentAction: ActionDef = {
       } else {
         cache = new LocalProxyCache(store, clock);
       }
-      const head = [...store.journal(store.journalHead().seq)][0];
-      const licensingClock: Clock = createTrustedClock(clock, head?.atMs ?? 0, {
+      const licensingClock = createTrustedClock(clock, newestTimeSeen(store), {
         onRollback: ({ systemMs, highWaterMs }) =>
           log.warn(
             `system clock is ${Math.round((highWaterMs - systemMs) / 1000)} s behind the newest time this database has seen: ` +
               'local answers use that time until the clock catches up',
           ),
       });
+      // As run-agent-offline: the newest time local answers were given at outlives a restart.
+      clockMarks = recordClockMarks(store, licensingClock, { onError: (error) => log.warn(`cannot record the clock's high-water mark: ${error.message}`) });
       const proxy = createProxy({
         store,
         clock,
@@ -192,10 +193,12 @@ export const runAgentAction: ActionDef = {
       log.info('stopping: draining in-flight requests');
       await server.stop();
       await proxy.close();
+      await clockMarks?.stop();
       const pending = proxy.stats.replayPending;
       if (pending > 0) log.warn(`${pending} request(s) answered offline still wait for replay; they are sent after the next start`);
       return EXIT.ok;
     } finally {
+      await clockMarks?.stop();
       await cache?.close();
       await store.close();
     }
