@@ -37,7 +37,7 @@ import { NetLicensingRestClient, type Credentials } from '../export/netlicensing
 import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/log.ts';
 import { API_PREFIXES, createApp, type AppDeps } from '../server/app.ts';
-import { createAuthenticator, REALM } from '../server/auth.ts';
+import { createAuthenticator, mayValidate, REALM } from '../server/auth.ts';
 import { parseForm, queryOf } from '../server/form.ts';
 import { HTTP_LIMITS } from '../server/limits.ts';
 import { CONTENT_TYPE, envelopeResponse, negotiateFormat, type WireFormat } from '../server/negotiate.ts';
@@ -295,6 +295,13 @@ export function createProxy(options: ProxyOptions): AgentProxy {
     }
 
     if (request.validate && unknownLicensee) {
+      // The cache holds answers without the credentials they were given to: a key this agent knows
+      // is held to its licensee here, as upstream and the local app hold it (403 both).
+      if (auth.ok && !mayValidate(auth.principal, request.validate.number)) {
+        stats.localAnswers++;
+        noteLocal('local state', request, reason);
+        return envelopeResponse(format, 403, 'AccessDeniedException', `This API key may not validate licensee '${request.validate.number}'`);
+      }
       let pairs: Array<[string, string]> | undefined;
       try {
         pairs = formPairs(request);

@@ -11,7 +11,7 @@ import { RedisClient } from 'bun';
 import type { AssetSource } from '../../src/export/export-assets.ts';
 import { createLogger, silentLogger } from '../../src/platform/log.ts';
 import { RedisProxyCache } from '../../src/proxy/redis-cache.ts';
-import { apiKeyAuth, basic, vendorAuth, VENDOR } from '../support/seed-store.ts';
+import { apiKeyAuth, basic, entity, vendorAuth, VENDOR } from '../support/seed-store.ts';
 import { form, startProxy, StandinUpstream, type ProxyFixture } from './support.ts';
 
 /** Refreshes always fail: the proxy never holds local assets. */
@@ -67,6 +67,26 @@ describe('local cache (the agent database)', () => {
     // The answer's ttl (600 s) has passed: gone.
     fixture.clock.advance(600_001);
     expect((await fixture.request(PATH, SUB_JSON)).status).toBe(503);
+  });
+
+  test("a licensee-scoped API key this agent knows does not get another licensee's cached answer", async () => {
+    const scoped = '44444444-4444-4444-8444-444444444444';
+    const token = entity('Token', scoped, { tokenType: 'APIKEY', apiKeyRole: 'ROLE_APIKEY_LICENSEE', licenseeNumber: 'L-1' });
+    upstream.store.importTransaction((tx) => tx.put(token));
+    // The key is in the local copy (a refresh of L-1 brings it); licensee "L 2/ä" is only in the cache.
+    fixture.store.importTransaction((tx) => tx.put(token));
+    const other = `/rest/licensee/${encodeURIComponent('L 2/ä')}/validate`;
+    const asked = (authorization: string) => form('', { authorization, accept: 'application/json' });
+    expect((await fixture.request(other, asked(vendorAuth()))).status).toBe(200);
+    await fixture.proxy.idle();
+    expect((await fixture.request(other, asked(apiKeyAuth(scoped)))).status).toBe(403); // the upstream's answer
+    upstream.mode = 'failing';
+    const offline = await fixture.request(other, asked(apiKeyAuth(scoped)));
+    expect(offline.status).toBe(403);
+    expect(await offline.text()).toContain('AccessDeniedException');
+    // The vendor still gets the cached answer.
+    expect((await fixture.request(other, asked(vendorAuth()))).status).toBe(200);
+    expect(fixture.proxy.stats.cacheAnswers).toBe(1);
   });
 });
 
