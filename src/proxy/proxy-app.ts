@@ -82,6 +82,8 @@ export interface ProxyOptions {
   assetSource?: AssetSource;
   /** false: no timers (no automatic replay retries, no cache purge); tests drive drainReplay(). */
   timers?: boolean;
+  /** Schedules the replay's retries (default: a timer when `timers`); tests pass their own to fire them at will. */
+  scheduleReplayRetry?: (ms: number, retry: () => void) => () => void;
 }
 
 export interface AgentProxy {
@@ -194,15 +196,17 @@ export function createProxy(options: ProxyOptions): AgentProxy {
       timeoutMs: backgroundTimeoutMs,
       ...(upstreamFetch ? { fetch: upstreamFetch } : {}),
     },
-    ...(timers
-      ? {
-          schedule: (ms: number, retry: () => void) => {
-            const timer = setTimeout(() => track(Promise.resolve().then(retry)), ms);
-            timer.unref?.();
-            return () => clearTimeout(timer);
-          },
-        }
-      : {}),
+    ...(options.scheduleReplayRetry
+      ? { schedule: options.scheduleReplayRetry }
+      : timers
+        ? {
+            schedule: (ms: number, retry: () => void) => {
+              const timer = setTimeout(() => track(Promise.resolve().then(retry)), ms);
+              timer.unref?.();
+              return () => clearTimeout(timer);
+            },
+          }
+        : {}),
     // The upstream now holds what was replayed: refresh so that the local copy agrees (and reconciles).
     onAcknowledged: (licensees) => {
       for (const number of licensees) track(refresher.request(number, true));

@@ -101,6 +101,10 @@ export class Replayer {
   noteRecorded(licenseeNumber: string, seq: number): void {
     if (seq <= this.deps.store.replayCursor()) return;
     this.add(licenseeNumber, seq);
+    // Nothing else may start the replay: with the breaker open, a licensee's later requests are
+    // answered locally without asking the breaker, and no other licensee's request may come. So a
+    // local answer that leaves something to replay makes sure a retry is due (after the cool-down).
+    if (!this.draining && this.cancelRetry === undefined) this.retryLater(this.deps.breaker.retryInMs() || REPLAY_RETRY_MS);
   }
 
   /** Starts a drain when there is something to replay and none is running. */

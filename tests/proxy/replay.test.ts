@@ -136,6 +136,38 @@ describe('replay after recovery', () => {
   });
 });
 
+describe('replay retries', () => {
+  test('the breaker open before the first local change: a retry is due, and the replay runs with no other request', async () => {
+    const due: { ms: number; retry: () => void }[] = [];
+    fixture = startProxy(upstream, {
+      scheduleReplayRetry: (ms, retry) => {
+        const entry = { ms, retry };
+        due.push(entry);
+        return () => void due.splice(due.indexOf(entry), 1);
+      },
+    });
+    await warmUp(fixture);
+    await upstream.stop();
+    // A read fails first and opens the breaker (threshold 1 here), before any counter change.
+    expect((await fixture.request('/rest/licensee/L-1', { headers: { authorization: vendorAuth() } })).status).toBe(200);
+    expect(fixture.proxy.stats.breakerState).toBe('open');
+    expect((await validate(fixture, 'productModuleNumber0=M-PPU&usedQuantity0=1')).status).toBe(200);
+    expect(fixture.proxy.stats.replayPending).toBe(1);
+    // The local answer made sure a retry is due, at the end of the cool-down.
+    expect(due.map((d) => d.ms)).toEqual([COOL_DOWN_MS]);
+    await upstream.restart();
+    fixture.clock.advance(COOL_DOWN_MS);
+    due.shift()!.retry();
+    // The retry's drain runs in the background (nothing else is asked for): wait for it, up to 2 s.
+    for (let waited = 0; fixture.proxy.stats.replayed === 0 && waited < 2_000; waited += 10) await Bun.sleep(10);
+    await fixture.proxy.idle();
+    expect(fixture.proxy.stats.replayed).toBe(1);
+    expect(fixture.proxy.stats.replayPending).toBe(0);
+    expect(await upstreamUsed()).toBe(1);
+    expect(fixture.proxy.stats.breakerState).toBe('closed');
+  });
+});
+
 describe('conflicts', () => {
   test('the upstream sold the same seats meanwhile: reported in the log, the stats and a stored record', async () => {
     fixture = startProxy(upstream);
