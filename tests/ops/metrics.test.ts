@@ -11,10 +11,10 @@ import { ManualClock } from '../../src/platform/clock.ts';
 import { createLogger, silentLogger } from '../../src/platform/log.ts';
 import { createApp } from '../../src/server/app.ts';
 import { createAdminApp, withHealth } from '../../src/server/ops/admin-app.ts';
-import { createOps, type Ops } from '../../src/server/ops/ops.ts';
+import { adminCredentials, createOps, type Ops } from '../../src/server/ops/ops.ts';
 import { Counter, Histogram, renderFamilies } from '../../src/server/ops/prometheus.ts';
 import type { AssetStore } from '../../src/store/asset-store.ts';
-import { apiKeyAuth, basic, demoEntities, seedStore, VENDOR, vendorAuth } from '../support/seed-store.ts';
+import { ADMIN_API_KEY, apiKeyAuth, basic, demoEntities, seedStore, VENDOR, vendorAuth } from '../support/seed-store.ts';
 import { parseExposition } from './support.ts';
 
 const NOW = Date.parse('2026-11-15T12:00:00.000Z');
@@ -168,6 +168,40 @@ describe('/metrics', () => {
     expect(m.value('nla_card_checkpoint_duration_seconds_bucket', { le: '0.05' })).toBe(1);
     expect(m.value('nla_card_checkpoint_duration_seconds_count')).toBe(2);
     await s.close();
+  });
+});
+
+describe('admin listener beyond loopback', () => {
+  test('asks for credentials unless on loopback or with required client certificates', () => {
+    expect(adminCredentials('127.0.0.1', undefined, store)).toBeUndefined();
+    expect(adminCredentials('localhost', 'off', store)).toBeUndefined();
+    expect(adminCredentials('::1', undefined, store)).toBeUndefined();
+    expect(adminCredentials('0.0.0.0', 'require', store)).toBeUndefined();
+    for (const clientAuth of [undefined, 'off', 'optional']) expect(adminCredentials('0.0.0.0', clientAuth, store)).toBeFunction();
+    expect(adminCredentials('192.0.2.7', undefined, store)).toBeFunction();
+  });
+
+  test('/metrics and the status page need the vendor or a reading API key; /health and /ready stay open', async () => {
+    // The rule for a host beyond loopback, on a listener the test binds to 127.0.0.1.
+    const authorize = adminCredentials('0.0.0.0', undefined, store)!;
+    const listener = ops.listenAdmin({ host: '127.0.0.1', port: 0, authorize });
+    try {
+      const get = (path: string, authorization?: string) =>
+        fetch(`http://127.0.0.1:${listener.port}${path}`, authorization ? { headers: { authorization } } : {});
+      for (const path of ['/health', '/ready']) expect((await get(path)).status).toBe(200);
+      for (const path of ['/metrics', '/status', '/status.json']) {
+        const refused = await get(path);
+        expect(refused.status).toBe(401);
+        expect(refused.headers.get('www-authenticate')).toBe('Basic realm="NetLicensing Agent admin"');
+        expect((await get(path, basic(VENDOR.user, 'wrong'))).status).toBe(401);
+        // A licensee's key may validate, not read: not the operator's page either.
+        expect((await get(path, apiKeyAuth())).status).toBe(401);
+        expect((await get(path, vendorAuth())).status).toBe(200);
+        expect((await get(path, apiKeyAuth(ADMIN_API_KEY))).status).toBe(200);
+      }
+    } finally {
+      await listener.stop();
+    }
   });
 });
 

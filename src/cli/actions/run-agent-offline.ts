@@ -24,7 +24,7 @@ import { loadSigningKeyFile, parseSigningAlgorithm } from '../../wire/xmldsig.ts
 import { HTTP_LIMITS } from '../../server/limits.ts';
 import { serveApp } from '../../server/serve.ts';
 import { withHealth } from '../../server/ops/admin-app.ts';
-import { createOps, isLoopback, parseAdminPort } from '../../server/ops/ops.ts';
+import { adminCredentials, createOps, isLoopback, parseAdminPort } from '../../server/ops/ops.ts';
 import { loadTlsConfig, TlsConfigError, type TlsConfig } from '../../server/tls.ts';
 import { buildInfo, versionText } from '../run.ts';
 import { openAssetStore } from '../../store/asset-store.ts';
@@ -239,20 +239,29 @@ export const runAgentOfflineAction: ActionDef = {
       // must not take a start that then fails on the admin port (exit 8) for a running agent.
       let adminLine: string | undefined;
       if (adminPort !== 'off') {
-        // Beyond loopback the admin listener gets the main listener's TLS (and client-certificate policy).
+        // Beyond loopback the admin listener gets the main listener's TLS (and client-certificate policy),
+        // and asks for credentials unless client certificates are required (ops.ts, adminCredentials).
         const adminTls = tls && !isLoopback(options.adminHost) ? tls : undefined;
+        const authorize = adminCredentials(options.adminHost, tls ? options.tlsClientAuth : undefined, store);
         let admin;
         try {
-          admin = ops.listenAdmin({ host: options.adminHost, port: adminPort, ...(adminTls ? { tls: adminTls } : {}), ...(tls ? { mainTls: tls } : {}) });
+          admin = ops.listenAdmin({
+            host: options.adminHost,
+            port: adminPort,
+            ...(adminTls ? { tls: adminTls } : {}),
+            ...(tls ? { mainTls: tls } : {}),
+            ...(authorize ? { authorize } : {}),
+          });
         } catch (error) {
           await server.stop();
           throw new CliError(`cannot listen on ${options.adminHost}:${adminPort} (--admin.port): ${(error as Error).message}`, EXIT.server, { cause: error });
         }
         if (!isLoopback(options.adminHost) && !adminTls) {
-          log.warn(`admin listener on ${options.adminHost} without TLS: whoever reaches it reads licensee numbers and usage`);
+          log.warn(`admin listener on ${options.adminHost} without TLS: the credentials it asks for, and what it shows (licensee numbers, usage), cross the network in clear`);
         }
         ops.sampler.start(ops.sampleIntervalMs);
-        log.info(`admin listener on ${adminTls ? 'https' : 'http'}://${options.adminHost}:${admin.port}/ (/health /ready /metrics /status)`);
+        const access = authorize ? '; /metrics and /status need the vendor\'s credentials or an API key that may read entities' : '';
+        log.info(`admin listener on ${adminTls ? 'https' : 'http'}://${options.adminHost}:${admin.port}/ (/health /ready /metrics /status${access})`);
         adminLine = `admin listening on ${options.adminHost}:${admin.port}\n`;
       }
       log.info(`NetLicensing Agent serving offline on ${tls ? 'https' : 'http'}://${options.host}:${server.port}/rest/ (and /core/v2/rest/)`);

@@ -7,9 +7,13 @@
  *   GET /status       read-only HTML status page
  *   GET /status.json  the same data as JSON
  *
- * None of these need credentials, which is why they live on their own
- * listener instead of the licensing port: what they show (licensee numbers,
- * session ids, usage) is for the operator's machine or monitoring network.
+ * On loopback none of these need credentials, which is why they live on their
+ * own listener instead of the licensing port: what they show (licensee
+ * numbers, session ids, usage) is for the operator's machine. Bound beyond
+ * loopback, `authorize` is set (unless TLS client certificates are required,
+ * which authenticate already): /metrics and the status page then need the
+ * vendor's credentials or an API key that may read entities, as the read
+ * calls do; /health and /ready stay open for probes (they name no licensee).
  * `/health` is also answered on the main port (`withHealth`) for load
  * balancers; it tells nothing but "alive".
  */
@@ -37,7 +41,12 @@ export interface AdminDeps {
   tlsNotAfterMs?: number;
   /** Licensees listed on the status page at most. */
   activityLimit?: number;
+  /** Whether an Authorization header may see /metrics and the status page; unset: everyone may. */
+  authorize?: (authorization: string | null) => boolean;
 }
+
+/** Realm of the admin listener's Basic challenge. */
+export const ADMIN_REALM = 'NetLicensing Agent admin';
 
 const HEALTH_BODY = '{"status":"ok"}';
 
@@ -83,6 +92,17 @@ export function createAdminApp(deps: AdminDeps): Hono {
     const report = await deps.readiness.report();
     return c.json({ status: report.ready ? 'ready' : 'not ready', checks: report.checks }, report.ready ? 200 : 503, noStore);
   });
+
+  const authorize = deps.authorize;
+  if (authorize) {
+    app.use('*', async (c, next) => {
+      if (authorize(c.req.header('authorization') ?? null)) return next();
+      return c.text('credentials required: the vendor\'s, or an API key that may read entities (HTTP Basic)\n', 401, {
+        'www-authenticate': `Basic realm="${ADMIN_REALM}"`,
+        ...noStore,
+      });
+    });
+  }
 
   app.get('/metrics', async () => {
     const snapshot = await deps.status.snapshot(deps.clock.nowMs());

@@ -3,10 +3,13 @@
  * request observer), readiness checks, the seats sampler and the admin
  * listener. run-agent-offline creates this once and stops it on shutdown.
  */
+import type { Entity } from '../../core/entities.ts';
 import type { Clock } from '../../platform/clock.ts';
+import type { CredentialHash } from '../../platform/credentials.ts';
 import type { Logger } from '../../platform/log.ts';
 import { createStatusReader, inspectDatabaseFiles, SCAN_IN_PAGES, type StatusReader } from '../../service/status.ts';
 import type { AssetStore } from '../../store/asset-store.ts';
+import { createAuthenticator, mayRead } from '../auth.ts';
 import { serveApp, type RunningServer } from '../serve.ts';
 import { certificateNotAfterMs, type TlsConfig } from '../tls.ts';
 import { createAdminApp } from './admin-app.ts';
@@ -37,10 +40,32 @@ export interface Ops {
   sampler: Sampler;
   sampleIntervalMs: number;
   /** Starts the admin listener; TLS applies only when it is given (see startAdmin in run-agent-offline). */
-  listenAdmin(options: { host: string; port: number; tls?: TlsConfig; mainTls?: TlsConfig }): RunningServer;
+  /** `authorize`: see AdminDeps (set beyond loopback, adminCredentials). */
+  listenAdmin(options: { host: string; port: number; tls?: TlsConfig; mainTls?: TlsConfig; authorize?: (authorization: string | null) => boolean }): RunningServer;
   /** Not ready from now on (load balancers drain the agent before it stops). */
   draining(): void;
   stop(): Promise<void>;
+}
+
+/**
+ * Who may see the admin listener's /metrics and status page: undefined (everyone who reaches it)
+ * on loopback, or when TLS client certificates are required (the handshake has authenticated the
+ * caller); otherwise the vendor's credentials or an API key that may read entities (auth.ts).
+ */
+export function adminCredentials(
+  host: string,
+  tlsClientAuth: string | undefined,
+  store: { getEntity(kind: 'Token', number: string): Entity | undefined; meta(): { vendorCredentials?: CredentialHash } },
+): ((authorization: string | null) => boolean) | undefined {
+  if (isLoopback(host) || tlsClientAuth === 'require') return undefined;
+  const authenticator = createAuthenticator(
+    { token: (number) => store.getEntity('Token', number), vendorCredentials: () => store.meta().vendorCredentials },
+    { allowAnonymous: false },
+  );
+  return (authorization) => {
+    const result = authenticator.authenticate(authorization);
+    return result.ok && mayRead(result.principal);
+  };
 }
 
 export function isLoopback(host: string): boolean {
@@ -83,7 +108,7 @@ export function createOps(options: OpsOptions): Ops {
     status,
     sampler,
     sampleIntervalMs,
-    listenAdmin({ host, port, tls, mainTls }) {
+    listenAdmin({ host, port, tls, mainTls, authorize }) {
       const app = createAdminApp({
         store,
         status,
@@ -94,6 +119,7 @@ export function createOps(options: OpsOptions): Ops {
         clock,
         version: options.versionText,
         ...(mainTls ? { tlsNotAfterMs: certificateNotAfterMs(mainTls) } : {}),
+        ...(authorize ? { authorize } : {}),
       });
       const server = serveApp(app, { port, hostname: host, ...(tls ? { tls } : {}) });
       servers.push(server);
