@@ -1,7 +1,9 @@
 /**
  * Counters of run-agent, one plain mutable object per proxy: the request
- * path increments them, the metrics endpoint (built separately) and tests
- * read them. Gauges (breakerState, replayPending) hold the current value.
+ * path increments them, tests read them, and run-agent logs what it answered
+ * locally and what waits for replay. run-agent has no admin listener, so no
+ * /metrics shows them (docs/proxy.md). Gauges (breakerState, replayPending)
+ * hold the current value.
  */
 import type { BreakerState } from './circuit-breaker.ts';
 

@@ -4,9 +4,11 @@
  * grow with the size of the export.
  *
  * Each file is written to a hidden temporary file with owner-only
- * permissions, fsynced, and only then given its final name; a crash leaves
- * either no transfer files or the complete new set (plus, at worst, stray
- * hidden temporaries), never a half-written `{n}_netlicensing-assets.xml`.
+ * permissions, fsynced, and only then given its final name, one file after
+ * the other: a crash never leaves a half-written `{n}_netlicensing-assets.xml`
+ * (at worst stray hidden temporaries), but may leave part of the new set
+ * (`1_` without `2_`, or with --force a new `1_` beside an old `2_`), which the
+ * importer refuses (every header names its export and the file count).
  *
  * The number of files N is known only at the end, but every header carries
  * it: the writer reserves a fixed-width slot for it and patches it in place

@@ -278,29 +278,6 @@ export function signingKeyFromToken(tokenProps: Readonly<Record<string, string>>
   return key;
 }
 
-export interface SigningContext {
-  /** The call is licensee validate. */
-  validate: boolean;
-  /** The response is XML (not JSON). */
-  xml: boolean;
-  /** Properties of the API-key token the caller authenticated with; undefined for any other auth. */
-  apiKeyTokenProps?: Readonly<Record<string, string>>;
-  /** The operator's key (`--signing.key`), if configured. */
-  operatorKey?: KeyObject;
-}
-
-/**
- * The key to sign a response with, or undefined for an unsigned response.
- * Cloud rule: validate + XML + API-key auth + token with `privateKey`. The
- * operator key is our extension: it signs every XML validate response (any
- * authentication) unless the caller's API-key token carries a key of its own.
- */
-export function responseSigningKey(context: SigningContext): KeyObject | undefined {
-  if (!context.validate || !context.xml) return undefined;
-  const tokenKey = context.apiKeyTokenProps ? signingKeyFromToken(context.apiKeyTokenProps) : undefined;
-  return tokenKey ?? context.operatorKey;
-}
-
 // ---------------------------------------------------------------------------
 // Verification (our layout; xmlsec1 is the independent check in tests/wire)
 

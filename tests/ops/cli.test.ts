@@ -7,13 +7,14 @@
 // files written with the project's writer; status through runCli in this
 // process with captured output.
 import { describe, expect, test } from 'bun:test';
-import { chmodSync, readdirSync, statSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXIT } from '../../src/cli/exit-codes.ts';
 import { runCli } from '../../src/cli/run.ts';
 import { hashCredential } from '../../src/platform/credentials.ts';
 import { openAssetStore, SCHEMA_VERSION } from '../../src/store/asset-store.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
+import { verifyResponse } from '../../src/wire/xmldsig.ts';
 import { connectRaw, tempDir } from '../helpers.ts';
 import { API_KEY, apiKeyAuth, demoEntities, entity, seedStore } from '../support/seed-store.ts';
 import { captureIo, runMain, startAgentChild } from './support.ts';
@@ -198,6 +199,28 @@ describe('the agent binary entry point (src/main.ts)', () => {
     const backup = await runMain(cwd, ['--action=backup', `--output=${join(cwd, 'copy')}`]);
     expect(backup.code).toBe(EXIT.ok);
     expectOwnerOnly(join(cwd, 'copy', 'database'));
+  }, 60_000);
+
+  test('--signing.key and --signing.algorithm sign every XML validate answer; a bad algorithm is a usage error', async () => {
+    const { store, cwd } = seedStore(demoEntities());
+    await store.close();
+    const fixtures = join(import.meta.dir, '..', 'fixtures', 'xmldsig');
+    const agent = await startAgentChild(cwd, ['--admin.port=off', `--signing.key=${join(fixtures, 'rsa_private.pem')}`, '--signing.algorithm=rsa-sha256']);
+    try {
+      const res = await fetch(`http://127.0.0.1:${agent.port}/rest/licensee/L-1/validate`, {
+        method: 'POST',
+        headers: { authorization: apiKeyAuth(), 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'productModuleNumber0=M-QUOTA',
+      });
+      const xml = await res.text();
+      expect(xml).toContain('Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"');
+      expect(verifyResponse(xml, readFileSync(join(fixtures, 'rsa_public.pem'), 'utf8'))).toBe(true);
+    } finally {
+      expect(await agent.stop()).toBe(EXIT.ok);
+    }
+    const io = captureIo();
+    expect(await runCli(['--action=run-agent-offline', '--signing.algorithm=md5'], io, { cwd })).toBe(EXIT.usage);
+    expect(io.err).toContain('--signing.algorithm');
   }, 60_000);
 
   test('--admin.port=off starts no admin listener; a bad admin port is a usage error', async () => {

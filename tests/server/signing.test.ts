@@ -4,6 +4,7 @@
 // Method: in-process app over a seeded store, the C# demo key pair from
 // tests/fixtures/xmldsig, our verifier and xmlsec1.
 import { afterAll, beforeAll, expect, test } from 'bun:test';
+import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ManualClock } from '../../src/platform/clock.ts';
@@ -65,6 +66,20 @@ test('an operator key signs every XML validate answer, with rsa-sha256 when chos
   const signed = await (await post(app, vendorAuth())).text();
   expect(signed).toContain('Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"');
   expect(verifyResponse(signed, publicPem)).toBe(true);
+});
+
+test("a token's own key signs before the operator key; the operator key signs for everyone else", async () => {
+  const operator = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const operatorPublic = operator.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const app = appSigningWith(createSigner({ algorithm: 'rsa-sha1', operatorKey: operator.privateKey }));
+  const byToken = await (await post(app, apiKeyAuth('signing-key'))).text();
+  expect(verifyResponse(byToken, publicPem)).toBe(true);
+  expect(verifyResponse(byToken, operatorPublic)).toBe(false);
+  for (const authorization of [vendorAuth(), apiKeyAuth()]) {
+    const byOperator = await (await post(app, authorization)).text();
+    expect(verifyResponse(byOperator, operatorPublic)).toBe(true);
+    expect(verifyResponse(byOperator, publicPem)).toBe(false);
+  }
 });
 
 test('unsigned XML answers are reused even when signing is configured; signed ones are decided every time', async () => {

@@ -29,7 +29,6 @@ import {
   parsePrivateKey,
   parsePublicKey,
   responseDigest,
-  responseSigningKey,
   signatureElement,
   signingKeyFromToken,
   signResponse,
@@ -375,18 +374,6 @@ describe('signing keys', () => {
     expect(key?.asymmetricKeyType).toBe('rsa');
     expect(signResponse(sampleEnvelope, key as KeyObject)).toBe(reference);
     expect(() => signingKeyFromToken({ privateKey: 'garbage' })).toThrow('not a readable RSA private key');
-  });
-
-  test('responseSigningKey: validate + XML only; the token key before the operator key', () => {
-    const operatorKey = testKey.privateKey;
-    const token = { privateKey: demoPrivatePem };
-    const tokenKey = signingKeyFromToken(token);
-    expect(responseSigningKey({ validate: true, xml: true, apiKeyTokenProps: token, operatorKey })).toBe(tokenKey as KeyObject);
-    expect(responseSigningKey({ validate: true, xml: true, apiKeyTokenProps: {}, operatorKey })).toBe(operatorKey);
-    expect(responseSigningKey({ validate: true, xml: true, operatorKey })).toBe(operatorKey);
-    expect(responseSigningKey({ validate: true, xml: true, apiKeyTokenProps: {} })).toBeUndefined();
-    expect(responseSigningKey({ validate: true, xml: false, apiKeyTokenProps: token, operatorKey })).toBeUndefined();
-    expect(responseSigningKey({ validate: false, xml: true, apiKeyTokenProps: token, operatorKey })).toBeUndefined();
   });
 
   test('loadSigningKeyFile: reads a PEM file; missing or bad files are clear errors naming the file', () => {

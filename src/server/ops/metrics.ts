@@ -4,8 +4,10 @@
  * an add); everything about the database — seats, quantities, journal,
  * import, clock drift — is read from a status snapshot at scrape time.
  *
- * Card checkpoints are counted through `cardCheckpoint()`, for the smart-card
- * code to call; until it does, the counter and histogram stay at zero.
+ * Card checkpoints are counted through `cardCheckpoint()`, which the card
+ * session calls for every checkpoint it seals (run-agent-offline); without a
+ * card they have no sample. The card's counter and availability gauges are
+ * added by run-agent-offline as well (addCardGauges).
  */
 import type { Envelope, WireItem } from '../../core/envelope.ts';
 import type { StatusSnapshot } from '../../service/status.ts';

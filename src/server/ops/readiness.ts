@@ -3,10 +3,10 @@
  * agent should get traffic (`GET /ready`). Liveness (`/health`) is separate
  * and only says the process answers.
  *
- * Pluggable: the smart-card code adds its own check (card present and the
- * one the database is bound to) with `readiness.add(...)`. Until then,
- * `cardRequirementCheck` fails for a database that needs a card, since
- * nothing could vouch for it.
+ * Pluggable: run-agent-offline replaces the `card` check with the card
+ * session's (the bound card answers and seals writes) once the card is open.
+ * `cardRequirementCheck`, the check before that, fails for a database that
+ * needs a card, since nothing could vouch for it yet.
  */
 import type { AssetStore } from '../../store/asset-store.ts';
 
