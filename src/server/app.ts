@@ -281,7 +281,25 @@ export function createApp(deps: AppDeps): Hono {
       if (!kind) return unknownResource(c, resource);
       if (!mayRead(authResult.principal)) return readDenied(c);
       // A license shows its runtime state as LMDB holds it: wait for the changes already acknowledged.
-      if (kind === 'License' && (await withinRequestTime(store.settled(), requestTimeoutMs)) === TOO_LATE) return tooLate(c);
+      if (kind === 'License') {
+        let settled: unknown;
+        try {
+          settled = await withinRequestTime(store.settled(), requestTimeoutMs);
+        } catch (error) {
+          // The checkpoint that brings them there fails (a full disk): the read is refused as a read,
+          // not with the message of a change that cannot be stored. Everything else is still answered.
+          if (!(error instanceof StoreError)) throw error;
+          logStoreProblem(error.code, error.message);
+          return sendError(
+            c,
+            503,
+            'ServiceUnavailableException',
+            `License reads wait until the agent's database holds its newest changes, which it cannot write now (${error.code}); validate and the other reads are answered`,
+            { 'retry-after': '10' },
+          );
+        }
+        if (settled === TOO_LATE) return tooLate(c);
+      }
       const result = read(kind);
       return send(c, result.status, result.envelope);
     };

@@ -13,7 +13,7 @@ import { silentLogger } from '../../src/platform/log.ts';
 import { createApp } from '../../src/server/app.ts';
 import { verifyDatabase } from '../../src/service/verify-database.ts';
 import { openAssetStore } from '../../src/store/asset-store.ts';
-import { tempDir } from '../helpers.ts';
+import { diskFullError, tempDir } from '../helpers.ts';
 import { apiKeyAuth, demoEntities, entity, seedStore, vendorAuth } from '../support/seed-store.ts';
 
 const NOW = Date.parse('2026-11-15T12:00:00.000Z');
@@ -118,4 +118,37 @@ test('injected ENOSPC: the write fails with 507, state is unchanged, and writes 
   expect([...(store.getRuntime('L-1').sessions['M-FLOAT']?.keys() ?? [])].sort()).toEqual(['a', 'c']);
   expect(verifyDatabase(store).ok).toBe(true);
   await store.close();
+});
+
+test('while checkpoints fail (LMDB full): license reads get a 503 that says why, other reads and validates are answered', async () => {
+  const seeded = seedStore(demoEntities());
+  await seeded.store.close();
+  let full = false;
+  const store = openAssetStore(join(seeded.cwd, 'database'), { failCheckpoints: () => (full ? diskFullError() : undefined) });
+  try {
+    const app = createApp({ store, clock: new ManualClock(NOW), log: silentLogger(), ttlMs: 600_000, allowAnonymous: false });
+    const read = (path: string) => app.request(path, { headers: { authorization: vendorAuth(), accept: 'application/json' } });
+    full = true;
+    // Durable in the runtime journal file, which has room; its checkpoint into LMDB fails.
+    const write = await app.request('/rest/licensee/L-1/validate', {
+      method: 'POST',
+      headers: { authorization: apiKeyAuth(), 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'productModuleNumber0=M-FLOAT&action0=checkOut&sessionId0=s1',
+    });
+    expect(write.status).toBe(200);
+    const license = await read('/rest/license');
+    expect(license.status).toBe(503);
+    expect(license.headers.get('retry-after')).toBe('10');
+    const text = await license.text();
+    expect(text).toContain('License reads wait until the agent');
+    expect(text).toContain('(disk_full)');
+    expect(text).not.toContain('store this change');
+    for (const path of ['/rest/licensee/L-1', '/rest/product', '/rest/licensetemplate']) expect((await read(path)).status).toBe(200);
+    full = false;
+    // Room again: the next read's wait brings LMDB up to date.
+    expect((await read('/rest/license')).status).toBe(200);
+  } finally {
+    full = false;
+    await store.close();
+  }
 });
