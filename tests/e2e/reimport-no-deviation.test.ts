@@ -43,6 +43,7 @@ function cloudData(changes: { ppuQuantity?: string; floatSessions?: string; subs
     mod('M-PPU', 'PayPerUse'),
     mod('M-QUOTA', 'Quota'),
     mod('M-NODE', 'NodeLocked', { nodeSecretMode: 'CLIENT' }),
+    mod('M-PRICE', 'PricingTable', { skudef: JSON.stringify({ skudef: [{ number: 'USERS', name: 'Users', type: 'QUOTA' }] }) }),
     tpl('T-TRIAL', 'M-TRY', 'TIMEVOLUME', { timeVolume: '14', timeVolumePeriod: 'DAY', automatic: 'true', hidden: 'true' }),
     tpl('T-BUY', 'M-TRY', 'FEATURE'),
     tpl('T-SUB', 'M-SUB', 'TIMEVOLUME', { timeVolume: '1', timeVolumePeriod: 'MONTH' }),
@@ -53,6 +54,7 @@ function cloudData(changes: { ppuQuantity?: string; floatSessions?: string; subs
     tpl('T-PPU', 'M-PPU', 'QUANTITY', { quantity: '35' }),
     tpl('T-QUOTA', 'M-QUOTA', 'QUANTITY', { quantity: '10' }),
     tpl('T-NODE', 'M-NODE', 'QUANTITY', { quota: '2' }),
+    tpl('T-PLAN', 'M-PRICE', 'TIMEVOLUME', { timeVolume: '1', timeVolumePeriod: 'MONTH', skus: JSON.stringify({ USERS: '5' }) }),
     entity('Licensee', 'L-RE', { productNumber: P }),
     // No startDate: the agent starts it at the first validation (the original loses that on re-import).
     lic('LIC-SUB', 'T-SUB', { timeVolume: changes.subscriptionMonths ?? '1', timeVolumePeriod: 'MONTH' }),
@@ -63,6 +65,8 @@ function cloudData(changes: { ppuQuantity?: string; floatSessions?: string; subs
     lic('LIC-PPU', 'T-PPU', { quantity: changes.ppuQuantity ?? '35', usedQuantity: '0' }),
     lic('LIC-QUOTA', 'T-QUOTA', { quantity: '10' }),
     lic('LIC-NODE', 'T-NODE', { quota: '2' }),
+    // A plan without startDate: the agent starts it at the first validation, as the subscription.
+    lic('LIC-PLAN', 'T-PLAN', { timeVolume: '1', timeVolumePeriod: 'MONTH' }),
     entity('Token', API_KEY, { tokenType: 'APIKEY', apiKeyRole: 'ROLE_APIKEY_LICENSEE' }),
   ];
 }
@@ -150,6 +154,10 @@ test('re-import after the agent has worked: every model answers exactly as befor
   // Restart only: the same.
   store = openAssetStore(join(cwd, 'database'));
   expect(await answers(agent(store, clock))).toEqual(before);
+  // The plan the agent started at T0 ends a month after T0, not a month after the re-import (T0 + 1 h).
+  expect(property(before[0]!, 'M-PRICE', 'pricingPlanId')).toBe('T-PLAN');
+  clock.set(Date.parse('2026-12-15T12:30:00.000Z'));
+  expect(property(await agent(store, clock)('dryRun=true'), 'M-PRICE', 'valid')).toBe('false');
   await store.close();
 });
 
