@@ -4,15 +4,17 @@
  * load an addon that lmdb resolves at run time from inside the executable;
  * node-gyp-build looks in `<dir of executable>/prebuilds/<platform>-<arch>/`),
  * writes a SHA-256 checksum file, and checks that the result runs from another
- * directory.
+ * directory. `--out=<dir>` writes there instead of dist/.
  */
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 const root = join(import.meta.dir, '..');
-const dist = join(root, 'dist');
+// `--out=<dir>`: build somewhere else than dist/ (the packaging test builds into a temporary directory).
+const outOption = process.argv.find((a) => a.startsWith('--out='))?.slice('--out='.length);
+const dist = outOption ? resolve(outOption) : join(root, 'dist');
 const outfile = join(dist, 'netlicensing-agent');
 const platform = `${process.platform}-${process.arch}`;
 
@@ -93,4 +95,4 @@ try {
 } finally {
   rmSync(smoke, { recursive: true, force: true });
 }
-console.log(`built ${outfile}\n${version}\nsmoke test (import + status from another directory) passed\nchecksums in dist/SHA256SUMS`);
+console.log(`built ${outfile}\n${version}\nsmoke test (import + status from another directory) passed\nchecksums in ${join(dist, 'SHA256SUMS')}`);

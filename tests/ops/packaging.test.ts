@@ -5,9 +5,11 @@
 // need. Method: parse packaging/netlicensing-agent.service as key=value lines;
 // feed its ExecStart arguments to the agent's own option parser.
 import { describe, expect, test } from 'bun:test';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli, parseCliOptions } from '../../src/cli/run.ts';
+import { tempDir } from '../helpers.ts';
 import { captureIo, ROOT } from './support.ts';
 
 const UNIT = readFileSync(join(ROOT, 'packaging', 'netlicensing-agent.service'), 'utf8');
@@ -94,3 +96,53 @@ describe('--help and --version', () => {
     expect(io.out).toMatch(/^netlicensing-agent \d+\.\d+\.\d+ \(build \S+, bun \d+\.\d+\.\d+\)\n$/);
   });
 });
+
+describe('npm run build (scripts/build.ts)', () => {
+  test('the executable and its addon match SHA256SUMS, --version names the commit, and the compiled agent serves', async () => {
+    const out = tempDir('nla-build-');
+    const built = Bun.spawnSync([process.execPath, join(ROOT, 'scripts', 'build.ts'), `--out=${out}`], { cwd: ROOT, stdout: 'pipe', stderr: 'pipe' });
+    expect(built.exitCode, built.stderr.toString()).toBe(0);
+    const sums = readFileSync(join(out, 'SHA256SUMS'), 'utf8').trim().split('\n');
+    expect(sums.map((line) => line.split('  ')[1])).toEqual(['netlicensing-agent', 'prebuilds/linux-x64/node.napi.glibc.node']);
+    for (const line of sums) {
+      const [hash, file] = line.split('  ') as [string, string];
+      expect(`${file} ${createHash('sha256').update(readFileSync(join(out, file))).digest('hex')}`).toBe(`${file} ${hash}`);
+    }
+    const binary = join(out, 'netlicensing-agent');
+    // A source tree without git (a tarball) builds with the commit "unknown" (scripts/build.ts).
+    const git = Bun.spawnSync(['git', 'rev-parse', '--short=12', 'HEAD'], { cwd: ROOT, stdout: 'pipe', stderr: 'pipe' });
+    const commit = git.exitCode === 0 ? git.stdout.toString().trim() : 'unknown';
+    const version = Bun.spawnSync([binary, '--version'], { cwd: out, stdout: 'pipe' }).stdout.toString();
+    expect(version).toMatch(new RegExp(`^netlicensing-agent \\d+\\.\\d+\\.\\d+ \\(build ${commit}(-dirty)?, bun \\d+\\.\\d+\\.\\d+\\)\\n$`));
+
+    // The compiled executable imports the demo export and answers a client, from another directory.
+    const cwd = tempDir('nla-build-run-');
+    const imported = Bun.spawnSync([binary, '--action=import-assets', `--input=${join(ROOT, 'demo')}`], { cwd, stdout: 'pipe', stderr: 'pipe' });
+    expect(imported.exitCode, imported.stderr.toString()).toBe(0);
+    const agent = Bun.spawn([binary, '--action=run-agent-offline', '--host=127.0.0.1', '--port=0', '--admin.port=off'], { cwd, stdout: 'pipe', stderr: 'pipe' });
+    try {
+      const reader = agent.stdout.getReader();
+      let text = '';
+      while (!/^listening on .+:(\d+)$/m.test(text)) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`the compiled agent exited: ${text} ${await new Response(agent.stderr).text()}`);
+        text += new TextDecoder().decode(value);
+      }
+      reader.releaseLock();
+      const port = /^listening on .+:(\d+)$/m.exec(text)![1];
+      const res = await fetch(`http://127.0.0.1:${port}/rest/licensee/DEMO-SUBSCRIPTION/validate`, {
+        method: 'POST',
+        headers: { authorization: `Basic ${Buffer.from(`apiKey:${DEMO_API_KEY}`).toString('base64')}`, accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'productModuleNumber0=DEMO-M-SUBSCRIPTION',
+      });
+      expect(res.status).toBe(200);
+      expect(await res.text()).toContain('{"value":"true","name":"valid"}');
+    } finally {
+      agent.kill('SIGTERM');
+    }
+    expect(await agent.exited).toBe(0);
+  }, 120_000);
+});
+
+/** The vendor-wide API key of the bundled demo export (scripts/demo-client.ts). */
+const DEMO_API_KEY = '0b9d2e7f-3a41-4c6b-8e5d-9f2a1c7b4e10';
