@@ -22,6 +22,7 @@ import { resolveLicensingModel } from '../core/models/index.ts';
 import type { RuntimeState } from '../core/runtime.ts';
 import { validate } from '../core/validate.ts';
 import type { AssetStore, ImportRecord } from '../store/asset-store.ts';
+import { decodeCheckpointPayload } from '../card/checkpoint.ts';
 import { newestTimeSeen } from './trusted-clock.ts';
 
 export interface DatabaseFile {
@@ -272,8 +273,8 @@ export interface StatusSnapshot {
   schemaVersion: number;
   createdAt: string;
   lastImport?: ImportRecord;
-  /** "without card", or the serial of the card the database is bound to. */
-  card: { withoutCard: boolean; serial?: string };
+  /** "without card", or the serial of the card the database is bound to, and its newest checkpoint. */
+  card: { withoutCard: boolean; serial?: string; checkpoint?: CardCheckpointStatus };
   journal: JournalStatus;
   /**
    * System clock minus the newest time the database has seen (its newest journal entry, its last
@@ -284,6 +285,20 @@ export interface StatusSnapshot {
   clockDriftMs?: number;
   definitions: DefinitionSummary;
   runtime: RuntimeSummary;
+}
+
+/** What `--action=status` and the status page show of the newest card checkpoint (docs/smart-card.md). */
+export interface CardCheckpointStatus {
+  /** Checkpoint sequence number. */
+  seq: number;
+  /** The journal entry it seals. */
+  journalSeq: number;
+  /** The card's signature counter after signing it. */
+  cardCounter: number;
+  /** The clock high-water mark it carries (about when it was sealed). */
+  clockHighWaterMs: number;
+  /** Attempts after it whose signature was not stored (a crash or a card gone while signing). */
+  pendingAttempts: number;
 }
 
 export interface StatusReader {
@@ -321,7 +336,7 @@ export function createStatusReader(store: AssetStore, scan: ScanOptions = SCAN_A
         schemaVersion: meta.schemaVersion,
         createdAt: meta.createdAt,
         ...(meta.lastImport ? { lastImport: meta.lastImport } : {}),
-        card: { withoutCard: meta.withoutCard === true, ...(meta.cardSerial ? { serial: meta.cardSerial } : {}) },
+        card: cardStatus(meta.withoutCard === true, meta.cardSerial, store.cardCheckpoint()),
         journal,
         ...(newestSeenMs > 0 ? { clockDriftMs: nowMs - newestSeenMs } : {}),
         definitions: defs,
@@ -331,11 +346,36 @@ export function createStatusReader(store: AssetStore, scan: ScanOptions = SCAN_A
   };
 }
 
+function cardStatus(withoutCard: boolean, serial: string | undefined, stored: ReturnType<AssetStore['cardCheckpoint']>): StatusSnapshot['card'] {
+  let checkpoint: CardCheckpointStatus | undefined;
+  if (stored && !withoutCard) {
+    try {
+      const fields = decodeCheckpointPayload(stored.payload);
+      checkpoint = {
+        seq: fields.seq,
+        journalSeq: fields.journalSeq,
+        cardCounter: stored.cardCounter,
+        clockHighWaterMs: fields.clockHighWaterMs,
+        pendingAttempts: stored.pending?.length ?? 0,
+      };
+    } catch {
+      // A record that does not decode is for the agent's start to refuse (card/database.ts); status shows none.
+    }
+  }
+  return { withoutCard, ...(serial ? { serial } : {}), ...(checkpoint ? { checkpoint } : {}) };
+}
+
 export function cardModeText(card: StatusSnapshot['card']): string {
   if (card.withoutCard) return 'without card';
   // Every import records one or the other: neither means that none has completed yet.
   if (card.serial === undefined) return 'not set yet (the first import sets it)';
-  return `smart card ${card.serial}`;
+  const c = card.checkpoint;
+  if (c === undefined) return `smart card ${card.serial}, no checkpoint yet`;
+  const pending = c.pendingAttempts > 0 ? `, ${c.pendingAttempts} attempt(s) after it not stored` : '';
+  return (
+    `smart card ${card.serial}, newest checkpoint ${c.seq} (journal entry ${c.journalSeq}, card signature counter ${c.cardCounter}, ` +
+    `clock ${new Date(c.clockHighWaterMs).toISOString()}${pending})`
+  );
 }
 
 export interface SessionStatus {

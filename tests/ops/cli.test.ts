@@ -13,6 +13,7 @@ import { EXIT } from '../../src/cli/exit-codes.ts';
 import { runCli } from '../../src/cli/run.ts';
 import { hashCredential } from '../../src/platform/credentials.ts';
 import { openAssetStore, SCHEMA_VERSION } from '../../src/store/asset-store.ts';
+import { encodeCheckpointPayload } from '../../src/card/checkpoint.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
 import { verifyResponse } from '../../src/wire/xmldsig.ts';
 import { connectRaw, tempDir } from '../helpers.ts';
@@ -87,6 +88,35 @@ describe('status action', () => {
     expect(io.out).toMatch(/^journal: +0 entries$/m);
     expect(io.out).toMatch(/^card mode: +without card$/m);
     expect(io.out).toMatch(/^permissions: +WARNING readable by others: .*data\.mdb \(0644\)/m);
+  });
+});
+
+describe('status of a card-bound database', () => {
+  test('card mode names the card and its newest checkpoint (sequence, journal entry, counter, clock, attempts not stored)', async () => {
+    const { store, cwd } = seedStore(demoEntities());
+    store.importTransaction((tx) => tx.setMeta({ ...tx.meta(), withoutCard: false, cardSerial: 'D276000124010304000500001234' }));
+    const fields = {
+      databaseId: store.meta().databaseId,
+      seq: 7,
+      journalSeq: 42,
+      journalHash: '0'.repeat(64),
+      clockHighWaterMs: Date.parse('2026-11-15T12:00:00.000Z'),
+      cardManufacturer: '0005',
+      cardSerial: '00001234',
+      cardCounter: 311,
+    };
+    await store.saveCardCheckpoint({
+      payload: encodeCheckpointPayload(fields),
+      signature: 'c2ln',
+      cardCounter: 311,
+      pending: [{ payload: encodeCheckpointPayload({ ...fields, seq: 8, cardCounter: 312 }), cardCounter: 312 }],
+    });
+    await store.close();
+    const io = captureIo();
+    expect(await runCli(['--action=status'], io, { cwd })).toBe(EXIT.ok);
+    expect(io.out).toMatch(
+      /^card mode: +smart card D276000124010304000500001234, newest checkpoint 7 \(journal entry 42, card signature counter 311, clock 2026-11-15T12:00:00.000Z, 1 attempt\(s\) after it not stored\)$/m,
+    );
   });
 });
 
