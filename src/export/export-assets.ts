@@ -258,7 +258,9 @@ async function* generate(
   for (const template of templates.values()) yield keep(template);
   progress('product');
 
-  // Phase 3: each licensee with its licenses.
+  // Phase 3: each licensee with its licenses; licenseesDone now counts the licensees whose licenses
+  // are fetched (with a filtering server, one request each: the phase that takes long).
+  licenseesDone = 0;
   progress('licenses');
   let allLicenses: Entity[] | undefined;
   for (const licensee of licensees) {
@@ -286,8 +288,9 @@ async function* generate(
       }
       yield keep(license);
     }
+    licenseesDone++;
+    progress('licenses');
   }
-  progress('licenses');
 
   // Phase 4: API keys that may validate the exported licensees (scoped to one of them, or vendor-wide).
   progress('tokens');

@@ -203,6 +203,8 @@ describe('full export', () => {
     const { progress, entities } = await run({ licensees: ['L-QUOTA', 'L-RENTAL'] });
     expect(progress[0]).toEqual({ phase: 'licensees', licenseesDone: 0, licenseesTotal: 2, entities: 0 });
     expect(progress.some((p) => p.phase === 'licensees' && p.licenseesDone === 2)).toBe(true);
+    // The licenses phase counts again, licensee by licensee (a server that filters: one request each).
+    expect(progress.filter((p) => p.phase === 'licenses').map((p) => p.licenseesDone)).toEqual([0, 1, 2]);
     expect(progress.at(-1)).toEqual({ phase: 'done', licenseesDone: 2, licenseesTotal: 2, entities: entities.length });
     const counts = progress.map((p) => p.entities);
     expect(counts).toEqual([...counts].sort((a, b) => a - b));

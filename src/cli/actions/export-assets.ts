@@ -59,12 +59,19 @@ function outputDirectoryFrom(cwd: string, output: string): { directory: string; 
   return { directory, existing };
 }
 
-/** Draws "licensees 3/9, entities 41" in place on a terminal; silent otherwise. */
-function progressPrinter(io: CliIo): { update(progress: ExportProgress): void; finish(): void } {
+/** Draws "licensees 3/9, entities 41" in place on a terminal, at most every 100 ms within a phase; silent otherwise. */
+function progressPrinter(io: CliIo, nowMs: () => number): { update(progress: ExportProgress): void; finish(): void } {
   let drawn = false;
+  let lastMs = Number.NEGATIVE_INFINITY;
+  let lastPhase = '';
   return {
     update(progress) {
       if (!io.isTTY) return;
+      // A licenses phase reports once per licensee: thousands of lines a second without this.
+      const now = nowMs();
+      if (progress.phase === lastPhase && now - lastMs < 100) return;
+      lastMs = now;
+      lastPhase = progress.phase;
       const phase = progress.phase === 'done' ? 'fetched' : `fetching ${progress.phase}`;
       io.stderr(
         `\r\u001b[Kexport: ${phase} — licensees ${progress.licenseesDone}/${progress.licenseesTotal}, entities ${progress.entities}`,
@@ -133,7 +140,7 @@ export const exportAssetsAction: ActionDef = {
       signal,
       onRequest: ({ url, attempt }) => log.debug(`GET ${url}${attempt > 1 ? ` (attempt ${attempt})` : ''}`),
     });
-    const progress = progressPrinter(io);
+    const progress = progressPrinter(io, () => clock.nowMs());
     const { entities, report } = exportAssets(client, {
       licensees: requested,
       force: options.force,
