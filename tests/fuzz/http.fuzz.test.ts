@@ -8,8 +8,10 @@ import { parseValidateParameters } from '../../src/core/params.ts';
 import { ManualClock } from '../../src/platform/clock.ts';
 import { silentLogger } from '../../src/platform/log.ts';
 import { createApp } from '../../src/server/app.ts';
+import { serveApp } from '../../src/server/serve.ts';
 import { MalformedRequestError, parseForm } from '../../src/server/form.ts';
 import type { AssetStore } from '../../src/store/asset-store.ts';
+import { connectRaw } from '../helpers.ts';
 import { apiKeyAuth, demoEntities, seedStore, vendorAuth } from '../support/seed-store.ts';
 
 const seed = Number(process.env['AGENT_SEED'] ?? Date.now() % 2 ** 31);
@@ -77,3 +79,51 @@ test('the app answers random requests without a 5xx (and without hanging)', asyn
     { seed, numRuns: 1500 },
   );
 });
+
+test('the server itself (Bun.serve, path normalising, the URL limit) answers raw request lines without a 5xx', async () => {
+  // app.request above never reaches src/server/serve.ts: its `//` collapsing, the absolute-URL
+  // rewrite and the 414 check. Raw requests over a socket do.
+  const server = serveApp(app, { port: 0, hostname: '127.0.0.1' });
+  const pathPart = fc.constantFrom('/', '//', '///', 'rest', 'core', 'v2', 'licensee', 'L-1', 'L%202%2F%C3%A4', 'validate', 'product', '%zz', '%2F', '..', '.', '*', '?', '#', 'x'.repeat(9000), 'ä');
+  const target = fc.oneof(
+    fc.array(pathPart, { maxLength: 8 }).map((parts) => `/${parts.join('/')}`),
+    fc.constantFrom('*', 'http://agent/rest/licensee/L-1/validate', 'http://other:9/core/v2/rest//licensee//L-1//validate', 'rest/licensee/L-1/validate', ''),
+  );
+  const host = fc.constantFrom(undefined, '', 'agent', 'agent:8080', '[::1]:8080', 'bad host', 'a'.repeat(300));
+  const statuses = new Map<string, number>();
+  try {
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom('GET', 'POST', 'OPTIONS', 'HEAD'), target, host, fc.constantFrom('HTTP/1.1', 'HTTP/1.0'), async (method, path, hostHeader, version) => {
+        const body = method === 'POST' ? 'productModuleNumber0=M-PPU&dryRun=true' : '';
+        const head =
+          `${method} ${path} ${version}\r\n` +
+          (hostHeader === undefined ? '' : `Host: ${hostHeader}\r\n`) +
+          `Authorization: ${apiKeyAuth()}\r\nConnection: close\r\n` +
+          (body ? `Content-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\n` : '') +
+          '\r\n';
+        const connection = await connectRaw(server.port);
+        connection.socket.write(head + body);
+        // The server answers and closes (Connection: close), or refuses the request line and closes.
+        await Promise.race([connection.whenClosed, Bun.sleep(5_000)]);
+        connection.socket.end();
+        const statusLine = /^HTTP\/1\.[01] (\d{3})/.exec(connection.received());
+        const status = statusLine?.[1] ?? 'closed unanswered';
+        statuses.set(status, (statuses.get(status) ?? 0) + 1);
+        if (statusLine) expect(`${method} ${path.slice(0, 80)} -> ${status}`).toMatch(/ -> [1-4]\d\d$/);
+      }),
+      { seed, numRuns: 300 },
+    );
+    // Most requests are answered (a request line Bun cannot parse is closed unanswered: 400 at most).
+    const answered = [...statuses].filter(([status]) => status !== 'closed unanswered').reduce((sum, [, n]) => sum + n, 0);
+    expect(answered, JSON.stringify([...statuses])).toBeGreaterThan(150);
+    // And it still serves.
+    const res = await fetch(`http://127.0.0.1:${server.port}/rest/licensee/L-1/validate`, {
+      method: 'POST',
+      headers: { authorization: apiKeyAuth(), 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'productModuleNumber0=M-QUOTA',
+    });
+    expect(res.status).toBe(200);
+  } finally {
+    await server.stop();
+  }
+}, 120_000);
