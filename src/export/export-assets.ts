@@ -243,17 +243,22 @@ async function* generate(
 
   const moduleNumbers = new Set(modules.map((module) => module.number));
   const templates = new Map<string, Entity>();
+  const takeTemplate = (template: Entity) => {
+    const owner = see(template).props['productModuleNumber'];
+    if (owner !== undefined && moduleNumbers.has(owner) && !templates.has(template.number)) templates.set(template.number, template);
+    return owner;
+  };
   for (const module of modules) {
-    let filterIgnored = false;
+    let filterNotApplied = false;
     for await (const template of source.list('licensetemplate', { productModuleNumber: module.number })) {
-      const owner = see(template).props['productModuleNumber'];
-      if (owner !== module.number) filterIgnored = true;
-      if (owner !== undefined && moduleNumbers.has(owner) && !templates.has(template.number)) {
-        templates.set(template.number, template);
-      }
+      if (takeTemplate(template) !== module.number) filterNotApplied = true;
     }
-    // A server that ignores the filter has just sent every template: no need to ask per module.
-    if (filterIgnored) break;
+    if (filterNotApplied) {
+      // The server ignored the filter (or applied a looser one: by prefix, say): one unfiltered list
+      // has every template, where trusting this answer for the other modules could miss some.
+      for await (const template of source.list('licensetemplate')) takeTemplate(template);
+      break;
+    }
   }
   for (const template of templates.values()) yield keep(template);
   progress('product');
@@ -270,12 +275,17 @@ async function* generate(
       candidates = allLicenses;
     } else {
       candidates = [];
-      let filterIgnored = false;
+      let filterNotApplied = false;
       for await (const license of source.list('license', { licenseeNumber: licensee.number })) {
-        if (see(license).props['licenseeNumber'] !== licensee.number) filterIgnored = true;
+        if (see(license).props['licenseeNumber'] !== licensee.number) filterNotApplied = true;
         candidates.push(license);
       }
-      if (filterIgnored) allLicenses = candidates;
+      if (filterNotApplied) {
+        // As for templates: an unfiltered list once, for this licensee and every later one.
+        allLicenses = [];
+        for await (const license of source.list('license')) allLicenses.push(see(license));
+        candidates = allLicenses;
+      }
     }
     for (const license of candidates) {
       if (license.props['licenseeNumber'] !== licensee.number) continue;
