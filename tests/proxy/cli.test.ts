@@ -3,6 +3,7 @@
 // proxies to the upstream and stops cleanly on SIGINT. Method: runCli
 // in-process with captured output and an AbortSignal; a stand-in upstream.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { RedisClient } from 'bun';
 import type { CliIo } from '../../src/cli/actions.ts';
 import { EXIT } from '../../src/cli/exit-codes.ts';
 import { runCli } from '../../src/cli/run.ts';
@@ -87,4 +88,58 @@ describe('run-agent serving', () => {
     controller.abort();
     expect(await running).toBe(EXIT.ok);
   });
+});
+
+describe('run-agent with Redis through its options', () => {
+  test('--cache.host/port/password/database/key-prefix reach a running Redis; a wrong password stops the start (exit 8)', async () => {
+    const probe = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: () => new Response() });
+    const redisPort = probe.port!;
+    await probe.stop(true);
+    const password = 'p@ss/w:rd';
+    const redis = Bun.spawn(['redis-server', '--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--requirepass', password], {
+      stdout: 'ignore',
+      stderr: 'inherit',
+    });
+    const client = new RedisClient(`redis://:${encodeURIComponent(password)}@127.0.0.1:${redisPort}/3`, { connectionTimeout: 200, autoReconnect: false });
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await client.connect();
+          break;
+        } catch (error) {
+          if (attempt >= 50) throw new Error(`redis-server did not start: ${(error as Error).message}`);
+          await Bun.sleep(100);
+        }
+      }
+      const redisArgs = ['--cache.type=redis', '--cache.host=127.0.0.1', `--cache.port=${redisPort}`, '--cache.database=3', '--cache.key-prefix=site-7:'];
+      const wrong = captureIo();
+      expect(await runCli([...base(), ...creds, ...redisArgs, '--cache.password=wrong'], wrong, { cwd: tempDir(), log: silentLogger() })).toBe(EXIT.server);
+      expect(wrong.err).toContain('check --cache.password');
+
+      const controller = new AbortController();
+      const io = captureIo();
+      const running = runCli([...base(), ...creds, ...redisArgs, `--cache.password=${password}`], io, { cwd: tempDir(), log: silentLogger(), signal: controller.signal });
+      for (let i = 0; i < 100 && !/listening on 127\.0\.0\.1:(\d+)/.test(io.out); i++) await Bun.sleep(20);
+      const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(io.out)?.[1]);
+      expect(port, io.err).toBeGreaterThan(0);
+      const res = await fetch(`http://127.0.0.1:${port}/rest/licensee/L-1/validate`, form('productModuleNumber0=M-SUB', { authorization: apiKeyAuth(), accept: 'application/json' }));
+      expect(res.status).toBe(200);
+      // The forwarded answer is cached in the background: in database 3, under the prefix.
+      let keys: string[] = [];
+      for (let i = 0; i < 100 && keys.length === 0; i++) {
+        keys = (await client.send('KEYS', ['*'])) as string[];
+        if (keys.length === 0) await Bun.sleep(20);
+      }
+      expect(keys.length).toBeGreaterThan(0);
+      for (const key of keys) expect(key.startsWith('site-7:')).toBe(true);
+      await client.send('SELECT', ['0']);
+      expect((await client.send('KEYS', ['*'])) as string[]).toEqual([]);
+      controller.abort();
+      expect(await running).toBe(EXIT.ok);
+    } finally {
+      client.close();
+      redis.kill();
+      await redis.exited;
+    }
+  }, 60_000);
 });
