@@ -128,8 +128,8 @@ async function* generate(
 
   let fetched = 0;
   let licenseesDone = 0;
-  const progress = (phase: ExportPhase) =>
-    options.onProgress?.({ phase, licenseesDone, licenseesTotal: requested.length, entities: fetched });
+  let licenseesTotal = requested.length;
+  const progress = (phase: ExportPhase) => options.onProgress?.({ phase, licenseesDone, licenseesTotal, entities: fetched });
 
   const characterProblem = (entity: Entity): ExportProblem | undefined =>
     FORBIDDEN_NUMBER_CHARACTERS.test(entity.number)
@@ -266,6 +266,8 @@ async function* generate(
   // Phase 3: each licensee with its licenses; licenseesDone now counts the licensees whose licenses
   // are fetched (with a filtering server, one request each: the phase that takes long).
   licenseesDone = 0;
+  // Out of those exported (with --force, skipped ones are not fetched).
+  licenseesTotal = licensees.length;
   progress('licenses');
   let allLicenses: Entity[] | undefined;
   for (const licensee of licensees) {

@@ -37,7 +37,7 @@ import { NetLicensingRestClient, type Credentials } from '../export/netlicensing
 import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/log.ts';
 import { API_PREFIXES, createApp, type AppDeps } from '../server/app.ts';
-import { createAuthenticator, mayValidate, REALM } from '../server/auth.ts';
+import { createAuthenticator, mayValidate, REALM, storeCredentialSource } from '../server/auth.ts';
 import { parseForm, queryOf } from '../server/form.ts';
 import { HTTP_LIMITS } from '../server/limits.ts';
 import { CONTENT_TYPE, envelopeResponse, negotiateFormat, type WireFormat } from '../server/negotiate.ts';
@@ -245,10 +245,7 @@ export function createProxy(options: ProxyOptions): AgentProxy {
     allowAnonymous: true,
     ...(options.signXml ? { signXml: options.signXml } : {}),
   });
-  const storeAuth = createAuthenticator(
-    { token: (number) => store.getEntity('Token', number), vendorCredentials: () => store.meta().vendorCredentials },
-    { allowAnonymous: options.allowAnonymous },
-  );
+  const storeAuth = createAuthenticator(storeCredentialSource(store), { allowAnonymous: options.allowAnonymous });
 
   let lastLocalLogMs = Number.NEGATIVE_INFINITY;
   let unloggedLocal = 0;

@@ -158,7 +158,10 @@ export class Replayer {
         const permit = breaker.acquire();
         if (permit === 'reject') {
           result.stopped = 'breaker-open';
-          this.retryLater(breaker.retryInMs());
+          // Half-open with another request out as the probe, retryInMs() is 0: without the fallback
+          // this retried every millisecond until the probe ended (if it succeeds, the forwarded answer
+          // starts the replay at once anyway).
+          this.retryLater(breaker.retryInMs() || REPLAY_RETRY_MS);
           break;
         }
         const outcome = await this.send(entry);

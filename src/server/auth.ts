@@ -26,6 +26,14 @@ export interface CredentialSource {
   vendorCredentials(): CredentialHash | undefined;
 }
 
+/** Credentials as a database holds them: its API-key tokens and the vendor's credential hash. */
+export function storeCredentialSource(store: {
+  getEntity(kind: 'Token', number: string): Entity | undefined;
+  meta(): { vendorCredentials?: CredentialHash };
+}): CredentialSource {
+  return { token: (number) => store.getEntity('Token', number), vendorCredentials: () => store.meta().vendorCredentials };
+}
+
 export const REALM = 'NetLicensing Agent';
 /** Roles allowed to read entities (netlicensing-api.md §1.3); ROLE_APIKEY_LICENSEE may only validate. */
 const READ_ROLES = new Set([

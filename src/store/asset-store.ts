@@ -29,7 +29,7 @@
  * replaces definitions cannot lose runtime state.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { ENTITY_KINDS, type Entity, type EntityKind } from '../core/entities.ts';
 import { applyEvents, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
@@ -222,6 +222,25 @@ export function claimImport(databasePath: string, describe: string): HeldLock {
   } catch (error) {
     if (!(error instanceof LockHeldError)) throw error;
     throw new StagedImportError('busy', `another import into ${databasePath} is running${error.holder ? ` (${error.holder})` : ''}; wait for it to finish`);
+  }
+}
+
+/**
+ * Undoes a first import that failed, while its import lock is still held: the database files
+ * first, then the lock file, then the directory when the import made it (and only if empty: a
+ * directory the operator made may be a mount point or a link). In that order, an import that starts
+ * meanwhile is refused while the files are there, and afterwards finds no database and begins anew
+ * (removing the directory with everything in it, lock file first, let one in that then saw the
+ * half-made database and imported into files about to be deleted).
+ */
+export function removeFailedFirstImport(databasePath: string, options: { removeDirectory: boolean }): void {
+  for (const name of ['data.mdb', 'lock.mdb', WAL_FILE, RUNTIME_WRITER_LOCK]) rmSync(join(databasePath, name), { force: true });
+  rmSync(join(databasePath, IMPORT_LOCK_FILE), { force: true });
+  if (!options.removeDirectory) return;
+  try {
+    rmdirSync(databasePath);
+  } catch {
+    // Not empty (another import has begun in it), or gone: left as it is.
   }
 }
 

@@ -8,7 +8,7 @@
 // import with the reader thread, which must fail with the same message; the
 // store checksum is compared afterwards.
 import { beforeAll, describe, expect, test } from 'bun:test';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXIT } from '../../src/cli/exit-codes.ts';
 import { TransferInputError } from '../../src/importer/errors.ts';
@@ -430,6 +430,12 @@ describe('bad input is refused with file:line:column and the database unchanged'
     const bad = await cli(['--action=import-assets', '--input=in'], fresh);
     expect(bad.code).toBe(EXIT.input);
     expect(existsSync(join(fresh, 'database'))).toBe(false);
+    // A database directory the operator made (a mount point, say) stays, with what else is in it;
+    // only the database files and the import lock go.
+    mkdirSync(join(fresh, 'database'));
+    writeFileSync(join(fresh, 'database', 'operator-note.txt'), 'mounted from /srv');
+    expect((await cli(['--action=import-assets', '--input=in'], fresh)).code).toBe(EXIT.input);
+    expect(readdirSync(join(fresh, 'database'))).toEqual(['operator-note.txt']);
   });
 
   test('--force does not override bad input', async () => {

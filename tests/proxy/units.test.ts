@@ -9,6 +9,10 @@ import { CircuitBreaker, type BreakerState } from '../../src/proxy/circuit-break
 import { answerCacheKey, answerTtlMs, changesCounters, conflictBetween, decisionOfEnvelope, decisionOfJsonAnswer } from '../../src/proxy/decision.ts';
 import { upstreamUrl } from '../../src/proxy/upstream.ts';
 import { redisUrl } from '../../src/proxy/redis-cache.ts';
+import { Replayer, REPLAY_RETRY_MS } from '../../src/proxy/replay.ts';
+import type { ProxyStats } from '../../src/proxy/stats.ts';
+import { silentLogger } from '../../src/platform/log.ts';
+import type { AssetStore } from '../../src/store/asset-store.ts';
 
 describe('circuit breaker', () => {
   const make = (failureThreshold = 3) => {
@@ -68,6 +72,44 @@ describe('circuit breaker', () => {
 
   test('rejects a threshold below 1', () => {
     expect(() => new CircuitBreaker({ failureThreshold: 0, coolDownMs: 1, clock: new ManualClock(0) })).toThrow('failureThreshold');
+  });
+});
+
+describe('replay retries', () => {
+  test('while another request is out as the probe (half-open), the replay waits its retry interval, not a millisecond', async () => {
+    const clock = new ManualClock(0);
+    const breaker = new CircuitBreaker({ failureThreshold: 1, coolDownMs: 10_000, clock });
+    const delays: number[] = [];
+    const due: (() => void)[] = [];
+    const store = {
+      replayBacklog: () => [{ seq: 1, licenseeNumber: 'L1', form: '', atMs: 0, decision: {} }],
+      replayCursor: () => 0,
+      settled: () => Promise.resolve(),
+    } as unknown as AssetStore;
+    const stats = { replayPending: 0, replayStalls: 0, replayed: 0, replayConflicts: 0 } as unknown as ProxyStats;
+    const replayer = new Replayer({
+      store,
+      breaker,
+      stats,
+      log: silentLogger(),
+      clock,
+      upstream: { baseUrl: 'http://upstream.invalid', authorization: '', timeoutMs: 1 },
+      schedule: (ms, retry) => {
+        delays.push(ms);
+        due.push(retry);
+        return () => undefined;
+      },
+    });
+    breaker.acquire();
+    breaker.failure(); // the outage opens the breaker
+    replayer.noteRecorded('L1', 1);
+    expect(delays).toEqual([10_000]); // a retry at the end of the cool-down
+    clock.advance(10_000);
+    expect(breaker.acquire()).not.toBe('reject'); // a client request takes the probe first
+    due.shift()!();
+    for (let i = 0; i < 50 && delays.length < 2; i++) await Bun.sleep(1);
+    expect(delays).toEqual([10_000, REPLAY_RETRY_MS]);
+    await replayer.close();
   });
 });
 

@@ -14,7 +14,7 @@
  * stdout gets the summary (for scripts); progress goes to stderr, and only
  * when stderr is a terminal.
  */
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ENTITY_KINDS } from '../../core/entities.ts';
 import { bindDatabase, verifyDatabase } from '../../card/database.ts';
@@ -32,7 +32,7 @@ import {
   type ImportSummary,
   type KindCounts,
 } from '../../importer/import-transfer.ts';
-import { claimImport, openAssetStore, StagedImportError } from '../../store/asset-store.ts';
+import { claimImport, openAssetStore, removeFailedFirstImport, StagedImportError } from '../../store/asset-store.ts';
 import { runtimeJournalLogging } from './runtime-writer-claim.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { ActionContext, ActionDef, CliIo } from '../actions.ts';
@@ -119,6 +119,7 @@ export const importAssetsAction: ActionDef = {
     let card: Card | undefined;
     let reader: ReadThread | undefined;
     let importLock: { release(): void } | undefined;
+    let directoryMade = false;
     try {
       // Files and headers are checked before the database is created.
       const plan = planImport(importOptions);
@@ -132,11 +133,12 @@ export const importAssetsAction: ActionDef = {
       // The PIN is asked for before anything is created (and before libpcsclite is loaded).
       let pin = bindTo === undefined ? undefined : withCardContext(() => cardPin(options, io, log, exportContext), exportContext, withoutCardHint);
       // Held until the end: whatever this import creates, no other import has used (claimImport).
+      directoryMade = !existsSync(databasePath);
       importLock = claimImport(databasePath, `import-assets, pid ${process.pid}, since ${new Date(startMs).toISOString()}`);
       // Decided under the lock: a database another import created before it is not this one's to remove.
-      const databaseExisted = existsSync(join(databasePath, 'data.mdb'));
+      // Set before the open, which may fail after creating files.
+      created = !existsSync(join(databasePath, 'data.mdb'));
       const store = openAssetStore(databasePath, { create: true, nowMs: startMs, ...runtimeJournalLogging(log) });
-      created = !databaseExisted;
       let summary: ImportSummary;
       let boundSerial: string | undefined;
       try {
@@ -195,8 +197,9 @@ export const importAssetsAction: ActionDef = {
     } catch (error) {
       // Not handed to the import (it failed before): the reader thread ends with it.
       reader?.stop();
-      // A first import that fails leaves no half-made database behind.
-      if (created) rmSync(databasePath, { recursive: true, force: true });
+      // A first import that fails leaves no half-made database behind (under its lock, in an order
+      // that is safe for an import starting meanwhile: removeFailedFirstImport).
+      if (created) removeFailedFirstImport(databasePath, { removeDirectory: directoryMade });
       if (error instanceof TransferInputError) throw new CliError(error.message, EXIT.input, { cause: error });
       if (error instanceof ImportConflictError) throw new CliError(error.message, EXIT.conflict, { cause: error });
       if (error instanceof ImportCardError) throw new CliError(error.message, EXIT.card, { cause: error });

@@ -3,13 +3,11 @@
  * request observer), readiness checks, the seats sampler and the admin
  * listener. run-agent-offline creates this once and stops it on shutdown.
  */
-import type { Entity } from '../../core/entities.ts';
 import type { Clock } from '../../platform/clock.ts';
-import type { CredentialHash } from '../../platform/credentials.ts';
 import type { Logger } from '../../platform/log.ts';
 import { createStatusReader, inspectDatabaseFiles, SCAN_IN_PAGES, type StatusReader } from '../../service/status.ts';
 import type { AssetStore } from '../../store/asset-store.ts';
-import { createAuthenticator, mayRead } from '../auth.ts';
+import { createAuthenticator, mayRead, storeCredentialSource } from '../auth.ts';
 import { serveApp, type RunningServer } from '../serve.ts';
 import { certificateNotAfterMs, type TlsConfig } from '../tls.ts';
 import { createAdminApp } from './admin-app.ts';
@@ -55,13 +53,10 @@ export interface Ops {
 export function adminCredentials(
   host: string,
   tlsClientAuth: string | undefined,
-  store: { getEntity(kind: 'Token', number: string): Entity | undefined; meta(): { vendorCredentials?: CredentialHash } },
+  store: Parameters<typeof storeCredentialSource>[0],
 ): ((authorization: string | null) => boolean) | undefined {
   if (isLoopback(host) || tlsClientAuth === 'require') return undefined;
-  const authenticator = createAuthenticator(
-    { token: (number) => store.getEntity('Token', number), vendorCredentials: () => store.meta().vendorCredentials },
-    { allowAnonymous: false },
-  );
+  const authenticator = createAuthenticator(storeCredentialSource(store), { allowAnonymous: false });
   return (authorization) => {
     const result = authenticator.authenticate(authorization);
     return result.ok && mayRead(result.principal);
