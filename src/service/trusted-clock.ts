@@ -8,9 +8,13 @@
  * Why: setting the system clock back must not restart expired trials, lengthen
  * subscriptions or keep floating sessions alive. A clock set back is detected
  * (beyond `toleranceMs`, to ignore NTP slew) and reported once per episode;
- * the agent keeps serving with the high-water mark as "now". The price: after
- * an accidental jump far into the future, time stands still at that mark until
- * the real clock catches up (documented in README, "Clock").
+ * the agent keeps serving from the high-water mark, which goes on with the
+ * time that passes as the monotonic clock measures it (Clock.monotonicMs): a
+ * clock kept behind does not stop time (it did before: licensing time stood at
+ * the mark for as long as the clock stayed behind, and a trial never ended).
+ * The price: after an accidental jump far into the future, licensing time
+ * stays that far ahead until the real clock catches up (documented in README,
+ * "Clock").
  */
 import type { Clock } from '../platform/clock.ts';
 
@@ -32,16 +36,27 @@ export function createTrustedClock(
   options: { toleranceMs?: number; onRollback?: (event: ClockRollback) => void } = {},
 ): TrustedClock {
   const toleranceMs = options.toleranceMs ?? 5_000;
+  const monotonic = () => system.monotonicMs?.() ?? 0;
   let highWater = initialHighWaterMs;
+  /** The monotonic clock when highWater was last moved. */
+  let highWaterAtMono = monotonic();
   let inRollback = false;
   return {
     nowMs() {
       const systemMs = system.nowMs();
-      if (systemMs >= highWater) {
+      const mono = monotonic();
+      // The mark, moved on by the whole milliseconds that have passed since (times stay integers, as
+      // the card's checkpoints require; the fraction is carried to the next call). Never back.
+      const elapsed = Math.max(0, Math.floor(mono - highWaterAtMono));
+      const carried = highWater + elapsed;
+      highWaterAtMono += elapsed;
+      if (systemMs >= carried) {
         highWater = systemMs;
+        highWaterAtMono = mono;
         inRollback = false;
         return systemMs;
       }
+      highWater = carried;
       if (highWater - systemMs > toleranceMs && !inRollback) {
         inRollback = true;
         options.onRollback?.({ systemMs, highWaterMs: highWater });

@@ -37,6 +37,36 @@ describe('trusted clock (injected)', () => {
     expect(rollbacks).toEqual([DAY]);
   });
 
+  test('a clock kept behind does not stop time: from the mark, time goes on as the monotonic clock measures it', () => {
+    const system = new ManualClock(1_000_000);
+    const clock = createTrustedClock(system, 0);
+    expect(clock.nowMs()).toBe(1_000_000);
+    system.set(1_000_000 - DAY); // set back a day, and kept there while 30 days pass
+    for (let day = 1; day <= 30; day++) {
+      system.set(1_000_000 - DAY);
+      system.advance(DAY); // a day passes (the monotonic clock moves) ...
+      system.set(1_000_000 - DAY); // ... and the wall clock is set back again
+      expect(clock.nowMs()).toBe(1_000_000 + day * DAY);
+    }
+    // The clock set right (it is now 30 days later): it is ahead of nothing, and wins again.
+    system.set(1_000_000 + 30 * DAY + 5);
+    expect(clock.nowMs()).toBe(1_000_000 + 30 * DAY + 5);
+  });
+
+  test('behind the mark, times stay whole milliseconds with a fractional monotonic clock (checkpoints need integers)', () => {
+    let mono = 0.4;
+    const system = { nowMs: () => 1_000, monotonicMs: () => mono };
+    const clock = createTrustedClock(system, 5_000);
+    const seen: number[] = [];
+    for (const step of [0.7, 0.7, 0.7, 1.6, 2.25]) {
+      mono += step;
+      seen.push(clock.nowMs());
+    }
+    for (const t of seen) expect(Number.isInteger(t)).toBe(true);
+    // 5.95 ms passed: 5 whole ones so far, the rest carried.
+    expect(seen).toEqual([5_000, 5_001, 5_002, 5_003, 5_005]);
+  });
+
   test('the clock mark: recorded when it moved, once more at the stop; a failed write is reported and tried again', async () => {
     const system = new ManualClock(1_000);
     const clock = createTrustedClock(system, 0);
@@ -125,6 +155,9 @@ async function fakeTimeSite(): Promise<{ cwd: string; offsetFile: string; start(
       FAKETIME_TIMESTAMP_FILE: offsetFile,
       FAKETIME_NO_CACHE: '1',
       FAKETIME_DONT_RESET: '1',
+      // A wall clock set to another time leaves CLOCK_MONOTONIC alone (the trusted clock measures
+      // time passing with it); libfaketime would move it by the same offset.
+      FAKETIME_DONT_FAKE_MONOTONIC: '1',
     });
   return { cwd, offsetFile, start };
 }

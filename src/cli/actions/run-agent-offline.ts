@@ -19,7 +19,7 @@ import { createApp } from '../../server/app.ts';
 import type { OpsMetrics } from '../../server/ops/metrics.ts';
 import { gauge, renderFamilies } from '../../server/ops/prometheus.ts';
 import { createSigner } from '../../server/signing.ts';
-import { createTrustedClock, recordClockMarks, trustedClockForStore, type ClockMarks, type ClockRollback } from '../../service/trusted-clock.ts';
+import { createTrustedClock, recordClockMarks, trustedClockForStore, type ClockMarks, type ClockRollback, type TrustedClock } from '../../service/trusted-clock.ts';
 import { loadSigningKeyFile, parseSigningAlgorithm } from '../../wire/xmldsig.ts';
 import { HTTP_LIMITS } from '../../server/limits.ts';
 import { serveApp } from '../../server/serve.ts';
@@ -151,6 +151,11 @@ export const runAgentOfflineAction: ActionDef = {
       // Checkpoint latencies measured before the ops metrics exist (the startup seal) are reported once they do.
       let metrics: OpsMetrics | undefined;
       const earlyCheckpointsMs: number[] = [];
+      // The card seals licensing time (its clock mark): the trusted clock once it exists (below), so
+      // that a clock kept behind does not seal the same mark over and over; the system clock for the
+      // startup seal before it, which the card checks against its newest mark.
+      let licensingClock: TrustedClock | undefined;
+      const sealingClock = { nowMs: () => (licensingClock ?? clock).nowMs() };
       if (binding) {
         const serial = binding.serial;
         try {
@@ -165,7 +170,7 @@ export const runAgentOfflineAction: ActionDef = {
               card,
               binding,
               db: store,
-              clock,
+              clock: sealingClock,
               mode: seal.mode,
               intervalMs: seal.intervalMs,
               onSealed: ({ durationMs }) => (metrics ? metrics.cardCheckpoint(durationMs) : earlyCheckpointsMs.push(durationMs)),
@@ -212,6 +217,7 @@ export const runAgentOfflineAction: ActionDef = {
       const trustedClock = cardSession
         ? createTrustedClock(clock, Math.max(storeClock.highWaterMs(), cardSession.clockHighWaterMs()), { onRollback })
         : storeClock;
+      licensingClock = trustedClock;
       // The newest time answered at outlives the process (also when nothing was written meanwhile).
       clockMarks = recordClockMarks(store, trustedClock, { onError: (error) => log.warn(`cannot record the clock's high-water mark: ${error.message}`) });
       const requestTimeoutMs = requestTimeoutMsFor(cardSession ? seal : undefined);
