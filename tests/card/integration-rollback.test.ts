@@ -16,6 +16,7 @@ import { decodeCheckpointPayload } from '../../src/card/checkpoint.ts';
 import { EXIT } from '../../src/cli/exit-codes.ts';
 import { ManualClock } from '../../src/platform/clock.ts';
 import { openAssetStore } from '../../src/store/asset-store.ts';
+import { openKvEnvironment } from '../../src/store/lmdb.ts';
 import { tempDir } from '../helpers.ts';
 import { createVirtualCardState, VirtualOpenPgpCard } from '../support/virtual-openpgp-card.ts';
 import { cli, eventually, startAgent, startAgentExpectingFailure, validate, writeExport, type RunOptions } from './agent-harness.ts';
@@ -132,6 +133,31 @@ describe('rollback', () => {
     expect((await validate(again, 0)).remaining).toBe(999_995);
     expect((await again.stop()).code).toBe(EXIT.ok);
     expect((await startAgentExpectingFailure(clone, FAST)).code).toBe(EXIT.card);
+  }, CARD_TEST_TIMEOUT_MS);
+
+  test('a runtime record edited while the agent was stopped (a booking undone): refused at start, before the card is asked', async () => {
+    const cwd = await importBound();
+    const agent = await startAgent(cwd, FAST);
+    expect((await validate(agent, 3)).remaining).toBe(999_997);
+    expect((await agent.stop()).code).toBe(EXIT.ok);
+    // The journal and the card's seal stay as they are; only the counters served are changed.
+    const env = openKvEnvironment(join(cwd, 'database'));
+    try {
+      const runtime = env.open<{ licenseeNumber: string; state: { usedQuantity: Record<string, number> } }>('runtime');
+      const [record] = [...runtime.getRange({})];
+      expect(record).toBeDefined();
+      const edited = { ...record!.value, state: { ...record!.value.state, usedQuantity: {} } };
+      env.commitSync(() => runtime.putSync(record!.key, edited));
+    } finally {
+      await env.close();
+    }
+    const counterBefore = card.state.signatureCounter;
+    const refused = await startAgentExpectingFailure(cwd, FAST);
+    expect(refused.code).toBe(EXIT.card);
+    expect(refused.stderr).toContain("the database's runtime state does not match its journal");
+    expect(refused.stderr).toContain('differs from the replayed journal');
+    // Nothing was sealed over the edit.
+    expect(card.state.signatureCounter).toBe(counterBefore);
   }, CARD_TEST_TIMEOUT_MS);
 
   test('the card used elsewhere while the agent runs (pulled, signed by another program, put back): the agent stops with exit 6', async () => {

@@ -19,6 +19,7 @@ import { createApp } from '../../server/app.ts';
 import type { OpsMetrics } from '../../server/ops/metrics.ts';
 import { gauge, renderFamilies } from '../../server/ops/prometheus.ts';
 import { createSigner } from '../../server/signing.ts';
+import { verifyDatabase } from '../../service/verify-database.ts';
 import { createTrustedClock, recordClockMarks, trustedClockForStore, type ClockMarks, type ClockRollback, type TrustedClock } from '../../service/trusted-clock.ts';
 import { loadSigningKeyFile, parseSigningAlgorithm } from '../../wire/xmldsig.ts';
 import { HTTP_LIMITS } from '../../server/limits.ts';
@@ -158,6 +159,20 @@ export const runAgentOfflineAction: ActionDef = {
       const sealingClock = { nowMs: () => (licensingClock ?? clock).nowMs() };
       if (binding) {
         const serial = binding.serial;
+        // The card seals the journal's head; the counters served are the runtime records. Before the
+        // card is asked, they must be what the journal replays to (verify-database's check), or an
+        // edit of a runtime record would be served, and sealed (the issue-5 review did it: a booking
+        // undone by editing one record, with the bound card in place, went unnoticed).
+        const startedCheckMs = clock.nowMs();
+        const journalCheck = verifyDatabase(store, 3);
+        if (!journalCheck.ok) {
+          throw new CliError(
+            `smart card ${serial}: the database's runtime state does not match its journal (${journalCheck.problems.join('; ')}): ` +
+              'it was changed outside the agent. Put back the newest copy of database/ that last ran with this card (--action=verify-database names what differs)',
+            EXIT.card,
+          );
+        }
+        log.debug(`runtime state matches the journal (${journalCheck.entries} entries, ${journalCheck.licensees} licensees) in ${clock.nowMs() - startedCheckMs} ms`);
         try {
           const { pin, warning } = readCardPin(
             { ...(options.cardPinFile === undefined ? {} : { pinFile: options.cardPinFile }), env: io.env },
