@@ -53,3 +53,25 @@ export function acquireExclusiveLock(path: string, describe: string): HeldLock {
     },
   };
 }
+
+/**
+ * Who holds the lock on `path`, without taking it for longer than the probe (and without writing
+ * the file): the text its holder wrote, or undefined when nobody holds it (or there is no file).
+ */
+export function lockHolder(path: string): string | undefined {
+  const libc = loadLibc();
+  if (!libc) return undefined;
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    if (libc.flock(fd, LOCK_EX | LOCK_NB) === 0) return undefined;
+    return readFileSync(path, 'utf8').trim();
+  } finally {
+    // Closing releases the probe's lock if it got one.
+    closeSync(fd);
+  }
+}

@@ -41,7 +41,7 @@ import { openKvEnvironment, type KvDatabase, type KvEnvironment, type OpenOption
 import { checkIntegrity, type IntegrityReport } from './integrity.ts';
 import { GENERATION_KEY, generationNames, keyPart, parentOf, relKey, relRange, type Generation } from './layout.ts';
 import { join } from 'node:path';
-import { acquireExclusiveLock, LockHeldError, type HeldLock } from '../platform/exclusive-lock.ts';
+import { acquireExclusiveLock, LockHeldError, lockHolder, type HeldLock } from '../platform/exclusive-lock.ts';
 import { processExists } from '../platform/process-exists.ts';
 import { entriesOfRecord, journalGroupRecord, journalRecordHead, type JournalEntry, type JournalRecord } from './journal-records.ts';
 import { applyJournalRecords, createRuntimeWriter, runtimeStateOf, WAL_RESUME_KEY, type JournalHead, type RuntimeRecord, type RuntimeWriter } from './runtime-writer.ts';
@@ -202,6 +202,11 @@ export class StagedImportError extends Error {
   ) {
     super(message);
   }
+}
+
+/** The serving agent holding the database (claimRuntimeWriter), as it described itself; undefined when none runs. */
+export function servingAgent(databasePath: string): string | undefined {
+  return lockHolder(join(databasePath, RUNTIME_WRITER_LOCK));
 }
 
 /** The lock file import-assets holds in the database directory for as long as it runs (claimImport). */

@@ -167,6 +167,26 @@ describe('running with the card (run-agent-offline)', () => {
     });
   }, CARD_TEST_TIMEOUT_MS);
 
+  test('a re-import while the agent serves the bound database: refused, naming the serving agent, not scdaemon', async () => {
+    const card = new VirtualOpenPgpCard(createVirtualCardState({ serial: SERIAL }));
+    const cwd = await boundDatabase(card);
+    await writeExport(cwd, 'nightly', SERIAL, 'export-nightly');
+    await withCards([card], async () => {
+      const agent = await startAgent(cwd);
+      try {
+        const refused = await cli(['--action=import-assets', '--input=nightly'], cwd);
+        expect(refused.code).toBe(EXIT.card);
+        expect(refused.stderr).toContain('the agent serving this database (pid ');
+        expect(refused.stderr).toContain('holds its smart card: stop it, import, and start it again');
+        expect(refused.stderr).not.toContain('scdaemon');
+      } finally {
+        expect((await agent.stop()).code).toBe(EXIT.ok);
+      }
+      // Stopped, the same import goes through.
+      expect((await cli(['--action=import-assets', '--input=nightly'], cwd)).code).toBe(EXIT.ok);
+    });
+  }, CARD_TEST_TIMEOUT_MS);
+
   test('another card than the bound one: refused, naming both serials', async () => {
     const card = new VirtualOpenPgpCard(createVirtualCardState({ serial: SERIAL }));
     const other = new VirtualOpenPgpCard(createVirtualCardState({ serial: OTHER }));

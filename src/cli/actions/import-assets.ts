@@ -32,7 +32,7 @@ import {
   type ImportSummary,
   type KindCounts,
 } from '../../importer/import-transfer.ts';
-import { claimImport, openAssetStore, removeFailedFirstImport, StagedImportError } from '../../store/asset-store.ts';
+import { claimImport, openAssetStore, removeFailedFirstImport, servingAgent, StagedImportError } from '../../store/asset-store.ts';
 import { runtimeJournalLogging } from './runtime-writer-claim.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { ActionContext, ActionDef, CliIo } from '../actions.ts';
@@ -156,7 +156,20 @@ export const importAssetsAction: ActionDef = {
           // A re-import (or, with --force, unbinding) must not accept a rolled-back database.
           const context = `this database is bound to smart card ${bound.serial}`;
           pin ??= await withCardContextAsync(async () => cardPin(options, io, log, context), context);
-          card = await withCardContextAsync(() => openBoundCard(bound, { pin: pin! }), context);
+          card = await withCardContextAsync(async () => {
+            try {
+              return await openBoundCard(bound, { pin: pin! });
+            } catch (error) {
+              // The agent serving this database holds its card for itself (not scdaemon, as the card layer guesses).
+              const serving = error instanceof CardError && error.code === 'card_in_use' ? servingAgent(databasePath) : undefined;
+              if (serving === undefined) throw error;
+              throw new CardError(
+                'card_in_use',
+                `the agent serving this database (${serving}) holds its smart card: stop it, import, and start it again`,
+                { cause: error },
+              );
+            }
+          }, context);
           const verdict = await withCardContextAsync(() => verifyDatabase(card!, store, bound, clock.nowMs()), context);
           log.info(verdict.message);
           if (bindTo !== undefined) cardOption = { binding: bound };
