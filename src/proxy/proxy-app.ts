@@ -37,7 +37,7 @@ import { NetLicensingRestClient, type Credentials } from '../export/netlicensing
 import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/log.ts';
 import { API_PREFIXES, createApp, type AppDeps } from '../server/app.ts';
-import { createAuthenticator, mayValidate, REALM, storeCredentialSource } from '../server/auth.ts';
+import { createAuthenticator, mayValidate, REALM, storeCredentialSource, validateDeniedMessage } from '../server/auth.ts';
 import { parseForm, queryOf } from '../server/form.ts';
 import { HTTP_LIMITS } from '../server/limits.ts';
 import { CONTENT_TYPE, envelopeResponse, negotiateFormat, type WireFormat } from '../server/negotiate.ts';
@@ -301,7 +301,7 @@ export function createProxy(options: ProxyOptions): AgentProxy {
       if (auth.ok && !mayValidate(auth.principal, request.validate.number)) {
         stats.localAnswers++;
         noteLocal('local state', request, reason);
-        return envelopeResponse(format, 403, 'AccessDeniedException', `This API key may not validate licensee '${request.validate.number}'`);
+        return envelopeResponse(format, 403, 'AccessDeniedException', validateDeniedMessage(request.validate.number));
       }
       let pairs: Array<[string, string]> | undefined;
       try {

@@ -18,7 +18,7 @@ import { licenseeNotFound, validateLicensee, type WriteSealing } from '../servic
 import type { AssetStore } from '../store/asset-store.ts';
 import { createDefinitionsCache } from '../store/definitions-cache.ts';
 import { damagedDatabaseAdvice, isDatabaseDamage, StoreError } from '../store/errors.ts';
-import { createAuthenticator, mayRead, mayValidate, REALM, type AuthResult } from './auth.ts';
+import { createAuthenticator, mayRead, mayValidate, REALM, validateDeniedMessage, type AuthResult } from './auth.ts';
 import { MalformedRequestError, parseForm, queryOf } from './form.ts';
 import { routeOf, type RequestObserver } from './ops/observer.ts';
 import { HTTP_LIMITS } from './limits.ts';
@@ -227,7 +227,7 @@ export function createApp(deps: AppDeps): Hono {
     }
     if (!mayValidate(authResult.principal, licensee.number)) {
       parsePairs(); // a malformed body is reported first, as for every other request
-      return sendError(c, 403, 'AccessDeniedException', `This API key may not validate licensee '${number}'`);
+      return sendError(c, 403, 'AccessDeniedException', validateDeniedMessage(number));
     }
     const format = formatOf(c);
     const headers = VALIDATE_HEADERS[format];

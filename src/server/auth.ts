@@ -104,6 +104,11 @@ export function createAuthenticator(source: CredentialSource, options: { allowAn
   };
 }
 
+/** The refusal's text when a licensee-scoped API key asks for another licensee (403). */
+export function validateDeniedMessage(licenseeNumber: string): string {
+  return `This API key may not validate licensee '${licenseeNumber}'`;
+}
+
 /** May this principal validate the given licensee? */
 export function mayValidate(principal: Principal, licenseeNumber: string): boolean {
   if (principal.kind !== 'apiKey') return true;

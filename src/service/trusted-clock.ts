@@ -106,12 +106,12 @@ export interface ClockMarks {
 /**
  * Records `clock`'s high-water mark in the store every `intervalMs` when it has moved, and at the
  * stop: a restart then starts no earlier than the newest time this agent answered at (up to one
- * interval less after a crash). A failed write is reported and tried again at the next interval.
+ * interval less after a crash). A failed write is reported (`warn`) and tried again at the next interval.
  */
 export function recordClockMarks(
   store: { recordClockMark(atMs: number): Promise<void> },
   clock: TrustedClock,
-  options: { intervalMs?: number; onError?: (error: Error) => void } = {},
+  options: { intervalMs?: number; warn?: (message: string) => void } = {},
 ): ClockMarks {
   let recorded = 0;
   let writing: Promise<void> = Promise.resolve();
@@ -122,7 +122,7 @@ export function recordClockMarks(
       .then(() => store.recordClockMark(mark))
       .then(
         () => void (recorded = Math.max(recorded, mark)),
-        (error: unknown) => options.onError?.(error as Error),
+        (error: unknown) => options.warn?.(`cannot record the clock's high-water mark: ${(error as Error).message}`),
       );
     return writing;
   };

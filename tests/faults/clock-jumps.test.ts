@@ -86,7 +86,7 @@ describe('trusted clock (injected)', () => {
     const until = async (done: () => boolean) => {
       for (let waited = 0; !done() && waited < 2_000; waited += 5) await Bun.sleep(5);
     };
-    const marks = recordClockMarks(store, clock, { intervalMs: 5, onError: (error) => errors.push(error.message) });
+    const marks = recordClockMarks(store, clock, { intervalMs: 5, warn: (message) => errors.push(message) });
     clock.nowMs();
     await until(() => written.length > 0);
     await Bun.sleep(30);
@@ -95,7 +95,7 @@ describe('trusted clock (injected)', () => {
     system.advance(500);
     clock.nowMs();
     await until(() => written.length > 1);
-    expect(errors).toEqual(['disk full']);
+    expect(errors).toEqual(["cannot record the clock's high-water mark: disk full"]);
     expect(written).toEqual([1_000, 1_500]); // tried again at the next interval
     system.advance(100);
     clock.nowMs();

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli, parseCliOptions } from '../../src/cli/run.ts';
 import { tempDir } from '../helpers.ts';
-import { captureIo, ROOT } from './support.ts';
+import { captureIo, ROOT, startServingChild } from './support.ts';
 
 const UNIT = readFileSync(join(ROOT, 'packaging', 'netlicensing-agent.service'), 'utf8');
 
@@ -119,18 +119,9 @@ describe('npm run build (scripts/build.ts)', () => {
     const cwd = tempDir('nla-build-run-');
     const imported = Bun.spawnSync([binary, '--action=import-assets', `--input=${join(ROOT, 'demo')}`], { cwd, stdout: 'pipe', stderr: 'pipe' });
     expect(imported.exitCode, imported.stderr.toString()).toBe(0);
-    const agent = Bun.spawn([binary, '--action=run-agent-offline', '--host=127.0.0.1', '--port=0', '--admin.port=off'], { cwd, stdout: 'pipe', stderr: 'pipe' });
+    const agent = await startServingChild([binary, '--action=run-agent-offline', '--host=127.0.0.1', '--port=0', '--admin.port=off'], cwd);
     try {
-      const reader = agent.stdout.getReader();
-      let text = '';
-      while (!/^listening on .+:(\d+)$/m.test(text)) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`the compiled agent exited: ${text} ${await new Response(agent.stderr).text()}`);
-        text += new TextDecoder().decode(value);
-      }
-      reader.releaseLock();
-      const port = /^listening on .+:(\d+)$/m.exec(text)![1];
-      const res = await fetch(`http://127.0.0.1:${port}/rest/licensee/DEMO-SUBSCRIPTION/validate`, {
+      const res = await fetch(`http://127.0.0.1:${agent.port}/rest/licensee/DEMO-SUBSCRIPTION/validate`, {
         method: 'POST',
         headers: { authorization: `Basic ${Buffer.from(`apiKey:${DEMO_API_KEY}`).toString('base64')}`, accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
         body: 'productModuleNumber0=DEMO-M-SUBSCRIPTION',
@@ -138,9 +129,8 @@ describe('npm run build (scripts/build.ts)', () => {
       expect(res.status).toBe(200);
       expect(await res.text()).toContain('{"value":"true","name":"valid"}');
     } finally {
-      agent.kill('SIGTERM');
+      expect(await agent.stop()).toBe(0);
     }
-    expect(await agent.exited).toBe(0);
   }, 120_000);
 });
 

@@ -148,13 +148,22 @@ export interface AgentChild {
 }
 
 /** Runs `bun src/main.ts --action=run-agent-offline …` in `cwd` and waits for its listening lines. */
-export async function startAgentChild(cwd: string, args: string[], env: Record<string, string> = {}): Promise<AgentChild> {
-  const proc = Bun.spawn([process.execPath, MAIN, '--action=run-agent-offline', '--host=127.0.0.1', '--port=0', ...args], {
+export function startAgentChild(cwd: string, args: string[], env: Record<string, string> = {}): Promise<AgentChild> {
+  const argv = [process.execPath, MAIN, '--action=run-agent-offline', '--host=127.0.0.1', '--port=0', ...args];
+  return startServingChild(argv, cwd, { env, adminLine: !args.includes('--admin.port=off') });
+}
+
+/**
+ * Runs a serving program (`argv`: run-agent-offline or run-agent, from source or compiled) in `cwd`
+ * and waits for its "listening on" line, and its admin listener's when `adminLine`.
+ */
+export async function startServingChild(argv: string[], cwd: string, options: { env?: Record<string, string>; adminLine?: boolean } = {}): Promise<AgentChild> {
+  const proc = Bun.spawn(argv, {
     cwd,
     stdin: 'ignore',
     stdout: 'pipe',
     stderr: 'pipe',
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...options.env },
   });
   let err = '';
   void (async () => {
@@ -162,7 +171,7 @@ export async function startAgentChild(cwd: string, args: string[], env: Record<s
   })();
   let out = '';
   const reader = proc.stdout.getReader();
-  const wantAdmin = !args.includes('--admin.port=off');
+  const wantAdmin = options.adminLine === true;
   const deadline = Date.now() + 20_000;
   while (!(/^listening on .+:(\d+)$/m.test(out) && (!wantAdmin || /^admin listening on .+:(\d+)$/m.test(out)))) {
     if (Date.now() > deadline) throw new Error(`agent did not start: ${out} ${err}`);

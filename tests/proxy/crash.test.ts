@@ -6,10 +6,10 @@ import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { join } from 'node:path';
 import { openAssetStore } from '../../src/store/asset-store.ts';
 import { tempDir } from '../helpers.ts';
+import { MAIN, startServingChild } from '../ops/support.ts';
 import { apiKeyAuth, VENDOR } from '../support/seed-store.ts';
 import { form, moduleProperty, StandinUpstream } from './support.ts';
 
-const MAIN = join(import.meta.dir, '..', '..', 'src', 'main.ts');
 let upstream: StandinUpstream;
 beforeAll(() => {
   upstream = StandinUpstream.start();
@@ -18,9 +18,9 @@ afterAll(async () => {
   await upstream.close();
 });
 
-/** run-agent in `cwd`, its port once it listens. */
-async function startRunAgent(cwd: string): Promise<{ proc: Bun.Subprocess<'ignore', 'pipe', 'pipe'>; port: number }> {
-  const proc = Bun.spawn(
+/** run-agent in `cwd` against the stand-in upstream, once it listens. */
+const startRunAgent = (cwd: string) =>
+  startServingChild(
     [
       process.execPath,
       MAIN,
@@ -32,18 +32,8 @@ async function startRunAgent(cwd: string): Promise<{ proc: Bun.Subprocess<'ignor
       '--port=0',
       '--upstream.timeout=1',
     ],
-    { cwd, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' },
+    cwd,
   );
-  const reader = proc.stdout.getReader();
-  let text = '';
-  while (!/^listening on .+:(\d+)$/m.test(text)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`run-agent exited early: ${text} ${await new Response(proc.stderr).text()}`);
-    text += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  return { proc, port: Number(/^listening on .+:(\d+)$/m.exec(text)![1]) };
-}
 
 const used = async () => {
   await upstream.store.settled();
@@ -93,8 +83,7 @@ test('SIGKILL during an outage: the next start replays every use answered locall
       expect((await validate(second.port, 'productModuleNumber0=M-PPU&usedQuantity0=1')).status).toBe(200);
       expect(await used()).toBe(before + acknowledged + 1);
     } finally {
-      second.proc.kill('SIGTERM');
-      expect(await second.proc.exited).toBe(0);
+      expect(await second.stop()).toBe(0);
     }
   } finally {
     if (first.proc.exitCode === null) first.proc.kill('SIGKILL');

@@ -234,7 +234,7 @@ export const runAgentOfflineAction: ActionDef = {
         : storeClock;
       licensingClock = trustedClock;
       // The newest time answered at outlives the process (also when nothing was written meanwhile).
-      clockMarks = recordClockMarks(store, trustedClock, { onError: (error) => log.warn(`cannot record the clock's high-water mark: ${error.message}`) });
+      clockMarks = recordClockMarks(store, trustedClock, { warn: (message) => log.warn(message) });
       const requestTimeoutMs = requestTimeoutMsFor(cardSession ? seal : undefined);
       const app = createApp({
         observer: ops.metrics,
@@ -296,7 +296,6 @@ export const runAgentOfflineAction: ActionDef = {
       log.info('stopping: draining in-flight requests');
       ops.draining();
       await server.stop();
-      await clockMarks?.stop();
       if (cardSession) {
         // Final checkpoint: what was written since the last one is sealed too (once LMDB holds it).
         await store.settled().catch(() => undefined);
@@ -308,7 +307,7 @@ export const runAgentOfflineAction: ActionDef = {
       if (fatal) throw fatal;
       return EXIT.ok;
     } finally {
-      // On a failed start too (nothing to record then but what was answered).
+      // The last mark, after a stop or a failed start (then only what was answered, if anything).
       await clockMarks?.stop();
       await cardSession?.close();
       await store.close();

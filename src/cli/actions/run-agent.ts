@@ -18,7 +18,7 @@ import { HTTP_LIMITS } from '../../server/limits.ts';
 import { serveApp } from '../../server/serve.ts';
 import { createSigner } from '../../server/signing.ts';
 import { loadTlsConfig, TlsConfigError } from '../../server/tls.ts';
-import { createTrustedClock, newestTimeSeen, recordClockMarks, type ClockMarks } from '../../service/trusted-clock.ts';
+import { recordClockMarks, trustedClockForStore, type ClockMarks } from '../../service/trusted-clock.ts';
 import { openAssetStore } from '../../store/asset-store.ts';
 import { claimRuntimeWriter, runtimeJournalLogging } from './runtime-writer-claim.ts';
 import { loadSigningKeyFile, parseSigningAlgorithm } from '../../wire/xmldsig.ts';
@@ -148,15 +148,14 @@ export const runAgentAction: ActionDef = {
       } else {
         cache = new LocalProxyCache(store, clock);
       }
-      const licensingClock = createTrustedClock(clock, newestTimeSeen(store), {
-        onRollback: ({ systemMs, highWaterMs }) =>
-          log.warn(
-            `system clock is ${Math.round((highWaterMs - systemMs) / 1000)} s behind the newest time this database has seen: ` +
-              'local answers use that time until the clock catches up',
-          ),
-      });
+      const licensingClock = trustedClockForStore(store, clock, ({ systemMs, highWaterMs }) =>
+        log.warn(
+          `system clock is ${Math.round((highWaterMs - systemMs) / 1000)} s behind the newest time this database has seen: ` +
+            'local answers use that time until the clock catches up',
+        ),
+      );
       // As run-agent-offline: the newest time local answers were given at outlives a restart.
-      clockMarks = recordClockMarks(store, licensingClock, { onError: (error) => log.warn(`cannot record the clock's high-water mark: ${error.message}`) });
+      clockMarks = recordClockMarks(store, licensingClock, { warn: (message) => log.warn(message) });
       const proxy = createProxy({
         store,
         clock,
@@ -193,7 +192,6 @@ export const runAgentAction: ActionDef = {
       log.info('stopping: draining in-flight requests');
       await server.stop();
       await proxy.close();
-      await clockMarks?.stop();
       const pending = proxy.stats.replayPending;
       if (pending > 0) log.warn(`${pending} request(s) answered offline still wait for replay; they are sent after the next start`);
       return EXIT.ok;
