@@ -164,6 +164,8 @@ export function createProxy(options: ProxyOptions): AgentProxy {
     clock,
     onStateChange: (_from, to) => {
       stats.breakerState = to;
+      if (to === 'closed') stats.upstreamDownSinceMs = undefined;
+      else stats.upstreamDownSinceMs ??= clock.nowMs();
       if (to === 'open') {
         stats.breakerOpened++;
         log.warn(`upstream ${baseUrl} is not answering: answering from local state; next try in ${coolDownMs / 1000} s`);

@@ -1,8 +1,8 @@
 /**
  * Counters of run-agent, one plain mutable object per proxy: the request
- * path increments them, tests read them, and run-agent logs what it answered
- * locally and what waits for replay. run-agent has no admin listener, so no
- * /metrics shows them (docs/proxy.md). Gauges (breakerState, replayPending)
+ * path increments them, run-agent's admin listener shows them
+ * (server/ops/proxy-extension.ts: /metrics, the status page, /status.json),
+ * tests read them. Gauges (breakerState, replayPending, upstreamDownSinceMs)
  * hold the current value.
  */
 import type { BreakerState } from './circuit-breaker.ts';
@@ -15,6 +15,8 @@ export interface ProxyStats {
   upstreamNetworkErrors: number;
   upstreamServerErrors: number;
   breakerState: BreakerState;
+  /** When the breaker last opened after being closed; undefined while it is closed. */
+  upstreamDownSinceMs: number | undefined;
   /** Times the breaker opened. */
   breakerOpened: number;
   /** Requests answered locally without trying upstream because the breaker was open. */
@@ -44,6 +46,7 @@ export function createProxyStats(): ProxyStats {
     upstreamNetworkErrors: 0,
     upstreamServerErrors: 0,
     breakerState: 'closed',
+    upstreamDownSinceMs: undefined,
     breakerOpened: 0,
     breakerRejected: 0,
     localAnswers: 0,

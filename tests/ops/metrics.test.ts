@@ -12,7 +12,7 @@ import { createLogger, silentLogger } from '../../src/platform/log.ts';
 import { createApp } from '../../src/server/app.ts';
 import { createAdminApp, withHealth } from '../../src/server/ops/admin-app.ts';
 import { adminCredentials, createOps, type Ops } from '../../src/server/ops/ops.ts';
-import { Counter, Histogram, renderFamilies } from '../../src/server/ops/prometheus.ts';
+import { Counter, gauge, Histogram, renderFamilies } from '../../src/server/ops/prometheus.ts';
 import type { AssetStore } from '../../src/store/asset-store.ts';
 import { ADMIN_API_KEY, apiKeyAuth, basic, demoEntities, seedStore, VENDOR, vendorAuth } from '../support/seed-store.ts';
 import { parseExposition } from './support.ts';
@@ -168,6 +168,42 @@ describe('/metrics', () => {
     expect(m.value('nla_card_checkpoint_duration_seconds_bucket', { le: '0.05' })).toBe(1);
     expect(m.value('nla_card_checkpoint_duration_seconds_count')).toBe(2);
     await s.close();
+  });
+});
+
+describe('admin extensions', () => {
+  test("a serving mode's metrics, status tiles, warnings (escaped) and status.json key show on the listener", async () => {
+    const { store: s } = seedStore(demoEntities());
+    const o = createOps({ store: s, clock, log: silentLogger(), build: BUILD, versionText: 'v', cardDisabled: false });
+    const listener = o.listenAdmin({ host: '127.0.0.1', port: 0 });
+    try {
+      // Added after the listener started (as run-agent-offline adds the card's once the card is open).
+      let seen = 7;
+      o.extend({
+        name: 'extra',
+        metrics: () => [gauge('nla_extra_seen', 'Test gauge.', [{ value: seen }])],
+        tiles: () => [{ title: 'Extra <tile>', value: 'a & b', detail: '<script>x</script>' }],
+        warnings: () => ['Look <here>'],
+        json: () => ({ seen }),
+      });
+      o.extend({ name: 'metrics-only', metrics: () => [gauge('nla_other', 'Other.', [{ value: 1 }])] });
+      const get = (path: string) => fetch(`http://127.0.0.1:${listener.port}${path}`);
+      seen = 8;
+      const m = parseExposition(await (await get('/metrics')).text());
+      expect(m.value('nla_extra_seen')).toBe(8);
+      expect(m.value('nla_other')).toBe(1);
+      expect(m.value('nla_build_info', { ...BUILD })).toBe(1);
+      const page = await (await get('/status')).text();
+      expect(page).toContain('<h3>Extra &#60;tile&#62;</h3><div class="value">a &#38; b<small>&#60;script&#62;x&#60;/script&#62;</small>');
+      expect(page).toContain('<div class="warn">Look &#60;here&#62;</div>');
+      expect(page).not.toContain('<script>');
+      const json = (await (await get('/status.json')).json()) as Record<string, unknown>;
+      expect(json['extra']).toEqual({ seen: 8 });
+      expect('metrics-only' in json).toBe(false);
+    } finally {
+      await o.stop();
+      await s.close();
+    }
   });
 });
 

@@ -6,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { RedisClient } from 'bun';
 import type { CliIo } from '../../src/cli/actions.ts';
 import { EXIT } from '../../src/cli/exit-codes.ts';
+import { sameCredentials } from '../../src/cli/actions/run-agent.ts';
 import { runCli } from '../../src/cli/run.ts';
+import { adminCredentials } from '../../src/server/ops/ops.ts';
 import { silentLogger } from '../../src/platform/log.ts';
 import { tempDir } from '../helpers.ts';
 import { apiKeyAuth, VENDOR } from '../support/seed-store.ts';
@@ -87,6 +89,102 @@ describe('run-agent serving', () => {
     expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
     controller.abort();
     expect(await running).toBe(EXIT.ok);
+  });
+});
+
+describe('run-agent admin listener', () => {
+  const metric = (text: string, name: string) => Number(new RegExp(`^${name.replace(/[{}"=]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+
+  test('/health, /ready, /metrics, the status page and /status.json show the local copy and the upstream, through an outage', async () => {
+    const controller = new AbortController();
+    const io = captureIo();
+    const args = ['--action=run-agent', `--core.base.host=${upstream.baseUrl}`, '--port=0', '--host=127.0.0.1', '--admin.port=0', ...creds, '--upstream.timeout=1'];
+    const running = runCli(args, io, { cwd: tempDir(), log: silentLogger(), signal: controller.signal });
+    for (let i = 0; i < 100 && !/admin listening on 127\.0\.0\.1:(\d+)/.test(io.out); i++) await Bun.sleep(20);
+    const port = Number(/^listening on 127\.0\.0\.1:(\d+)/m.exec(io.out)?.[1]);
+    const admin = `http://127.0.0.1:${Number(/admin listening on 127\.0\.0\.1:(\d+)/.exec(io.out)?.[1])}`;
+    const validate = () => fetch(`http://127.0.0.1:${port}/rest/licensee/L-1/validate`, form('productModuleNumber0=M-SUB', { authorization: apiKeyAuth(), accept: 'application/json' }));
+    const metrics = async () => (await fetch(`${admin}/metrics`)).text();
+    try {
+      expect((await fetch(`${admin}/health`)).status).toBe(200);
+      // An empty local copy is ready: run-agent fills it from the upstream.
+      const ready = await fetch(`${admin}/ready`);
+      expect(ready.status).toBe(200);
+      expect(((await ready.json()) as { checks: { name: string; detail: string }[] }).checks).toEqual([
+        { name: 'store', ok: true, detail: 'local copy, schema 3, journal 0' } as never,
+      ]);
+
+      expect((await validate()).status).toBe(200);
+      // The forwarded answer also refreshes the local copy of L-1, in the background.
+      let text = await metrics();
+      for (let i = 0; i < 250 && metric(text, 'nla_proxy_refreshes_total') < 1; i++) text = (await Bun.sleep(20), await metrics());
+      expect(metric(text, 'nla_proxy_forwarded_total')).toBe(1);
+      expect(metric(text, 'nla_proxy_refreshes_total')).toBe(1);
+      expect(metric(text, 'nla_proxy_breaker_state{state="closed"}')).toBe(1);
+      expect(metric(text, 'nla_http_requests_total{route="validate",method="POST",status="200"}')).toBe(1);
+      expect(text).toContain(`nla_proxy_upstream_info{upstream="${upstream.baseUrl}"} 1`);
+      expect(text).not.toMatch(/^nla_proxy_upstream_down_since_timestamp_seconds /m);
+      expect(metric(text, 'nla_card_bound')).toBe(0);
+      expect(await (await fetch(`${admin}/status`)).text()).not.toContain('is not answering');
+
+      // Outage: answered from the local copy; the breaker opens after 3 failures (the default).
+      await upstream.stop();
+      for (let i = 0; i < 4; i++) expect((await validate()).status).toBe(200);
+      text = await metrics();
+      expect(metric(text, 'nla_proxy_local_answers_total')).toBe(4);
+      expect(metric(text, 'nla_proxy_upstream_failures_total{cause="network"}')).toBe(3);
+      expect(metric(text, 'nla_proxy_breaker_rejected_total')).toBe(1);
+      expect(metric(text, 'nla_proxy_breaker_state{state="open"}')).toBe(1);
+      expect(metric(text, 'nla_proxy_upstream_down_since_timestamp_seconds')).toBeGreaterThan(0);
+      expect(metric(text, 'nla_http_requests_total{route="validate",method="POST",status="200"}')).toBe(5);
+      // Still ready: answering through an outage is what run-agent is for.
+      expect((await fetch(`${admin}/ready`)).status).toBe(200);
+      const page = await (await fetch(`${admin}/status`)).text();
+      expect(page).toContain(`The upstream ${upstream.baseUrl} is not answering since `);
+      expect(page).toContain('<h3>Upstream</h3><div class="value">not answering');
+      expect(page).toContain('1 forwarded · 4 local');
+      const json = (await (await fetch(`${admin}/status.json`)).json()) as { proxy: Record<string, unknown> };
+      expect(json.proxy).toMatchObject({ upstream: upstream.baseUrl, breakerState: 'open', forwarded: 1, localAnswers: 4 });
+    } finally {
+      await upstream.restart();
+      controller.abort();
+      expect(await running).toBe(EXIT.ok);
+    }
+  });
+
+  test('beyond loopback, /metrics and the status page need the credentials run-agent uses upstream', () => {
+    const basic = (pair: string, scheme = 'Basic') => `${scheme} ${Buffer.from(pair).toString('base64')}`;
+    const vendor = { kind: 'basic', username: 'vendor', password: 's3cret' } as const;
+    const key = { kind: 'apiKey', apiKey: 'k-123' } as const;
+    expect(sameCredentials(basic('vendor:s3cret'), vendor)).toBe(true);
+    expect(sameCredentials(basic('vendor:s3cret', 'basic'), vendor)).toBe(true);
+    expect(sameCredentials(basic('vendor:s3cre'), vendor)).toBe(false);
+    expect(sameCredentials(basic('Vendor:s3cret'), vendor)).toBe(false);
+    expect(sameCredentials(basic('apiKey:k-123'), key)).toBe(true);
+    expect(sameCredentials(basic('apiKey:k-124'), key)).toBe(false);
+    expect(sameCredentials(null, key)).toBe(false);
+    expect(sameCredentials('Bearer k-123', key)).toBe(false);
+    // The rule that picks it (ops.ts): asked for beyond loopback only, and not with required client certificates.
+    const accepts = (authorization: string | null) => sameCredentials(authorization, key);
+    expect(adminCredentials('127.0.0.1', undefined, accepts)).toBeUndefined();
+    expect(adminCredentials('0.0.0.0', 'require', accepts)).toBeUndefined();
+    expect(adminCredentials('0.0.0.0', undefined, accepts)).toBe(accepts);
+  });
+
+  test('--admin.port=off starts none; a bad admin port is a usage error; a busy one ends the start with exit 8', async () => {
+    const io = captureIo();
+    expect(await runCli([...base().slice(0, -1), ...creds, '--admin.port=eighty'], io, { cwd: tempDir(), log: silentLogger() })).toBe(EXIT.usage);
+    expect(io.err).toContain('--admin.port must be a number from 0 to 65535 or "off"');
+    const busy = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: () => new Response() });
+    try {
+      const busyIo = captureIo();
+      const code = await runCli([...base().slice(0, -1), ...creds, '--admin.host=127.0.0.1', `--admin.port=${busy.port}`], busyIo, { cwd: tempDir(), log: silentLogger() });
+      expect(code).toBe(EXIT.server);
+      expect(busyIo.err).toContain('(--admin.port)');
+      expect(busyIo.out).not.toContain('listening');
+    } finally {
+      await busy.stop(true);
+    }
   });
 });
 

@@ -30,6 +30,7 @@ const startRunAgent = (cwd: string) =>
       `--nlic.password=${VENDOR.password}`,
       '--host=127.0.0.1',
       '--port=0',
+      '--admin.port=off',
       '--upstream.timeout=1',
     ],
     cwd,

@@ -17,19 +17,20 @@ import { DEFAULT_SEAL_INTERVAL_MS, startCardSession, type CardSession } from '..
 import { CardError } from '../../card/types.ts';
 import { createApp } from '../../server/app.ts';
 import type { OpsMetrics } from '../../server/ops/metrics.ts';
-import { gauge, renderFamilies } from '../../server/ops/prometheus.ts';
+import { gauge } from '../../server/ops/prometheus.ts';
 import { createSigner } from '../../server/signing.ts';
 import { verifyDatabase } from '../../service/verify-database.ts';
 import { createTrustedClock, recordClockMarks, trustedClockForStore, type ClockMarks, type ClockRollback, type TrustedClock } from '../../service/trusted-clock.ts';
 import { loadSigningKeyFile, parseSigningAlgorithm } from '../../wire/xmldsig.ts';
 import { HTTP_LIMITS } from '../../server/limits.ts';
 import { serveApp } from '../../server/serve.ts';
-import { withHealth } from '../../server/ops/admin-app.ts';
-import { adminCredentials, createOps, isLoopback, parseAdminPort } from '../../server/ops/ops.ts';
+import { withHealth, type AdminExtension } from '../../server/ops/admin-app.ts';
+import { createOps } from '../../server/ops/ops.ts';
 import { loadTlsConfig, TlsConfigError, type TlsConfig } from '../../server/tls.ts';
 import { buildInfo, versionText } from '../run.ts';
 import { openAssetStore } from '../../store/asset-store.ts';
 import { claimRuntimeWriter, runtimeJournalLogging } from './runtime-writer-claim.ts';
+import { adminPortOption, startAdminListener } from './admin-listener.ts';
 import type { ActionContext, ActionDef } from '../actions.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 import { parsePort, parseTtlMs, parseWholeNumber } from '../option-values.ts';
@@ -60,23 +61,17 @@ export function parseCardSeal(options: ActionContext['options']): { mode: Batche
   return { mode, intervalMs };
 }
 
-/**
- * The card's counter and availability next to the ops metrics. OpsMetrics
- * has a hook for checkpoint latency (`cardCheckpoint`) but none for gauges
- * of the card layer, so its rendering is extended here.
- */
-function addCardGauges(metrics: OpsMetrics, session: CardSession): void {
-  const render = metrics.render.bind(metrics);
-  metrics.render = (snapshot, extras) =>
-    render(snapshot, extras) +
-    renderFamilies([
+/** The card's counter and availability, next to the ops metrics (OpsMetrics counts checkpoints only). */
+function cardExtension(session: CardSession): AdminExtension {
+  return {
+    name: 'card',
+    metrics: () => [
       gauge('nla_card_signature_counter', "The smart card's signature counter as of the newest checkpoint (at most 16777215).", [
         { value: session.cardCounter() },
       ]),
-      gauge('nla_card_available', '1 while the smart card seals writes, 0 while validate writes are refused.', [
-        { value: session.available() ? 1 : 0 },
-      ]),
-    ]);
+      gauge('nla_card_available', '1 while the smart card seals writes, 0 while validate writes are refused.', [{ value: session.available() ? 1 : 0 }]),
+    ],
+  };
 }
 
 /** Card errors at startup say which card the database needs; the code (exit 6) stays. */
@@ -115,10 +110,7 @@ export const runAgentOfflineAction: ActionDef = {
     if (!signingAlgorithm) {
       throw new CliError(`--signing.algorithm must be rsa-sha1 or rsa-sha256, got "${options.signingAlgorithm}"`, EXIT.usage);
     }
-    const adminPort = parseAdminPort(options.adminPort);
-    if (adminPort === undefined) {
-      throw new CliError(`--admin.port must be a number from 0 to 65535 or "off", got "${options.adminPort}"`, EXIT.usage);
-    }
+    const adminPort = adminPortOption(options.adminPort);
     const seal = parseCardSeal(options);
     const tls = loadTls(options, clock.nowMs());
     const store = openAssetStore(join(cwd, 'database'), runtimeJournalLogging(log));
@@ -219,7 +211,7 @@ export const runAgentOfflineAction: ActionDef = {
       if (cardSession) {
         const session = cardSession;
         ops.readiness.replace({ name: 'card', run: () => session.readiness() });
-        addCardGauges(ops.metrics, session);
+        ops.extend(cardExtension(session));
       }
       // Time never runs backwards for the licensing models (see service/trusted-clock.ts);
       // with a card, it starts no earlier than the newest time the card sealed.
@@ -256,35 +248,18 @@ export const runAgentOfflineAction: ActionDef = {
       } catch (error) {
         throw new CliError(`cannot listen on ${options.host}:${port}: ${(error as Error).message}`, EXIT.server, { cause: error });
       }
-      // Both listeners are bound before anything says "listening": a script waiting for that line
-      // must not take a start that then fails on the admin port (exit 8) for a running agent.
-      let adminLine: string | undefined;
-      if (adminPort !== 'off') {
-        // Beyond loopback the admin listener gets the main listener's TLS (and client-certificate policy),
-        // and asks for credentials unless client certificates are required (ops.ts, adminCredentials).
-        const adminTls = tls && !isLoopback(options.adminHost) ? tls : undefined;
-        const authorize = adminCredentials(options.adminHost, tls ? options.tlsClientAuth : undefined, store);
-        let admin;
-        try {
-          admin = ops.listenAdmin({
-            host: options.adminHost,
-            port: adminPort,
-            ...(adminTls ? { tls: adminTls } : {}),
-            ...(tls ? { mainTls: tls } : {}),
-            ...(authorize ? { authorize } : {}),
-          });
-        } catch (error) {
-          await server.stop();
-          throw new CliError(`cannot listen on ${options.adminHost}:${adminPort} (--admin.port): ${(error as Error).message}`, EXIT.server, { cause: error });
-        }
-        if (!isLoopback(options.adminHost) && !adminTls) {
-          log.warn(`admin listener on ${options.adminHost} without TLS: the credentials it asks for, and what it shows (licensee numbers, usage), cross the network in clear`);
-        }
-        ops.sampler.start(ops.sampleIntervalMs);
-        const access = authorize ? '; /metrics and /status need the vendor\'s credentials or an API key that may read entities' : '';
-        log.info(`admin listener on ${adminTls ? 'https' : 'http'}://${options.adminHost}:${admin.port}/ (/health /ready /metrics /status${access})`);
-        adminLine = `admin listening on ${options.adminHost}:${admin.port}\n`;
-      }
+      // Both listeners are bound before anything says "listening" (admin-listener.ts).
+      const adminLine = await startAdminListener({
+        ops,
+        host: options.adminHost,
+        port: adminPort,
+        tls,
+        tlsClientAuth: options.tlsClientAuth,
+        accepts: store,
+        acceptsText: "the vendor's credentials or an API key that may read entities",
+        log,
+        mainServer: server,
+      });
       log.info(`NetLicensing Agent serving offline on ${tls ? 'https' : 'http'}://${options.host}:${server.port}/rest/ (and /core/v2/rest/)`);
       if (options.tlsClientAuth === 'optional') log.warn('--tls.client-auth=optional requests client certificates but does not enforce them');
       io.stdout(`listening on ${options.host}:${server.port}\n`);

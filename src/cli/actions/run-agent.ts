@@ -3,17 +3,24 @@
  * docs/proxy.md). Forwards clients' calls to --core.base.host (the cloud or
  * another agent), keeps a local copy of the licensees it sees, answers from
  * it when the upstream cannot be reached and replays the changes afterwards.
+ * Its admin listener (`--admin.*`, as run-agent-offline's) shows the local
+ * copy and the upstream, breaker and replay figures.
  * Runs until SIGINT/SIGTERM, then drains and closes the database.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
 import { NetLicensingRestClient, parseBaseUrl, type Credentials } from '../../export/netlicensing-rest.ts';
 import { LocalProxyCache, type ProxyCache } from '../../proxy/cache.ts';
 import { DEFAULT_COOL_DOWN_MS, DEFAULT_FAILURE_THRESHOLD } from '../../proxy/circuit-breaker.ts';
-import { createProxy } from '../../proxy/proxy-app.ts';
+import { authorizationOf, createProxy } from '../../proxy/proxy-app.ts';
+import { decodeBasic } from '../../proxy/upstream-credentials.ts';
 import { RedisProxyCache } from '../../proxy/redis-cache.ts';
 import { DEFAULT_REFRESH_INTERVAL_MS } from '../../proxy/refresh.ts';
 import { DEFAULT_REPLAY_TIMEOUT_MS } from '../../proxy/replay.ts';
 import { withHealth } from '../../server/ops/admin-app.ts';
+import { createOps, observeRequests, type Ops } from '../../server/ops/ops.ts';
+import { proxyExtension } from '../../server/ops/proxy-extension.ts';
+import { localCopyCheck } from '../../server/ops/readiness.ts';
 import { HTTP_LIMITS } from '../../server/limits.ts';
 import { serveApp } from '../../server/serve.ts';
 import { createSigner } from '../../server/signing.ts';
@@ -21,6 +28,8 @@ import { loadTlsConfig, TlsConfigError } from '../../server/tls.ts';
 import { recordClockMarks, trustedClockForStore, type ClockMarks } from '../../service/trusted-clock.ts';
 import { openAssetStore } from '../../store/asset-store.ts';
 import { claimRuntimeWriter, runtimeJournalLogging } from './runtime-writer-claim.ts';
+import { adminPortOption, startAdminListener } from './admin-listener.ts';
+import { buildInfo, versionText } from '../run.ts';
 import { loadSigningKeyFile, parseSigningAlgorithm } from '../../wire/xmldsig.ts';
 import type { ActionContext, ActionDef } from '../actions.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
@@ -76,6 +85,16 @@ function loadTls(options: ActionContext['options'], nowMs: number) {
   }
 }
 
+/** Whether an Authorization header carries exactly `credentials` (compared in constant time). */
+export function sameCredentials(authorization: string | null, credentials: Credentials): boolean {
+  const given = authorization === null ? undefined : decodeBasic(authorization);
+  if (given === undefined) return false;
+  const digest = (text: string) => createHash('sha256').update(text, 'utf8').digest();
+  const expected = authorizationOf(credentials).slice('Basic '.length);
+  const expectedPair = Buffer.from(expected, 'base64').toString('utf8');
+  return timingSafeEqual(digest(`${given.user}:${given.password}`), digest(expectedPair));
+}
+
 export const runAgentAction: ActionDef = {
   name: 'run-agent',
   summary: 'caching proxy to NetLicensing that answers from local state during outages',
@@ -112,11 +131,13 @@ export const runAgentAction: ActionDef = {
       }
     }
     const tls = loadTls(options, clock.nowMs());
+    const adminPort = adminPortOption(options.adminPort);
 
     // The database is created on first use: run-agent fills it from the upstream.
     const store = openAssetStore(join(cwd, 'database'), { create: true, nowMs: clock.nowMs(), ...runtimeJournalLogging(log) });
     let cache: ProxyCache | undefined;
     let clockMarks: ClockMarks | undefined;
+    let ops: Ops | undefined;
     try {
       claimRuntimeWriter(store, port, clock.nowMs());
       const meta = store.meta();
@@ -130,6 +151,9 @@ export const runAgentAction: ActionDef = {
           EXIT.card,
         );
       }
+      // Its local copy is never bound to a card: recorded, so that status, /metrics (nla_card_bound)
+      // and the status page say "without card" instead of "not set yet".
+      if (meta.withoutCard !== true) store.importTransaction((tx) => tx.setMeta({ ...tx.meta(), withoutCard: true }));
       if (cacheChoice.type === 'redis') {
         try {
           cache = await RedisProxyCache.connect({
@@ -170,32 +194,58 @@ export const runAgentAction: ActionDef = {
         cache,
         assetSource: new NetLicensingRestClient({ baseUrl, credentials, timeoutMs: backgroundTimeoutMs, retries: 1 }),
       });
+      // The admin listener shows the local copy as run-agent-offline shows its database, and the
+      // upstream, breaker and replay besides (proxy-extension.ts).
+      ops = createOps({ store, clock, log, build: buildInfo(), versionText: versionText(), cardDisabled: true, readinessChecks: [localCopyCheck(store)] });
+      ops.extend(proxyExtension(proxy.stats, baseUrl));
       let server;
       try {
         // A client's request may wait for the upstream (--upstream.timeout, up to 300 s), then for a
         // local decision: serveApp keeps Bun's idle timer from cutting a GET off meanwhile.
         const requestTimeoutMs = timeoutMs + HTTP_LIMITS.requestTimeoutMs;
-        server = serveApp(withHealth(proxy.app), { port, hostname: options.host, requestTimeoutMs, ...(tls ? { tls } : {}) });
+        server = serveApp(withHealth(observeRequests(proxy.app, ops.metrics)), { port, hostname: options.host, requestTimeoutMs, ...(tls ? { tls } : {}) });
       } catch (error) {
         await proxy.close();
         throw new CliError(`cannot listen on ${options.host}:${port}: ${(error as Error).message}`, EXIT.server, { cause: error });
+      }
+      let adminLine;
+      try {
+        adminLine = await startAdminListener({
+          ops,
+          host: options.adminHost,
+          port: adminPort,
+          tls,
+          tlsClientAuth: options.tlsClientAuth,
+          // The local copy holds no credentials of its own to check against: the operator's are
+          // the ones run-agent was started with.
+          accepts: (authorization) => sameCredentials(authorization, credentials),
+          acceptsText: 'the credentials run-agent uses upstream (--nlic.*)',
+          log,
+          mainServer: server,
+        });
+      } catch (error) {
+        await proxy.close();
+        throw error;
       }
       log.info(
         `NetLicensing Agent proxying ${tls ? 'https' : 'http'}://${options.host}:${server.port}/rest/ (and /core/v2/rest/) to ${baseUrl}; ` +
           `timeout ${timeoutMs} ms, breaker opens after ${failureThreshold} failures for ${coolDownMs / 1000} s; cache: ${cache.description}`,
       );
       io.stdout(`listening on ${options.host}:${server.port}\n`);
+      if (adminLine !== undefined) io.stdout(adminLine);
       await new Promise<void>((resolve) => {
         if (signal.aborted) resolve();
         else signal.addEventListener('abort', () => resolve(), { once: true });
       });
       log.info('stopping: draining in-flight requests');
+      ops.draining();
       await server.stop();
       await proxy.close();
       const pending = proxy.stats.replayPending;
       if (pending > 0) log.warn(`${pending} request(s) answered offline still wait for replay; they are sent after the next start`);
       return EXIT.ok;
     } finally {
+      await ops?.stop();
       await clockMarks?.stop();
       await cache?.close();
       await store.close();

@@ -16,6 +16,11 @@
  * calls do; /health and /ready stay open for probes (they name no licensee).
  * `/health` is also answered on the main port (`withHealth`) for load
  * balancers; it tells nothing but "alive".
+ *
+ * What a serving mode knows beyond the database (run-agent-offline: its smart
+ * card; run-agent: the upstream, breaker and replay) comes in as
+ * AdminExtensions: metric families after the agent's own, tiles and warnings
+ * on the status page, and one key of its own in /status.json.
  */
 import { Hono } from 'hono';
 import type { Clock } from '../../platform/clock.ts';
@@ -23,10 +28,25 @@ import { inspectDatabaseFiles, licenseeActivity, SCAN_IN_PAGES, type StatusReade
 import type { AssetStore } from '../../store/asset-store.ts';
 import type { FetchApp } from '../serve.ts';
 import type { OpsMetrics } from './metrics.ts';
-import { CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE } from './prometheus.ts';
+import { pathOfUrl } from './observer.ts';
+import { CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE, renderFamilies, type MetricFamily } from './prometheus.ts';
 import type { Readiness } from './readiness.ts';
 import type { Sampler } from './samples.ts';
-import { renderStatusPage } from './status-page.ts';
+import { renderStatusPage, type StatusTile } from './status-page.ts';
+
+/** What a serving mode adds to the admin listener (see the header). Every part is optional. */
+export interface AdminExtension {
+  /** Its key in /status.json. */
+  name: string;
+  /** Rendered after the agent's own metric families, at every scrape. */
+  metrics?(): MetricFamily[];
+  /** Tiles on the status page, after the agent's own. */
+  tiles?(): StatusTile[];
+  /** Warnings at the top of the status page (what an operator should act on). */
+  warnings?(): string[];
+  /** Its entry in /status.json. */
+  json?(): unknown;
+}
 
 export interface AdminDeps {
   store: AssetStore;
@@ -43,6 +63,8 @@ export interface AdminDeps {
   activityLimit?: number;
   /** Whether an Authorization header may see /metrics and the status page; unset: everyone may. */
   authorize?: (authorization: string | null) => boolean;
+  /** Read at every request, so that extensions added after the listener started show too. */
+  extensions?: readonly AdminExtension[];
 }
 
 /** Realm of the admin listener's Basic challenge. */
@@ -58,12 +80,7 @@ export function healthResponse(): Response {
 export function withHealth(app: FetchApp): FetchApp {
   return {
     fetch(request) {
-      if (request.method === 'GET' || request.method === 'HEAD') {
-        const url = request.url;
-        const pathStart = url.indexOf('/', url.indexOf('://') + 3);
-        const path = url.slice(pathStart).split('?', 1)[0];
-        if (path === '/health') return healthResponse();
-      }
+      if ((request.method === 'GET' || request.method === 'HEAD') && pathOfUrl(request.url) === '/health') return healthResponse();
       return app.fetch(request);
     },
   };
@@ -85,6 +102,7 @@ export function createAdminApp(deps: AdminDeps): Hono {
   const app = new Hono();
   const noStore = { 'cache-control': 'no-store' };
   const activityLimit = deps.activityLimit ?? 200;
+  const extensions = deps.extensions ?? [];
 
   app.get('/health', () => healthResponse());
 
@@ -113,7 +131,8 @@ export function createAdminApp(deps: AdminDeps): Hono {
       ...(files ? { databaseBytes: files.sizeBytes } : {}),
       ...(deps.tlsNotAfterMs !== undefined ? { tlsNotAfterMs: deps.tlsNotAfterMs } : {}),
     });
-    return new Response(body, { headers: { 'content-type': PROMETHEUS_CONTENT_TYPE, ...noStore } });
+    const more = extensions.flatMap((extension) => extension.metrics?.() ?? []);
+    return new Response(more.length > 0 ? body + renderFamilies(more) : body, { headers: { 'content-type': PROMETHEUS_CONTENT_TYPE, ...noStore } });
   });
 
   app.get('/status', async (c) => {
@@ -128,6 +147,8 @@ export function createAdminApp(deps: AdminDeps): Hono {
       ...(files ? { files } : {}),
       readiness: await deps.readiness.report(),
       validateRequests: deps.metrics.validateRequests(),
+      extraTiles: extensions.flatMap((extension) => extension.tiles?.() ?? []),
+      extraWarnings: extensions.flatMap((extension) => extension.warnings?.() ?? []),
     });
     return c.html(html, 200, noStore);
   });
@@ -142,6 +163,7 @@ export function createAdminApp(deps: AdminDeps): Hono {
         readiness: await deps.readiness.report(),
         licensees: await licenseeActivity(deps.store, nowMs, activityLimit, SCAN_IN_PAGES),
         samples: deps.sampler.ring.list(),
+        ...Object.fromEntries(extensions.flatMap((extension) => (extension.json ? [[extension.name, extension.json()]] : []))),
       },
       200,
       noStore,

@@ -7,7 +7,8 @@
  * Card checkpoints are counted through `cardCheckpoint()`, which the card
  * session calls for every checkpoint it seals (run-agent-offline); without a
  * card they have no sample. The card's counter and availability gauges are
- * added by run-agent-offline as well (addCardGauges).
+ * added by run-agent-offline as an admin extension (cardExtension), and
+ * run-agent's upstream, breaker and replay figures likewise (proxy-extension.ts).
  */
 import type { Envelope, WireItem } from '../../core/envelope.ts';
 import type { StatusSnapshot } from '../../service/status.ts';

@@ -1,7 +1,9 @@
 /**
- * Wires the operator's features for `run-agent-offline`: metrics (the app's
+ * Wires the operator's features for the serving actions: metrics (the app's
  * request observer), readiness checks, the seats sampler and the admin
- * listener. run-agent-offline creates this once and stops it on shutdown.
+ * listener. run-agent-offline and run-agent create this once and stop it on
+ * shutdown; what each knows beyond the database comes in through `extend`
+ * (admin-app.ts, AdminExtension).
  */
 import type { Clock } from '../../platform/clock.ts';
 import type { Logger } from '../../platform/log.ts';
@@ -10,9 +12,11 @@ import type { AssetStore } from '../../store/asset-store.ts';
 import { createAuthenticator, mayRead, storeCredentialSource } from '../auth.ts';
 import { serveApp, type RunningServer } from '../serve.ts';
 import { certificateNotAfterMs, type TlsConfig } from '../tls.ts';
-import { createAdminApp } from './admin-app.ts';
+import { createAdminApp, type AdminExtension } from './admin-app.ts';
+import { pathOfUrl, routeOf, type RequestObserver } from './observer.ts';
+import type { FetchApp } from '../serve.ts';
 import { createOpsMetrics, type BuildInfo, type OpsMetrics } from './metrics.ts';
-import { cardRequirementCheck, createReadiness, storeCheck, type Readiness } from './readiness.ts';
+import { cardRequirementCheck, createReadiness, storeCheck, type Readiness, type ReadinessCheck } from './readiness.ts';
 import { createSampler, SampleRing, type Sampler } from './samples.ts';
 
 /** One sample a minute, six hours of history. */
@@ -28,6 +32,8 @@ export interface OpsOptions {
   versionText: string;
   /** --without-card given: the card readiness check passes. */
   cardDisabled: boolean;
+  /** Readiness checks in place of the store and card checks of run-agent-offline (run-agent: localCopyCheck). */
+  readinessChecks?: ReadinessCheck[];
   sampleIntervalMs?: number;
 }
 
@@ -40,6 +46,8 @@ export interface Ops {
   /** Starts the admin listener; TLS applies only when it is given (see startAdmin in run-agent-offline). */
   /** `authorize`: see AdminDeps (set beyond loopback, adminCredentials). */
   listenAdmin(options: { host: string; port: number; tls?: TlsConfig; mainTls?: TlsConfig; authorize?: (authorization: string | null) => boolean }): RunningServer;
+  /** Adds what the serving mode shows beyond the database (metrics, status tiles and warnings, a status.json key). */
+  extend(extension: AdminExtension): void;
   /** Not ready from now on (load balancers drain the agent before it stops). */
   draining(): void;
   stop(): Promise<void>;
@@ -48,15 +56,18 @@ export interface Ops {
 /**
  * Who may see the admin listener's /metrics and status page: undefined (everyone who reaches it)
  * on loopback, or when TLS client certificates are required (the handshake has authenticated the
- * caller); otherwise the vendor's credentials or an API key that may read entities (auth.ts).
+ * caller); otherwise whom `accepts` accepts: for run-agent-offline a credential store (the vendor's
+ * credentials, or an API key that may read entities, auth.ts), for run-agent its own check (the
+ * credentials it uses upstream).
  */
 export function adminCredentials(
   host: string,
   tlsClientAuth: string | undefined,
-  store: Parameters<typeof storeCredentialSource>[0],
+  accepts: Parameters<typeof storeCredentialSource>[0] | ((authorization: string | null) => boolean),
 ): ((authorization: string | null) => boolean) | undefined {
   if (isLoopback(host) || tlsClientAuth === 'require') return undefined;
-  const authenticator = createAuthenticator(storeCredentialSource(store), { allowAnonymous: false });
+  if (typeof accepts === 'function') return accepts;
+  const authenticator = createAuthenticator(storeCredentialSource(accepts), { allowAnonymous: false });
   return (authorization) => {
     const result = authenticator.authenticate(authorization);
     return result.ok && mayRead(result.principal);
@@ -84,7 +95,9 @@ export function createOps(options: OpsOptions): Ops {
   }
   const metrics = createOpsMetrics(options.build, clock.nowMs());
   const status = createStatusReader(store, SCAN_IN_PAGES);
-  const readiness = createReadiness([storeCheck(store), cardRequirementCheck(store, { cardDisabled: options.cardDisabled })]);
+  const readiness = createReadiness(
+    options.readinessChecks ?? [storeCheck(store), cardRequirementCheck(store, { cardDisabled: options.cardDisabled })],
+  );
   const sampler = createSampler(
     new SampleRing(SAMPLE_COUNT),
     () => clock.nowMs(),
@@ -97,6 +110,7 @@ export function createOps(options: OpsOptions): Ops {
     (error) => log.warn(`status sampler: ${error.message}`),
   );
   const servers: RunningServer[] = [];
+  const extensions: AdminExtension[] = [];
   return {
     metrics,
     readiness,
@@ -115,15 +129,38 @@ export function createOps(options: OpsOptions): Ops {
         version: options.versionText,
         ...(mainTls ? { tlsNotAfterMs: certificateNotAfterMs(mainTls) } : {}),
         ...(authorize ? { authorize } : {}),
+        extensions,
       });
       const server = serveApp(app, { port, hostname: host, ...(tls ? { tls } : {}) });
       servers.push(server);
       return server;
     },
+    extend: (extension) => void extensions.push(extension),
     draining: () => readiness.draining(),
     async stop() {
       sampler.stop();
       await Promise.all(servers.splice(0).map((s) => s.stop()));
+    },
+  };
+}
+
+/**
+ * `app` with every request reported to `observer` (route, method, status, duration), for an app
+ * that does not report its requests itself: run-agent's proxy. (app.ts reports its own, on its
+ * fast path.) A request that throws is counted as a 500, as serveApp answers it.
+ */
+export function observeRequests(app: FetchApp, observer: RequestObserver): FetchApp {
+  return {
+    async fetch(request) {
+      const startedMs = performance.now();
+      let status = 500;
+      try {
+        const response = await app.fetch(request);
+        status = response.status;
+        return response;
+      } finally {
+        observer.request({ route: routeOf(pathOfUrl(request.url)), method: request.method, status, durationMs: performance.now() - startedMs });
+      }
     },
   };
 }

@@ -170,3 +170,8 @@ export class Histogram {
 export function gauge(name: string, help: string, samples: Sample[]): MetricFamily {
   return { name, help, type: 'gauge', samples };
 }
+
+/** A counter family from values kept elsewhere (the Counter class keeps its own). */
+export function counter(name: string, help: string, samples: Sample[]): MetricFamily {
+  return { name, help, type: 'counter', samples };
+}

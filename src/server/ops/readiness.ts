@@ -79,6 +79,23 @@ export function storeCheck(store: AssetStore): ReadinessCheck {
 }
 
 /**
+ * run-agent's store: its local copy of what the upstream answered, filled on demand, so an empty
+ * one is ready too (nothing imported is normal at its first start). Ready while its meta record
+ * and journal head can be read. The upstream is not a readiness check: answering through an
+ * outage is what run-agent is for, and a load balancer must not drop it then.
+ */
+export function localCopyCheck(store: AssetStore): ReadinessCheck {
+  return {
+    name: 'store',
+    run() {
+      const meta = store.meta();
+      const head = store.journalHead();
+      return { ok: true, detail: `local copy, schema ${meta.schemaVersion}, journal ${head.seq}` };
+    },
+  };
+}
+
+/**
  * Placeholder for the card: passes for a database without card, fails for one
  * bound to a card until the card layer replaces it (same name, 'card').
  */

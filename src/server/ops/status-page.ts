@@ -23,6 +23,17 @@ export interface StatusPageInput {
   files?: DatabaseFiles;
   readiness: ReadinessReport;
   validateRequests: number;
+  /** Tiles a serving mode adds after the agent's own (admin-app.ts, AdminExtension); plain text. */
+  extraTiles?: readonly StatusTile[];
+  /** Warnings a serving mode adds; plain text. */
+  extraWarnings?: readonly string[];
+}
+
+/** One tile of the status page: a title, its value, and an optional line below. Plain text, escaped here. */
+export interface StatusTile {
+  title: string;
+  value: string;
+  detail?: string;
 }
 
 function esc(text: string | number): string {
@@ -154,6 +165,7 @@ export function renderStatusPage(input: StatusPageInput): string {
     warnings.push(`The system clock is ${formatDuration(-snapshot.clockDriftMs)} behind a time the agent has answered at: was it set back?`);
   }
   for (const loose of files?.loose ?? []) warnings.push(`Readable by others: ${loose} (should be owner-only)`);
+  warnings.push(...(input.extraWarnings ?? []));
 
   const importAge = lastImport ? snapshot.atMs - Date.parse(lastImport.importedAt) : undefined;
   const cards = [
@@ -170,6 +182,7 @@ export function renderStatusPage(input: StatusPageInput): string {
         ? `${esc(formatDuration(snapshot.clockDriftMs))}<small>system clock minus the newest time the database has seen (negative: clock set back)</small>`
         : '–<small>journal empty</small>',
     ],
+    ...(input.extraTiles ?? []).map((tile) => [esc(tile.title), `${esc(tile.value)}${tile.detail !== undefined ? `<small>${esc(tile.detail)}</small>` : ''}`]),
   ]
     .map(([title, body]) => `<div class="card"><h3>${title}</h3><div class="value">${body}</div></div>`)
     .join('');
