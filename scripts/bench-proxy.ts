@@ -42,7 +42,12 @@ async function serveProxy(upstream: string, dir: string): Promise<void> {
     allowAnonymous: false,
     upstream: { baseUrl: upstream, credentials: { kind: 'basic', username: 'vendor', password: 'secret' } },
   });
-  const server = serveApp(proxy.app, { port: 0, hostname: '127.0.0.1' });
+  // As run-agent serves it: every request counted for /metrics, /health answered in front.
+  const { withHealth } = await import('../src/server/ops/admin-app.ts');
+  const { createOpsMetrics } = await import('../src/server/ops/metrics.ts');
+  const { observeRequests } = await import('../src/server/ops/ops.ts');
+  const metrics = createOpsMetrics({ version: 'bench', commit: 'bench', bun: Bun.version }, Date.now());
+  const server = serveApp(withHealth(observeRequests(proxy.app, metrics)), { port: 0, hostname: '127.0.0.1' });
   console.log(`PORT ${server.port}`);
   process.on('SIGTERM', async () => {
     await server.stop();
