@@ -13,6 +13,10 @@
  * `app.fetch`, 64 requests in flight; every check-out is durable (the runtime
  * journal file) and checkpointed into LMDB as in the agent. Each figure
  * includes building the request. Nothing is asserted.
+ *
+ * Then the journal replay that `--action=verify-database` and every start of
+ * a card-bound agent run (service/verify-database.ts) over the journal those
+ * requests wrote: its time, and per entry, with the pool still open.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +24,7 @@ import { join } from 'node:path';
 import { systemClock } from '../src/platform/clock.ts';
 import { silentLogger } from '../src/platform/log.ts';
 import { createApp } from '../src/server/app.ts';
+import { verifyDatabase } from '../src/service/verify-database.ts';
 import { BENCH_AUTH } from './bench/wrk.ts';
 import { seedBenchDatabase } from './bench/seed.ts';
 
@@ -37,7 +42,7 @@ const validateRequest = (body: string) =>
 const floating = (sessionId: string, action: 'checkOut' | 'checkIn') => `productModuleNumber0=M-FLOAT&sessionId0=${sessionId}&action0=${action}`;
 
 console.log(`Floating check-out/check-in pairs, in-process, ${IN_FLIGHT} requests in flight, ${REQUESTS} requests per pool size\n`);
-console.log(`${'open sessions'.padStart(14)} ${'µs per request'.padStart(15)}`);
+console.log(`${'open sessions'.padStart(14)} ${'µs per request'.padStart(15)} ${'journal replay'.padStart(28)}`);
 for (const pool of POOLS) {
   const work = mkdtempSync(join(tmpdir(), 'nla-bench-floating-'));
   const store = seedBenchDatabase(join(work, 'database'));
@@ -65,7 +70,13 @@ for (const pool of POOLS) {
     const startedMs = performance.now();
     await run(REQUESTS);
     const perRequestUs = ((performance.now() - startedMs) * 1000) / REQUESTS;
-    console.log(`${pool.toLocaleString('en-US').padStart(14)} ${perRequestUs.toFixed(1).padStart(15)}`);
+    await store.settled();
+    const replayStartedMs = performance.now();
+    const report = verifyDatabase(store, 3);
+    const replayMs = performance.now() - replayStartedMs;
+    if (!report.ok) throw new Error(`verify-database found problems: ${report.problems.join('; ')}`);
+    const replay = `${replayMs.toFixed(0)} ms, ${((replayMs * 1000) / report.entries).toFixed(2)} µs × ${report.entries}`;
+    console.log(`${pool.toLocaleString('en-US').padStart(14)} ${perRequestUs.toFixed(1).padStart(15)} ${replay.padStart(28)}`);
   } finally {
     await store.close();
     rmSync(work, { recursive: true, force: true });

@@ -6,7 +6,7 @@
  * reported, so an operator knows where tampering or corruption starts.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { applyEvents, emptyRuntimeState, type RuntimeState } from '../core/runtime.ts';
+import { applyEventsInPlace, emptyRuntimeState, type RuntimeState } from '../core/runtime.ts';
 import { journalHash, type AssetStore, type JournalEntry } from '../store/asset-store.ts';
 
 export interface VerifyReport {
@@ -56,8 +56,12 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20): VerifyRepor
       problems.push(`journal entry ${entry.seq}: expected sequence ${expectedSeq} (entries missing)`);
     }
     expectedSeq = entry.seq + 1;
-    const state = replayed.get(entry.licenseeNumber) ?? emptyRuntimeState();
-    replayed.set(entry.licenseeNumber, applyEvents(state, entry.events));
+    // The replayed states are this function's own: changed in place. (A copy per entry, as
+    // applyEvents makes, cost O(pool size) per entry: 32 s for 15,000 entries of a licensee
+    // holding 5,000 floating sessions, and a card-bound start runs this.)
+    let state = replayed.get(entry.licenseeNumber);
+    if (state === undefined) replayed.set(entry.licenseeNumber, (state = emptyRuntimeState()));
+    applyEventsInPlace(state, entry.events);
   }
   closeGroup();
   const head = store.journalHead();
