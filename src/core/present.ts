@@ -86,7 +86,10 @@ function withRegisteredNodeSecrets(licenses: Entity[], runtime: RuntimeState, te
   if (modules.length === 0) return licenses;
   const out = [...licenses];
   for (const moduleNumber of modules) {
-    const slots: { index: number; used: Set<number>; quota: number }[] = [];
+    // `next`: no free index below it; `maxUsed`: the highest index used (-1: none). Indexes are only
+    // ever added, so the first free one only moves on: searching from 0 for every secret made a
+    // license read O(secrets²) (0.75 s with 20,000 registered).
+    const slots: { index: number; used: Set<number>; quota: number; next: number; maxUsed: number }[] = [];
     const held = new Set<string>();
     for (let index = 0; index < out.length; index++) {
       const license = out[index]!;
@@ -94,28 +97,37 @@ function withRegisteredNodeSecrets(licenses: Entity[], runtime: RuntimeState, te
       if (template === undefined || template.props['productModuleNumber'] !== moduleNumber) continue;
       if (templateType(template) !== 'QUANTITY' || !isActive(license)) continue;
       const used = new Set<number>();
+      let maxUsed = -1;
       for (const name in license.props) {
         const match = NODE_SECRET_PROPERTY.exec(name);
         const value = license.props[name]!;
         if (match === null || value === '') continue;
         used.add(Number(match[1]));
+        maxUsed = Math.max(maxUsed, Number(match[1]));
         held.add(value);
       }
       const quota = parseInteger(licenseValue({ props: license.props, template }, 'quota')) ?? 0;
-      slots.push({ index, used, quota });
+      slots.push({ index, used, quota, next: 0, maxUsed });
     }
     if (slots.length === 0) continue;
     const added = new Map<number, Record<string, string>>();
     const place = (slot: (typeof slots)[number], secret: string, at: number) => {
       slot.used.add(at);
+      slot.maxUsed = Math.max(slot.maxUsed, at);
       let props = added.get(slot.index);
       if (props === undefined) added.set(slot.index, (props = { ...out[slot.index]!.props }));
       props[`nodeSecret${at}`] = secret;
     };
+    // Slots before this one are full.
+    let firstOpen = 0;
     const placeInFirstFreeSlot = (secret: string) => {
-      for (const slot of slots) for (let at = 0; at < slot.quota; at++) if (!slot.used.has(at)) return place(slot, secret, at);
+      for (; firstOpen < slots.length; firstOpen++) {
+        const slot = slots[firstOpen]!;
+        while (slot.next < slot.quota && slot.used.has(slot.next)) slot.next++;
+        if (slot.next < slot.quota) return place(slot, secret, slot.next);
+      }
       const last = slots[slots.length - 1]!;
-      place(last, secret, Math.max(last.quota - 1, ...last.used) + 1);
+      place(last, secret, Math.max(last.quota - 1, last.maxUsed) + 1);
     };
     for (const secret of runtime.nodeSecrets[moduleNumber]!) {
       if (held.has(secret)) continue;

@@ -110,14 +110,20 @@ export const SCAN_AT_ONCE: ScanOptions = { pageSize: Number.MAX_SAFE_INTEGER, pa
 /** For the server: pages of 5000 (a few tens of ms each), the event loop served in between. */
 export const SCAN_IN_PAGES: ScanOptions = { pageSize: 5000, pause: () => new Promise<void>((resolve) => setImmediate(resolve)) };
 
-/** Every entity of a kind, a page at a time. */
+/**
+ * Every entity of a kind, a page at a time, each page starting after the last key of the one before
+ * (by offset, each page walked from the start and counted them all: 38 s for 800,000 licensees'
+ * licenses in pages of 5000, the last pages holding the event loop 125 ms each).
+ */
 async function eachEntity(store: AssetStore, kind: EntityKind, scan: ScanOptions, visit: (entity: Entity) => void): Promise<number> {
   let count = 0;
-  for (let offset = 0; ; offset += scan.pageSize) {
-    const { items } = store.listEntities(kind, { offset, limit: scan.pageSize });
-    for (const entity of items) visit(entity);
-    count += items.length;
-    if (items.length < scan.pageSize) return count;
+  let after: string | undefined;
+  for (;;) {
+    const page = store.entitiesAfter(kind, after, scan.pageSize);
+    for (const entity of page.items) visit(entity);
+    count += page.items.length;
+    if (page.last === undefined) return count;
+    after = page.last;
     await scan.pause();
   }
 }

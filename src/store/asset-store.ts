@@ -323,6 +323,13 @@ export interface AssetStore {
   meta(): StoreMeta;
   getEntity(kind: EntityKind, number: string): Entity | undefined;
   listEntities(kind: EntityKind, options?: ListOptions): { items: Entity[]; total: number };
+  /**
+   * The next `limit` served definitions of a kind in key order after the key `after` (from a
+   * previous page; undefined: from the start); `last` is the key to go on from, undefined at the
+   * end. For passes over every definition in pages (the status scan): an `offset` page walks
+   * from the start and listEntities counts them all, so paging by offset was quadratic.
+   */
+  entitiesAfter(kind: EntityKind, after: string | undefined, limit: number): { items: Entity[]; last: string | undefined };
   children(kind: EntityKind, parentNumber: string): Entity[];
   /** A licensee by number or by one of its aliases. */
   resolveLicensee(numberOrAlias: string): Entity | undefined;
@@ -439,6 +446,12 @@ export interface AssetStore {
   proxyValue(key: string): unknown;
   /** Writes (or with undefined removes) a value; resolves when durable. */
   putProxyValue(key: string, value: unknown): Promise<void>;
+  /**
+   * Removes the values of `keys` that `removable` still accepts when it is their turn (a value
+   * written again since the caller looked stays), in durable commits of up to 1000; resolves with
+   * how many went. One commit per value cost ~0.9 ms each (the cache purge).
+   */
+  removeProxyValues(keys: readonly string[], removable: (value: unknown) => boolean): Promise<number>;
   proxyValueKeys(prefix: string): Iterable<string>;
 }
 
@@ -534,6 +547,9 @@ function withFailingBatches(env: KvEnvironment, fail: () => Error | undefined): 
 
 /** Written beyond the rewind offset when the file is created: room for the group that passes it (a bigger one grows the file). */
 const WAL_SLACK_BYTES = 64 * 2 ** 10;
+
+/** run-agent's cache purge: values removed per durable commit (removeProxyValues). */
+const PROXY_REMOVALS_PER_COMMIT = 1000;
 
 export function openAssetStore(path: string, options: OpenStoreOptions = {}): AssetStore {
   let env: KvEnvironment;
@@ -1079,6 +1095,18 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       for (const { value } of db.getRange({ offset, limit })) items.push(value);
       return { items, total: db.getCount({}) };
     },
+    entitiesAfter(kind, after, limit) {
+      const items: Entity[] = [];
+      let last: string | undefined;
+      const range = after === undefined ? { limit } : { start: after, limit: limit + 1 };
+      for (const { key, value } of served().def[kind].getRange(range)) {
+        if (key === after) continue;
+        items.push(value);
+        last = key as string;
+        if (items.length === limit) break;
+      }
+      return { items, last: items.length === limit ? last : undefined };
+    },
     children,
     resolveLicensee(numberOrAlias) {
       const gen = served();
@@ -1220,6 +1248,26 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       } catch (cause) {
         throw wrapWriteError(cause);
       }
+    },
+    async removeProxyValues(keys, removable) {
+      let removed = 0;
+      for (let from = 0; from < keys.length; from += PROXY_REMOVALS_PER_COMMIT) {
+        const chunk = keys.slice(from, from + PROXY_REMOVALS_PER_COMMIT);
+        try {
+          await env.commitDurable(() => {
+            for (const key of chunk) {
+              const value = metaDb.get(proxyValueKey(key));
+              if (value !== undefined && removable(value)) {
+                metaDb.removeSync(proxyValueKey(key));
+                removed += 1;
+              }
+            }
+          });
+        } catch (cause) {
+          throw wrapWriteError(cause);
+        }
+      }
+      return removed;
     },
     *proxyValueKeys(prefix) {
       for (const key of metaDb.getKeys({ start: proxyValueKey(prefix), end: [PROXY, 'value', `${prefix}\uffff`] })) {

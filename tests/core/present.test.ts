@@ -7,6 +7,7 @@
  * Method: effectiveLicenses over built entities and a runtime state.
  */
 import { describe, expect, test } from 'bun:test';
+import fc from 'fast-check';
 import type { Entity } from '../../src/core/entities.ts';
 import { effectiveLicenses } from '../../src/core/present.ts';
 import { emptyRuntimeState, type RuntimeState } from '../../src/core/runtime.ts';
@@ -48,5 +49,61 @@ describe('registered node secrets on license reads', () => {
     const imported = [license('A', 'T-NODE')];
     expect(effectiveLicenses('L', imported, emptyRuntimeState(), (n) => TEMPLATES.get(n))[0]).toBe(imported[0]!);
     expect(effectiveLicenses('L', imported, registered(['n1'], 'M-GONE'), (n) => TEMPLATES.get(n))[0]).toBe(imported[0]!);
+  });
+});
+
+/**
+ * The rule as first written (a search from slot 0 for every secret, O(secrets²)): the reference the
+ * placement with moving cursors must agree with.
+ */
+function placedByTheRule(licenses: Entity[], secrets: string[]): Record<string, Record<string, string>> {
+  const slots = licenses
+    .filter((l) => l.props['active'] === 'true')
+    .map((l) => {
+      const used = new Map<number, string>();
+      for (const [name, value] of Object.entries(l.props)) {
+        const match = /^nodeSecret(\d+)$/.exec(name);
+        if (match && value !== '') used.set(Number(match[1]), value);
+      }
+      const quota = Number(l.props['quota'] ?? TEMPLATES.get('T-NODE')!.props['quota']);
+      return { number: l.number, used, quota };
+    });
+  const held = new Set(slots.flatMap((slot) => [...slot.used.values()]));
+  for (const secret of secrets) {
+    if (held.has(secret)) continue;
+    held.add(secret);
+    const free = slots.flatMap((slot) => Array.from({ length: slot.quota }, (_, at) => ({ slot, at }))).find(({ slot, at }) => !slot.used.has(at));
+    if (free) free.slot.used.set(free.at, secret);
+    else {
+      const last = slots[slots.length - 1]!;
+      last.used.set(Math.max(last.quota - 1, ...last.used.keys()) + 1, secret);
+    }
+  }
+  const out: Record<string, Record<string, string>> = Object.fromEntries(licenses.map((l) => [l.number, {}]));
+  for (const l of licenses) for (const [name, value] of Object.entries(l.props)) if (name.startsWith('nodeSecret')) out[l.number]![name] = value;
+  for (const slot of slots) for (const [at, value] of slot.used) out[slot.number]![`nodeSecret${at}`] = value;
+  return out;
+}
+
+describe('registered node secrets, any licenses and registrations', () => {
+  test('placed exactly as the simple first-free-slot rule places them (fast-check, 300 runs)', () => {
+    const licenseArb = fc.record({
+      active: fc.boolean(),
+      quota: fc.integer({ min: 0, max: 4 }),
+      held: fc.array(fc.tuple(fc.integer({ min: 0, max: 6 }), fc.constantFrom('c1', 'c2', 'c3', 'n2', '')), { maxLength: 3 }),
+    });
+    fc.assert(
+      fc.property(fc.array(licenseArb, { minLength: 1, maxLength: 4 }), fc.array(fc.constantFrom('n1', 'n2', 'n3', 'n4', 'n5', 'n6', 'n7', 'n8', 'c1'), { maxLength: 14 }), (specs, secrets) => {
+        const imported = specs.map((spec, i) => {
+          const props: Record<string, string> = { quota: String(spec.quota), active: String(spec.active) };
+          for (const [at, value] of spec.held) props[`nodeSecret${at}`] = value;
+          return license(`N${i}`, 'T-NODE', props);
+        });
+        if (!imported.some((l) => l.props['active'] === 'true')) return;
+        const out = effectiveLicenses('L', imported, registered(secrets), (n) => TEMPLATES.get(n));
+        expect(secretsOf(out)).toEqual(placedByTheRule(imported, secrets));
+      }),
+      { numRuns: 300, seed: 14 },
+    );
   });
 });

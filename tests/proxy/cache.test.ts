@@ -10,8 +10,10 @@ import { afterAll, beforeAll, afterEach, beforeEach, describe, expect, test } fr
 import { RedisClient } from 'bun';
 import type { AssetSource } from '../../src/export/export-assets.ts';
 import { createLogger, silentLogger } from '../../src/platform/log.ts';
+import { ManualClock } from '../../src/platform/clock.ts';
+import { LocalProxyCache } from '../../src/proxy/cache.ts';
 import { RedisProxyCache } from '../../src/proxy/redis-cache.ts';
-import { apiKeyAuth, basic, entity, vendorAuth, VENDOR } from '../support/seed-store.ts';
+import { apiKeyAuth, basic, entity, seedStore, vendorAuth, VENDOR } from '../support/seed-store.ts';
 import { form, startProxy, StandinUpstream, type ProxyFixture } from './support.ts';
 
 /** Refreshes always fail: the proxy never holds local assets. */
@@ -192,5 +194,36 @@ describe('Redis cache shared by two agents', () => {
       (e: Error) => e,
     );
     expect(error?.message).toContain(`cannot use Redis at 127.0.0.1:${redisPort}`);
+  });
+});
+
+describe('local cache purge', () => {
+  test('removes expired answers and credentials in batches, keeps live ones and ones written anew, and does not stack up', async () => {
+    const { store } = seedStore([]);
+    const clock = new ManualClock(Date.parse('2026-11-15T12:00:00.000Z'));
+    const cache = new LocalProxyCache(store, clock);
+    const answer = { status: 200, contentType: 'application/json', body: 'e30=' };
+    // 2,500 answers that expire in a minute (three commits of up to 1000), 3 that live an hour.
+    for (let at = 0; at < 2500; at += 500) {
+      await Promise.all(Array.from({ length: 500 }, (_, k) => cache.putAnswer(`short-${at + k}`, answer, 60_000)));
+    }
+    for (let i = 0; i < 3; i++) await cache.putAnswer(`long-${i}`, answer, 3_600_000);
+    await cache.putCredential('cred-short', { kind: 'vendor', hash: 'h' } as never, 60_000);
+    clock.advance(120_000);
+    const first = cache.purge();
+    // Asked again while it runs: the same purge, not a second one.
+    expect(cache.purge()).toBe(first);
+    expect(await first).toBe(2501);
+    expect(await cache.getAnswer('long-1')).toEqual(answer);
+    expect([...store.proxyValueKeys('answer:')].sort()).toEqual(['answer:long-0', 'answer:long-1', 'answer:long-2']);
+    expect([...store.proxyValueKeys('credential:')]).toEqual([]);
+    expect(await cache.purge()).toBe(0);
+    // The removal checks again in its commit: an entry written anew since it was found stays.
+    await cache.putAnswer('again', answer, 60_000);
+    clock.advance(120_000);
+    await cache.putAnswer('again', answer, 60_000);
+    expect(await store.removeProxyValues(['answer:again'], () => false)).toBe(0);
+    expect(await cache.getAnswer('again')).toEqual(answer);
+    await store.close();
   });
 });

@@ -6,6 +6,7 @@ import { journalHash, openAssetStore, SCHEMA_VERSION, StoreError } from '../../s
 import { openKvEnvironment } from '../../src/store/lmdb.ts';
 import type { Entity } from '../../src/core/entities.ts';
 import { verifyDatabase } from '../../src/service/verify-database.ts';
+import { SCAN_AT_ONCE, summariseDefinitions } from '../../src/service/status.ts';
 import { tempDir } from '../helpers.ts';
 
 const licensee = (number: string, product = 'P1', extra: Record<string, string> = {}): Entity => ({
@@ -239,6 +240,38 @@ describe('asset store', () => {
     const reopened = openAssetStore(dir, { readOnly: true });
     expect(verifyDatabase(reopened).problems).toEqual(["runtime state of licensee 'L1' differs from the replayed journal"]);
     await reopened.close();
+  });
+
+  test('entitiesAfter pages by key: every entity once, in key order, whatever the page size; the status scan agrees with one read', async () => {
+    const dir = join(tempDir(), 'database');
+    const store = openAssetStore(dir, { create: true });
+    const numbers = Array.from({ length: 23 }, (_, i) => `L ${String(i).padStart(2, '0')}`);
+    store.importTransaction((tx) => {
+      tx.put({ kind: 'Product', number: 'P1', props: { number: 'P1', active: 'true' } });
+      for (const number of numbers) tx.put(licensee(number));
+    });
+    for (const pageSize of [1, 5, 7, 23, 24, 100]) {
+      const seen: string[] = [];
+      let after: string | undefined;
+      let pages = 0;
+      for (;;) {
+        const page = store.entitiesAfter('Licensee', after, pageSize);
+        pages += 1;
+        seen.push(...page.items.map((e) => e.number));
+        expect(page.items.length).toBeLessThanOrEqual(pageSize);
+        if (page.last === undefined) break;
+        after = page.last;
+      }
+      expect(seen).toEqual(numbers);
+      // A full last page is followed by one empty page; a short one ends it.
+      expect(pages).toBe(Math.floor(23 / pageSize) + 1);
+    }
+    expect(store.entitiesAfter('License', undefined, 5)).toEqual({ items: [], last: undefined });
+    const atOnce = await summariseDefinitions(store, SCAN_AT_ONCE);
+    const inPages = await summariseDefinitions(store, { pageSize: 4, pause: () => {} });
+    expect(inPages).toEqual(atOnce);
+    expect(inPages.counts.licensees).toBe(23);
+    await store.close();
   });
 
   test('a database of an unknown schema version is refused with a clear message and left as it is', async () => {

@@ -37,7 +37,8 @@ interface KnownSession {
 }
 
 // Imported session properties of a license, parsed once per license definition (definitions
-// are immutable; a re-import brings new objects): pure memoisation, weakly held.
+// are immutable; a re-import brings new objects): pure memoisation, weakly held. In check-out
+// order, so in expiry order too (one validity per module for imported sessions).
 const IMPORTED_SESSIONS = new WeakMap<Record<string, string>, [id: string, checkedOutMs: number][]>();
 
 function importedSessionsOf(props: Record<string, string>): [id: string, checkedOutMs: number][] {
@@ -49,9 +50,22 @@ function importedSessionsOf(props: Record<string, string>): [id: string, checked
       const checkedOutMs = parseIso(props[name]);
       if (checkedOutMs !== undefined) sessions.push([name.slice(SESSION_PROPERTY_PREFIX.length), checkedOutMs]);
     }
+    sessions.sort((a, b) => a[1] - b[1]);
     IMPORTED_SESSIONS.set(props, sessions);
   }
   return sessions;
+}
+
+/** Index of the first session in `sessions` (check-out order) still open at `nowMs`; its length if none. */
+function firstOpenImported(sessions: readonly [string, number][], validityMs: number, nowMs: number): number {
+  let low = 0;
+  let high = sessions.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (sessions[middle]![1] + validityMs <= nowMs) low = middle + 1;
+    else high = middle;
+  }
+  return low;
 }
 
 /** What validateFloating needs of the runtime sessions at `nowMs`. */
@@ -124,11 +138,16 @@ export function validateFloating(ctx: ModelContext): ModelResult {
   const licenses = ofType(ctx.licenses, 'FLOATING');
   const capacity = licenses.reduce((sum, view) => sum + Math.max(0, licenseInt(view, 'maxSessions') ?? 0), 0);
 
-  // Most exports carry no open sessions: then no table is made.
+  // Most exports carry no open sessions: then no table is made. Only the imported sessions still
+  // open are taken (every use below asks isLive first), found by a binary search: walking all of
+  // them cost ~6 ms per request with 50,000 imported, long after they had expired.
   let importedTable: Map<string, KnownSession> | undefined;
+  const importedValidityMs = moduleValiditySeconds * 1000;
   for (const view of licenses) {
-    for (const [id, checkedOutMs] of importedSessionsOf(view.props)) {
-      const expiresMs = checkedOutMs + moduleValiditySeconds * 1000;
+    const sessions = importedSessionsOf(view.props);
+    for (let i = firstOpenImported(sessions, importedValidityMs, ctx.nowMs); i < sessions.length; i++) {
+      const [id, checkedOutMs] = sessions[i]!;
+      const expiresMs = checkedOutMs + importedValidityMs;
       importedTable ??= new Map();
       const known = importedTable.get(id);
       if (known === undefined || known.expiresMs < expiresMs) importedTable.set(id, { checkedOutMs, expiresMs });
