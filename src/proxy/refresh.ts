@@ -120,6 +120,40 @@ export function reconcileReplayed(tx: RefreshTransaction, cursorAtStart: number)
   return reconciled;
 }
 
+/**
+ * `source` with its listing of the vendor's API keys shared by every refresh for `ttlMs` (and by
+ * refreshes running at the same time): exportAssets lists them all for each licensee it exports
+ * (its phase 4: one request per 100 keys), so refreshing K licensees a minute listed every key K
+ * times. A key removed upstream leaves the local copy up to `ttlMs` later than it would have.
+ * A listing that fails is not kept. Everything else goes to `source` as it is.
+ */
+export function sharedApiKeyListing(source: AssetSource, clock: Clock, ttlMs: number): AssetSource {
+  let cached: { atMs: number; keys: Entity[] } | undefined;
+  let loading: Promise<Entity[]> | undefined;
+  const load = (): Promise<Entity[]> =>
+    (loading ??= (async () => {
+      const keys: Entity[] = [];
+      for await (const key of source.list('token', API_KEYS)) keys.push(key);
+      cached = { atMs: clock.nowMs(), keys };
+      return keys;
+    })().finally(() => {
+      loading = undefined;
+    }));
+  return {
+    baseUrl: source.baseUrl,
+    get: (resource, number) => source.get(resource, number),
+    list(resource, criteria) {
+      const apiKeys = resource === 'token' && criteria !== undefined && Object.keys(criteria).length === 1 && criteria['tokenType'] === 'APIKEY';
+      if (!apiKeys) return source.list(resource, criteria);
+      return (async function* () {
+        yield* cached !== undefined && clock.nowMs() - cached.atMs < ttlMs ? cached.keys : await load();
+      })();
+    },
+  };
+}
+
+const API_KEYS = { tokenType: 'APIKEY' };
+
 export interface RefresherDeps {
   store: AssetStore;
   source: AssetSource;
@@ -133,7 +167,12 @@ export class AssetRefresher {
   private readonly lastStartMs = new Map<string, number>();
   private readonly running = new Map<string, Promise<boolean>>();
 
-  constructor(private readonly deps: RefresherDeps) {}
+  /** The upstream, with one listing of its API keys per interval for all refreshes (sharedApiKeyListing). */
+  private readonly source: AssetSource;
+
+  constructor(private readonly deps: RefresherDeps) {
+    this.source = sharedApiKeyListing(deps.source, deps.clock, deps.intervalMs);
+  }
 
   /**
    * Starts a refresh of the licensee unless one is running or one started
@@ -160,7 +199,8 @@ export class AssetRefresher {
   }
 
   private async run(licenseeNumber: string): Promise<boolean> {
-    const { store, source, clock, log, stats } = this.deps;
+    const { store, clock, log, stats } = this.deps;
+    const source = this.source;
     // Acknowledgements up to here happened before the upstream was read (see reconcileReplayed).
     const cursorAtStart = store.replayCursor();
     try {

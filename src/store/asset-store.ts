@@ -113,6 +113,14 @@ const PROXY = 'proxy';
 const REPLAY_HEAD_KEY = [PROXY, 'replayHead'];
 const REPLAY_CURSOR_KEY = [PROXY, 'replayCursor'];
 const replayKey = (seq: number) => [PROXY, 'replay', seq];
+/**
+ * run-agent's replay entries by licensee: a refresh of one licensee reads its own entries through
+ * this index instead of every stored entry (which made the refreshes after a long outage
+ * O(licensees × entries)). Written with each entry, removed with it; databases whose entries
+ * predate it are indexed by their first refresh (REPLAY_INDEX_KEY says that is done).
+ */
+const replayOfKey = (licenseeNumber: string, seq: number) => [PROXY, 'replayOf', keyPart(licenseeNumber), seq];
+const REPLAY_INDEX_KEY = [PROXY, 'replayIndex'];
 const conflictKey = (seq: number) => [PROXY, 'conflict', seq];
 const proxyValueKey = (key: string) => [PROXY, 'value', keyPart(key)];
 
@@ -897,10 +905,17 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
             ...importTransaction(),
             runtime: () => state,
             replayEntries: () => {
+              if (metaDb.get(REPLAY_INDEX_KEY) === undefined) {
+                for (const { value } of metaDb.getRange({ start: replayKey(0), end: replayKey(Number.MAX_SAFE_INTEGER) })) {
+                  const entry = value as ReplayEntry;
+                  metaDb.putSync(replayOfKey(entry.licenseeNumber, entry.seq), 1);
+                }
+                metaDb.putSync(REPLAY_INDEX_KEY, 1);
+              }
               const entries: ReplayEntry[] = [];
-              for (const { value } of metaDb.getRange({ start: replayKey(0), end: replayKey(Number.MAX_SAFE_INTEGER) })) {
-                const entry = value as ReplayEntry;
-                if (entry.licenseeNumber === licenseeNumber) entries.push(entry);
+              for (const key of metaDb.getKeys({ start: replayOfKey(licenseeNumber, 0), end: replayOfKey(licenseeNumber, Number.MAX_SAFE_INTEGER) })) {
+                const entry = metaDb.get(replayKey((key as unknown[])[3] as number)) as ReplayEntry | undefined;
+                if (entry !== undefined) entries.push(entry);
               }
               return entries;
             },
@@ -912,6 +927,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
             dropReplayEntry: (seq) => {
               if (seq > replayCursor()) throw new Error(`replay entry ${seq} is not acknowledged yet and cannot be dropped`);
               metaDb.removeSync(replayKey(seq));
+              metaDb.removeSync(replayOfKey(licenseeNumber, seq));
             },
           });
         });
@@ -1203,6 +1219,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
         return [
           { key: REPLAY_HEAD_KEY, value: seq },
           { key: replayKey(seq), value: entry },
+          { key: replayOfKey(licenseeNumber, seq), value: 1 },
         ];
       });
     },

@@ -97,6 +97,19 @@ describe('refresh of local assets after a successful validate', () => {
     expect(fixture.proxy.stats.refreshes).toBe(refreshes + 1);
   });
 
+  test("refreshes of several licensees within the interval list the vendor's API keys once, and again after it", async () => {
+    const tokenListings = () => upstream.seen.filter((r) => r.method === 'GET' && /\/token(\?|$)/.test(r.path)).length;
+    const before = tokenListings();
+    for (const licensee of ['L-1', 'L 2/ä', 'L-1']) expect(await fixture.proxy.refresh(licensee)).toBe(true);
+    expect(tokenListings() - before).toBeLessThanOrEqual(1);
+    const afterFirst = tokenListings();
+    fixture.clock.advance(60_000);
+    expect(await fixture.proxy.refresh('L 2/ä')).toBe(true);
+    expect(tokenListings()).toBe(afterFirst + 1);
+    // The keys are in the local copy all the same.
+    expect(fixture.store.getEntity('Token', ADMIN_API_KEY)).toBeDefined();
+  });
+
   test('a refresh replaces definitions: a license removed upstream disappears locally', async () => {
     upstream.store.importTransaction((tx) => tx.remove('License', 'LIC-QUOTA'));
     expect(await fixture.proxy.refresh('L-1')).toBe(true);

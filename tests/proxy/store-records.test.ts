@@ -6,7 +6,10 @@
 // a temp directory (tests/support/seed-store.ts).
 import { afterAll, describe, expect, test } from 'bun:test';
 import type { RuntimeEvent } from '../../src/core/runtime.ts';
+import { join } from 'node:path';
 import { verifyDatabase } from '../../src/service/verify-database.ts';
+import { openAssetStore } from '../../src/store/asset-store.ts';
+import { openKvEnvironment } from '../../src/store/lmdb.ts';
 import { entity, seedStore } from '../support/seed-store.ts';
 
 const { store } = seedStore([entity('Licensee', 'L', { productNumber: 'P' }), entity('Licensee', 'B', { productNumber: 'P' })]);
@@ -62,6 +65,34 @@ describe('run-agent store records', () => {
     await store.commitRuntimeWithReplay('L', 30, () => ({ events: [used(1)], result: null }), () => ({ form: 'a=3', decision }));
     await expect(store.refreshLicensee('L', 31, (tx) => tx.dropReplayEntry(3))).rejects.toThrow('not acknowledged');
     expect([...store.replayBacklog()].map((e) => e.seq)).toEqual([3]);
+  });
+
+  test("a refresh reads its own licensee's replay entries through the index, also for entries written before the index existed", async () => {
+    const { store: s, cwd } = seedStore([entity('Licensee', 'A', { productNumber: 'P' }), entity('Licensee', 'Z', { productNumber: 'P' })]);
+    for (const licensee of ['A', 'Z', 'A', 'Z', 'Z']) {
+      await s.commitRuntimeWithReplay(licensee, 1, () => ({ events: [used(1)], result: null }), () => ({ form: `l=${licensee}`, decision }));
+    }
+    await s.settled();
+    const entriesOf = (licensee: string) => s.refreshLicensee(licensee, 2, (tx) => tx.replayEntries().map((e) => [e.seq, e.licenseeNumber]));
+    expect(await entriesOf('A')).toEqual([[1, 'A'], [3, 'A']]);
+    expect(await entriesOf('Z')).toEqual([[2, 'Z'], [4, 'Z'], [5, 'Z']]);
+    await s.close();
+    // As a database of an earlier version left them: the entries without their index records.
+    const env = openKvEnvironment(join(cwd, 'database'));
+    const meta = env.open<unknown>('meta');
+    env.commitSync(() => {
+      for (const key of [...meta.getKeys({ start: ['proxy', 'replayOf'], end: ['proxy', 'replayOf', '\uffff'] })]) meta.removeSync(key);
+      meta.removeSync(['proxy', 'replayIndex']);
+    });
+    expect([...meta.getKeys({ start: ['proxy', 'replayOf'], end: ['proxy', 'replayOf', '\uffff'] })]).toEqual([]);
+    await env.close();
+    const reopened = openAssetStore(join(cwd, 'database'));
+    for (let seq = 1; seq <= 5; seq++) await reopened.acknowledgeReplay(seq, { atMs: 3, status: 200, decision, conflict: false });
+    // The first refresh indexes them all; each refresh then drops its own.
+    expect(await reopened.refreshLicensee('Z', 4, (tx) => tx.replayEntries().map((e) => (tx.dropReplayEntry(e.seq), e.seq)))).toEqual([2, 4, 5]);
+    expect(await reopened.refreshLicensee('A', 5, (tx) => tx.replayEntries().map((e) => e.seq))).toEqual([1, 3]);
+    expect(await reopened.refreshLicensee('Z', 6, (tx) => tx.replayEntries().length)).toBe(0);
+    await reopened.close();
   });
 
   test("a refresh reloads the refreshed licensee's runtime state only; decisions see the refreshed state", async () => {

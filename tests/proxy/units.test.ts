@@ -10,6 +10,9 @@ import { answerCacheKey, answerTtlMs, changesCounters, conflictBetween, decision
 import { upstreamUrl } from '../../src/proxy/upstream.ts';
 import { redisUrl } from '../../src/proxy/redis-cache.ts';
 import { Replayer, REPLAY_RETRY_MS } from '../../src/proxy/replay.ts';
+import { sharedApiKeyListing } from '../../src/proxy/refresh.ts';
+import type { Entity } from '../../src/core/entities.ts';
+import type { AssetSource } from '../../src/export/export-assets.ts';
 import type { ProxyStats } from '../../src/proxy/stats.ts';
 import { silentLogger } from '../../src/platform/log.ts';
 import type { AssetStore } from '../../src/store/asset-store.ts';
@@ -164,5 +167,55 @@ describe('requests and answers', () => {
     expect(upstreamUrl('http://hub:8080', '/metrics', '')).toBeUndefined();
     expect(redisUrl({ host: 'localhost', port: 6379, database: 0, ssl: false })).toBe('redis://localhost:6379/0');
     expect(redisUrl({ host: '::1', port: 6380, database: 2, ssl: true, password: 'p@ss/w' })).toBe('rediss://:p%40ss%2Fw@[::1]:6380/2');
+  });
+});
+
+describe('the API-key listing refreshes share', () => {
+  const key = (number: string): Entity => ({ kind: 'Token', number, props: { number, tokenType: 'APIKEY' } });
+  const countingSource = (keys: Entity[]) => {
+    const calls: string[] = [];
+    let failNext = false;
+    const source: AssetSource = {
+      baseUrl: 'http://upstream.test',
+      get: (resource, number) => (calls.push(`get ${resource} ${number}`), Promise.resolve(key(number))),
+      list: (resource, criteria) => {
+        calls.push(`list ${resource} ${JSON.stringify(criteria ?? {})}`);
+        const failing = failNext;
+        failNext = false;
+        return (async function* () {
+          await Bun.sleep(5);
+          if (failing) throw new Error('upstream down');
+          yield* keys;
+        })();
+      },
+    };
+    return { source, calls, failOnce: () => (failNext = true) };
+  };
+  const all = async (iterable: AsyncIterable<Entity>) => {
+    const out: string[] = [];
+    for await (const entity of iterable) out.push(entity.number);
+    return out;
+  };
+
+  test('one listing per interval, one for listings at the same time; a failed one is not kept; the rest passes through', async () => {
+    const clock = new ManualClock(0);
+    const { source, calls, failOnce } = countingSource([key('k1'), key('k2')]);
+    const shared = sharedApiKeyListing(source, clock, 60_000);
+    const keys = () => all(shared.list('token', { tokenType: 'APIKEY' }));
+    expect(await Promise.all([keys(), keys(), keys()])).toEqual([['k1', 'k2'], ['k1', 'k2'], ['k1', 'k2']]);
+    clock.advance(59_999);
+    expect(await keys()).toEqual(['k1', 'k2']);
+    expect(calls).toEqual(['list token {"tokenType":"APIKEY"}']);
+    clock.advance(1);
+    failOnce();
+    await expect(keys()).rejects.toThrow('upstream down');
+    expect(await keys()).toEqual(['k1', 'k2']);
+    expect(calls.length).toBe(3);
+    // Other listings and reads are the source's own, every time.
+    await all(shared.list('token', { tokenType: 'APIKEY', licenseeNumber: 'L' }));
+    await all(shared.list('license', { licenseeNumber: 'L' }));
+    await shared.get('licensee', 'L');
+    expect(calls.slice(3)).toEqual(['list token {"tokenType":"APIKEY","licenseeNumber":"L"}', 'list license {"licenseeNumber":"L"}', 'get licensee L']);
+    expect(shared.baseUrl).toBe('http://upstream.test');
   });
 });
