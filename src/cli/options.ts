@@ -129,6 +129,8 @@ export interface CliOptions {
   tlsCa?: string;
   tlsClientAuth: string;
   adminPort: string;
+  /** Whether --admin.port was given (run-agent goes on without its admin listener when the default port is taken). */
+  adminPortGiven: boolean;
   adminHost: string;
   cacheType: string;
   cacheHost: string;

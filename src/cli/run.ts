@@ -84,6 +84,15 @@ function checkFlagValues(argv: string[]): void {
   }
 }
 
+/** Whether `argv` names the option in any of its spellings (parseArgs fills in defaults, so its result cannot tell). */
+function given(argv: string[], name: OptionName): boolean {
+  const spellings = new Set(spellingsOf(name, OPTION_DEFS[name]));
+  return argv.some((arg) => {
+    const match = /^--?([^=]+)/.exec(arg);
+    return match !== null && spellings.has(match[1]!);
+  });
+}
+
 /** Options whose value may be empty. */
 const EMPTY_ALLOWED = new Set<OptionName>(['nlic.password', 'cache.password', 'cache.key-prefix']);
 
@@ -134,6 +143,7 @@ export function parseCliOptions(argv: string[]): CliOptions {
     signingAlgorithm: withDefault('signing.algorithm'),
     tlsClientAuth: withDefault('tls.client-auth'),
     adminPort: withDefault('admin.port'),
+    adminPortGiven: given(argv, 'admin.port'),
     adminHost: withDefault('admin.host'),
     cacheType: withDefault('cache.type'),
     cacheHost: withDefault('cache.host'),

@@ -312,19 +312,36 @@ export interface StatusReader {
 }
 
 /**
- * Reads snapshots, recomputing the definition summary only after an import
- * (concurrent callers share one scan; a scan that raced an import is redone).
+ * Definitions changed without an import (run-agent's refreshes of its local copy, which change them
+ * every few seconds under load) are summarised again at most this often; an import at once.
+ */
+export const DEFINITIONS_RESCAN_MS = 60_000;
+
+/**
+ * Reads snapshots, recomputing the definition summary after an import, and after other changes of
+ * the definitions (definitionsVersion) at most every DEFINITIONS_RESCAN_MS: a summary keyed by the
+ * import alone stayed at run-agent's first one, an empty copy, for good. Concurrent callers share
+ * one scan; a scan that raced an import is redone.
  */
 export function createStatusReader(store: AssetStore, scan: ScanOptions = SCAN_AT_ONCE): StatusReader {
-  let cached: DefinitionSummary | undefined;
-  let pending: Promise<DefinitionSummary> | undefined;
-  const definitions = async (): Promise<DefinitionSummary> => {
+  let cached: { summary: DefinitionSummary; version: number; atMs: number } | undefined;
+  let pending: Promise<{ summary: DefinitionSummary; version: number }> | undefined;
+  const definitions = async (nowMs: number): Promise<DefinitionSummary> => {
     for (;;) {
       const key = importKeyOf(store.meta().lastImport);
-      if (cached !== undefined && cached.importKey === key) return cached;
-      pending ??= summariseDefinitions(store, scan).finally(() => (pending = undefined));
-      const summary = await pending;
-      if (summary.importKey === importKeyOf(store.meta().lastImport)) return (cached = summary);
+      if (cached !== undefined && cached.summary.importKey === key) {
+        if (cached.version === store.definitionsVersion() || nowMs - cached.atMs < DEFINITIONS_RESCAN_MS) return cached.summary;
+      }
+      pending ??= (async () => {
+        // Read before the scan: a change landing during it makes the summary stale, never newer than its version.
+        const version = store.definitionsVersion();
+        return { summary: await summariseDefinitions(store, scan), version };
+      })().finally(() => (pending = undefined));
+      const { summary, version } = await pending;
+      if (summary.importKey === importKeyOf(store.meta().lastImport)) {
+        cached = { summary, version, atMs: nowMs };
+        return summary;
+      }
     }
   };
   return {
@@ -332,7 +349,7 @@ export function createStatusReader(store: AssetStore, scan: ScanOptions = SCAN_A
       // Runtime changes reach the database with a checkpoint, after they are acknowledged (store/runtime-writer.ts):
       // show those too. Should that checkpoint fail, the page shows what the database holds.
       await store.settled().catch(() => undefined);
-      const defs = await definitions();
+      const defs = await definitions(nowMs);
       const meta = store.meta();
       const journal = journalStatus(store);
       const newestSeenMs = newestTimeSeen(store);

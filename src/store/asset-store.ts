@@ -116,11 +116,11 @@ const replayKey = (seq: number) => [PROXY, 'replay', seq];
 /**
  * run-agent's replay entries by licensee: a refresh of one licensee reads its own entries through
  * this index instead of every stored entry (which made the refreshes after a long outage
- * O(licensees × entries)). Written with each entry, removed with it; databases whose entries
- * predate it are indexed by their first refresh (REPLAY_INDEX_KEY says that is done).
+ * O(licensees × entries)). Written with each entry, removed with it. Entries an earlier version
+ * wrote (before the index, or after a downgrade) have none: the first refresh of every process
+ * adds what is missing, in one pass (see replayEntries).
  */
 const replayOfKey = (licenseeNumber: string, seq: number) => [PROXY, 'replayOf', keyPart(licenseeNumber), seq];
-const REPLAY_INDEX_KEY = [PROXY, 'replayIndex'];
 const conflictKey = (seq: number) => [PROXY, 'conflict', seq];
 const proxyValueKey = (key: string) => [PROXY, 'value', keyPart(key)];
 
@@ -857,6 +857,8 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   // Runtime writes of a serving process (runtime-writer.ts): created on first use, so
   // that read-only users of the store (status, verify, backup) never hold its memory.
   let replayHeadInMemory: number | undefined;
+  /** Whether this process has indexed the replay entries written without an index (replayOfKey). */
+  let replayIndexChecked = false;
   let writerLock: HeldLock | undefined;
   let writer: RuntimeWriter | undefined;
   let wal: RuntimeWalFile | undefined;
@@ -896,8 +898,10 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
 
   /** The proxy's refresh of one licensee: definitions and runtime in one durable transaction (run exclusively). */
   const refreshInTx = async <T>(licenseeNumber: string, atMs: number, action: (tx: RefreshTransaction) => T): Promise<T> => {
+      // Set once the transaction that added the missing index records has committed.
+      let indexedHere = false;
       try {
-        return await env.commitDurable(() => {
+        const result = await env.commitDurable(() => {
           let state = storedRuntime(licenseeNumber);
           // Definitions change: readers that cache them (store/definitions-cache.ts) must drop their cache.
           metaDb.putSync(VERSION_KEY, definitionsVersion() + 1);
@@ -905,12 +909,14 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
             ...importTransaction(),
             runtime: () => state,
             replayEntries: () => {
-              if (metaDb.get(REPLAY_INDEX_KEY) === undefined) {
+              // Once per process: no other writer has run while this one holds the runtime-writer lock.
+              if (!replayIndexChecked && !indexedHere) {
                 for (const { value } of metaDb.getRange({ start: replayKey(0), end: replayKey(Number.MAX_SAFE_INTEGER) })) {
                   const entry = value as ReplayEntry;
-                  metaDb.putSync(replayOfKey(entry.licenseeNumber, entry.seq), 1);
+                  const key = replayOfKey(entry.licenseeNumber, entry.seq);
+                  if (metaDb.get(key) === undefined) metaDb.putSync(key, 1);
                 }
-                metaDb.putSync(REPLAY_INDEX_KEY, 1);
+                indexedHere = true;
               }
               const entries: ReplayEntry[] = [];
               for (const key of metaDb.getKeys({ start: replayOfKey(licenseeNumber, 0), end: replayOfKey(licenseeNumber, Number.MAX_SAFE_INTEGER) })) {
@@ -931,6 +937,8 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
             },
           });
         });
+        if (indexedHere) replayIndexChecked = true;
+        return result;
       } catch (cause) {
         throw wrapWriteError(cause);
       } finally {

@@ -14,7 +14,8 @@ import { createAdminApp, withHealth } from '../../src/server/ops/admin-app.ts';
 import { adminCredentials, createOps, type Ops } from '../../src/server/ops/ops.ts';
 import { Counter, gauge, Histogram, renderFamilies } from '../../src/server/ops/prometheus.ts';
 import type { AssetStore } from '../../src/store/asset-store.ts';
-import { ADMIN_API_KEY, apiKeyAuth, basic, demoEntities, seedStore, VENDOR, vendorAuth } from '../support/seed-store.ts';
+import { ADMIN_API_KEY, apiKeyAuth, basic, demoEntities, entity, seedStore, VENDOR, vendorAuth } from '../support/seed-store.ts';
+import { createStatusReader, DEFINITIONS_RESCAN_MS, SCAN_AT_ONCE } from '../../src/service/status.ts';
 import { parseExposition } from './support.ts';
 
 const NOW = Date.parse('2026-11-15T12:00:00.000Z');
@@ -167,6 +168,28 @@ describe('/metrics', () => {
     expect(m.value('nla_card_checkpoints_total')).toBe(2);
     expect(m.value('nla_card_checkpoint_duration_seconds_bucket', { le: '0.05' })).toBe(1);
     expect(m.value('nla_card_checkpoint_duration_seconds_count')).toBe(2);
+    await s.close();
+  });
+});
+
+describe('status snapshots', () => {
+  test('definitions changed without an import (run-agent refreshes) show within a minute; an import at once', async () => {
+    const { store: s } = seedStore(demoEntities());
+    const reader = createStatusReader(s, SCAN_AT_ONCE);
+    const licensees = async (atMs: number) => (await reader.snapshot(atMs)).definitions.counts.licensees;
+    const before = await licensees(NOW);
+    s.importTransaction((tx) => tx.put(entity('Licensee', 'REFRESHED-1', { productNumber: 'P-TEST' })));
+    // Within DEFINITIONS_RESCAN_MS of the last scan: the summary kept (a refresh every few seconds would otherwise rescan at every scrape).
+    expect(await licensees(NOW + 1_000)).toBe(before);
+    expect(await licensees(NOW + DEFINITIONS_RESCAN_MS)).toBe(before + 1);
+    // Nothing changed since: kept however long.
+    expect(await licensees(NOW + 10 * DEFINITIONS_RESCAN_MS)).toBe(before + 1);
+    // An import: at once.
+    s.importTransaction((tx) => {
+      tx.put(entity('Licensee', 'IMPORTED-1', { productNumber: 'P-TEST' }));
+      tx.setMeta({ ...tx.meta(), lastImport: { exportId: 'next', createdAt: '', sourceHost: 'h', importedAt: new Date(NOW).toISOString(), files: 1, entities: 1 } });
+    });
+    expect(await licensees(NOW + 10 * DEFINITIONS_RESCAN_MS + 1)).toBe(before + 2);
     await s.close();
   });
 });

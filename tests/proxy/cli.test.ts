@@ -6,10 +6,12 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { RedisClient } from 'bun';
 import type { CliIo } from '../../src/cli/actions.ts';
 import { EXIT } from '../../src/cli/exit-codes.ts';
-import { sameCredentials } from '../../src/cli/actions/run-agent.ts';
+import { upstreamCredentialsCheck } from '../../src/cli/actions/run-agent.ts';
 import { runCli } from '../../src/cli/run.ts';
-import { adminCredentials } from '../../src/server/ops/ops.ts';
-import { silentLogger } from '../../src/platform/log.ts';
+import { adminCredentials, createOps } from '../../src/server/ops/ops.ts';
+import { ManualClock } from '../../src/platform/clock.ts';
+import { seedStore } from '../support/seed-store.ts';
+import { createLogger, silentLogger } from '../../src/platform/log.ts';
 import { tempDir } from '../helpers.ts';
 import { apiKeyAuth, VENDOR } from '../support/seed-store.ts';
 import { form, StandinUpstream } from './support.ts';
@@ -152,23 +154,64 @@ describe('run-agent admin listener', () => {
     }
   });
 
-  test('beyond loopback, /metrics and the status page need the credentials run-agent uses upstream', () => {
+  test('beyond loopback, /metrics and the status page need the credentials run-agent uses upstream', async () => {
     const basic = (pair: string, scheme = 'Basic') => `${scheme} ${Buffer.from(pair).toString('base64')}`;
-    const vendor = { kind: 'basic', username: 'vendor', password: 's3cret' } as const;
-    const key = { kind: 'apiKey', apiKey: 'k-123' } as const;
-    expect(sameCredentials(basic('vendor:s3cret'), vendor)).toBe(true);
-    expect(sameCredentials(basic('vendor:s3cret', 'basic'), vendor)).toBe(true);
-    expect(sameCredentials(basic('vendor:s3cre'), vendor)).toBe(false);
-    expect(sameCredentials(basic('Vendor:s3cret'), vendor)).toBe(false);
-    expect(sameCredentials(basic('apiKey:k-123'), key)).toBe(true);
-    expect(sameCredentials(basic('apiKey:k-124'), key)).toBe(false);
-    expect(sameCredentials(null, key)).toBe(false);
-    expect(sameCredentials('Bearer k-123', key)).toBe(false);
+    const vendor = upstreamCredentialsCheck({ kind: 'basic', username: 'vendor', password: 's3cret' });
+    expect(vendor(basic('vendor:s3cret'))).toBe(true);
+    expect(vendor(basic('vendor:s3cret'))).toBe(true);
+    expect(vendor(basic('vendor:s3cret', 'basic'))).toBe(true);
+    expect(vendor(basic('vendor:s3cre'))).toBe(false);
+    expect(vendor(basic('Vendor:s3cret'))).toBe(false);
+    expect(vendor(null)).toBe(false);
+    const key = upstreamCredentialsCheck({ kind: 'apiKey', apiKey: 'k-123' });
+    expect(key(basic('apiKey:k-123'))).toBe(true);
+    expect(key(basic('apiKey:k-124'))).toBe(false);
+    expect(key('Bearer k-123')).toBe(false);
     // The rule that picks it (ops.ts): asked for beyond loopback only, and not with required client certificates.
-    const accepts = (authorization: string | null) => sameCredentials(authorization, key);
-    expect(adminCredentials('127.0.0.1', undefined, accepts)).toBeUndefined();
-    expect(adminCredentials('0.0.0.0', 'require', accepts)).toBeUndefined();
-    expect(adminCredentials('0.0.0.0', undefined, accepts)).toBe(accepts);
+    expect(adminCredentials('127.0.0.1', undefined, key)).toBeUndefined();
+    expect(adminCredentials('0.0.0.0', 'require', key)).toBeUndefined();
+    expect(adminCredentials('0.0.0.0', undefined, key)).toBe(key);
+    // On a listener with that rule: the 401 says whose credentials it wants.
+    const { store } = seedStore([]);
+    const o = createOps({ store, clock: new ManualClock(Date.now()), log: silentLogger(), build: { version: 'v', commit: 'c', bun: Bun.version }, versionText: 'v', cardDisabled: true });
+    const listener = o.listenAdmin({ host: '127.0.0.1', port: 0, authorize: key, authorizeText: 'the credentials run-agent uses upstream (--nlic.*)' });
+    try {
+      const refused = await fetch(`http://127.0.0.1:${listener.port}/metrics`);
+      expect(refused.status).toBe(401);
+      expect(await refused.text()).toBe('credentials required: the credentials run-agent uses upstream (--nlic.*) (HTTP Basic)\n');
+      expect((await fetch(`http://127.0.0.1:${listener.port}/metrics`, { headers: { authorization: basic('apiKey:k-123') } })).status).toBe(200);
+    } finally {
+      await o.stop();
+      await store.close();
+    }
+  });
+
+  test('the default admin port taken (a run-agent-offline on the same host): run-agent starts without its admin listener and says why', async () => {
+    // The default is 127.0.0.1:8081: held here by the test, or by something else already.
+    let blocker: ReturnType<typeof Bun.serve> | undefined;
+    try {
+      blocker = Bun.serve({ port: 8081, hostname: '127.0.0.1', fetch: () => new Response('someone else') });
+    } catch {
+      // Taken already: the same situation.
+    }
+    const lines: string[] = [];
+    const log = createLogger({ stream: { write: (chunk: string) => (lines.push(chunk), true) } as unknown as NodeJS.WritableStream });
+    const controller = new AbortController();
+    const io = captureIo();
+    const args = ['--action=run-agent', `--core.base.host=${upstream.baseUrl}`, '--port=0', '--host=127.0.0.1', ...creds];
+    const running = runCli(args, io, { cwd: tempDir(), log, signal: controller.signal });
+    try {
+      for (let i = 0; i < 100 && !/^listening on 127\.0\.0\.1:(\d+)/m.test(io.out); i++) await Bun.sleep(20);
+      const port = Number(/^listening on 127\.0\.0\.1:(\d+)/m.exec(io.out)?.[1]);
+      expect(port).toBeGreaterThan(0);
+      expect(io.out).not.toContain('admin listening');
+      expect(lines.join('')).toContain('admin listener not started: cannot listen on 127.0.0.1:8081');
+      expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
+    } finally {
+      controller.abort();
+      expect(await running).toBe(EXIT.ok);
+      await blocker?.stop(true);
+    }
   });
 
   test('--admin.port=off starts none; a bad admin port is a usage error; a busy one ends the start with exit 8', async () => {

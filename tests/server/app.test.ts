@@ -248,6 +248,14 @@ describe('read calls', () => {
     // The order of the filter's parts does not matter; another value is another list.
     expect(await page('items=1000;tokenType=APIKEY')).toEqual(all);
     expect((await page('tokenType=NONE')).total).toBe('0');
+    const licensees = async (filter: string) => {
+      const res = await app.request(`/core/v2/rest/licensee?filter=${encodeURIComponent(filter)}`, { headers: { authorization: vendorAuth(), accept: 'application/json' } });
+      return ((await res.json()) as { items: { totalitems: string } }).items.totalitems;
+    };
+    expect(await licensees('crmCustomerId=cust-1;active=true')).toBe('1');
+    expect(await licensees('active=true;crmCustomerId=cust-1')).toBe('1');
+    expect(await licensees('active=true;crmCustomerId=cust-2')).toBe('0');
+    expect(await licensees('active=false;crmCustomerId=cust-1')).toBe('0');
     // An import in between: the next page already shows it (the kept matches belong to the old definitions).
     store.importTransaction((tx) => tx.put(entity('Token', 'added-key', { tokenType: 'APIKEY' })));
     const after = await page('tokenType=APIKEY;items=1000');

@@ -31,6 +31,12 @@ export interface AdminListenerOptions {
   log: Logger;
   /** Stopped when the admin port cannot be bound, before the start fails. */
   mainServer: RunningServer;
+  /**
+   * A port that cannot be bound is logged and the start goes on without the admin listener, instead
+   * of failing (run-agent on its default port: it had none before, so a host that already runs
+   * run-agent-offline next to it would not start it after an upgrade).
+   */
+  optional?: boolean;
 }
 
 /**
@@ -53,9 +59,13 @@ export async function startAdminListener(options: AdminListenerOptions): Promise
       port,
       ...(adminTls ? { tls: adminTls } : {}),
       ...(tls ? { mainTls: tls } : {}),
-      ...(authorize ? { authorize } : {}),
+      ...(authorize ? { authorize, authorizeText: options.acceptsText } : {}),
     });
   } catch (error) {
+    if (options.optional) {
+      log.warn(`admin listener not started: cannot listen on ${host}:${port} (${(error as Error).message}); give this agent an --admin.port of its own, or --admin.port=off`);
+      return undefined;
+    }
     await options.mainServer.stop();
     throw new CliError(`cannot listen on ${host}:${port} (--admin.port): ${(error as Error).message}`, EXIT.server, { cause: error });
   }

@@ -7,12 +7,12 @@
  * copy and the upstream, breaker and replay figures.
  * Runs until SIGINT/SIGTERM, then drains and closes the database.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
 import { NetLicensingRestClient, parseBaseUrl, type Credentials } from '../../export/netlicensing-rest.ts';
 import { LocalProxyCache, type ProxyCache } from '../../proxy/cache.ts';
 import { DEFAULT_COOL_DOWN_MS, DEFAULT_FAILURE_THRESHOLD } from '../../proxy/circuit-breaker.ts';
-import { authorizationOf, createProxy } from '../../proxy/proxy-app.ts';
+import { createProxy } from '../../proxy/proxy-app.ts';
+import { hashCredential, verifyCredential, type CredentialHash } from '../../platform/credentials.ts';
 import { decodeBasic } from '../../proxy/upstream-credentials.ts';
 import { RedisProxyCache } from '../../proxy/redis-cache.ts';
 import { DEFAULT_REFRESH_INTERVAL_MS } from '../../proxy/refresh.ts';
@@ -85,15 +85,30 @@ function loadTls(options: ActionContext['options'], nowMs: number) {
   }
 }
 
-/** Whether an Authorization header carries exactly `credentials` (compared in constant time). */
-export function sameCredentials(authorization: string | null, credentials: Credentials): boolean {
-  const given = authorization === null ? undefined : decodeBasic(authorization);
-  if (given === undefined) return false;
-  const digest = (text: string) => createHash('sha256').update(text, 'utf8').digest();
-  const expected = authorizationOf(credentials).slice('Basic '.length);
-  const expectedPair = Buffer.from(expected, 'base64').toString('utf8');
-  return timingSafeEqual(digest(`${given.user}:${given.password}`), digest(expectedPair));
+/**
+ * The admin listener's check beyond loopback: HTTP Basic with exactly the credentials run-agent was
+ * started with. Those are the vendor's NetLicensing credentials, so a guess costs what one at the
+ * offline agent's admin listener costs: they are kept as a salted scrypt hash (made at the first
+ * check), and a header that passed is remembered, as auth.ts remembers the vendor's.
+ */
+export function upstreamCredentialsCheck(credentials: Credentials): (authorization: string | null) => boolean {
+  let stored: CredentialHash | undefined;
+  const passed = new Set<string>();
+  return (authorization) => {
+    if (authorization === null) return false;
+    if (passed.has(authorization)) return true;
+    const given = decodeBasic(authorization);
+    if (given === undefined) return false;
+    stored ??= credentials.kind === 'apiKey' ? hashCredential('apiKey', credentials.apiKey) : hashCredential(credentials.username, credentials.password);
+    if (!verifyCredential(stored, given.user, given.password)) return false;
+    if (passed.size >= PASSED_HEADERS_MAX) passed.clear();
+    passed.add(authorization);
+    return true;
+  };
 }
+
+/** Authorization headers remembered as passed (Prometheus and a person or two). */
+const PASSED_HEADERS_MAX = 16;
 
 export const runAgentAction: ActionDef = {
   name: 'run-agent',
@@ -218,10 +233,12 @@ export const runAgentAction: ActionDef = {
           tlsClientAuth: options.tlsClientAuth,
           // The local copy holds no credentials of its own to check against: the operator's are
           // the ones run-agent was started with.
-          accepts: (authorization) => sameCredentials(authorization, credentials),
+          accepts: upstreamCredentialsCheck(credentials),
           acceptsText: 'the credentials run-agent uses upstream (--nlic.*)',
           log,
           mainServer: server,
+          // Its default port may be the one a run-agent-offline on the same host holds (see admin-listener.ts).
+          optional: !options.adminPortGiven,
         });
       } catch (error) {
         await proxy.close();

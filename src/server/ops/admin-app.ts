@@ -63,6 +63,8 @@ export interface AdminDeps {
   activityLimit?: number;
   /** Whether an Authorization header may see /metrics and the status page; unset: everyone may. */
   authorize?: (authorization: string | null) => boolean;
+  /** Whose credentials `authorize` accepts, for the 401's text. */
+  authorizeText?: string;
   /** Read at every request, so that extensions added after the listener started show too. */
   extensions?: readonly AdminExtension[];
 }
@@ -115,7 +117,7 @@ export function createAdminApp(deps: AdminDeps): Hono {
   if (authorize) {
     app.use('*', async (c, next) => {
       if (authorize(c.req.header('authorization') ?? null)) return next();
-      return c.text('credentials required: the vendor\'s, or an API key that may read entities (HTTP Basic)\n', 401, {
+      return c.text(`credentials required: ${deps.authorizeText ?? "the vendor's, or an API key that may read entities"} (HTTP Basic)\n`, 401, {
         'www-authenticate': `Basic realm="${ADMIN_REALM}"`,
         ...noStore,
       });

@@ -45,7 +45,15 @@ export interface Ops {
   sampleIntervalMs: number;
   /** Starts the admin listener; TLS applies only when it is given (see startAdmin in run-agent-offline). */
   /** `authorize`: see AdminDeps (set beyond loopback, adminCredentials). */
-  listenAdmin(options: { host: string; port: number; tls?: TlsConfig; mainTls?: TlsConfig; authorize?: (authorization: string | null) => boolean }): RunningServer;
+  listenAdmin(options: {
+    host: string;
+    port: number;
+    tls?: TlsConfig;
+    mainTls?: TlsConfig;
+    authorize?: (authorization: string | null) => boolean;
+    /** Whose credentials `authorize` accepts, for its 401 (default: the vendor's or a reading API key). */
+    authorizeText?: string;
+  }): RunningServer;
   /** Adds what the serving mode shows beyond the database (metrics, status tiles and warnings, a status.json key). */
   extend(extension: AdminExtension): void;
   /** Not ready from now on (load balancers drain the agent before it stops). */
@@ -117,7 +125,7 @@ export function createOps(options: OpsOptions): Ops {
     status,
     sampler,
     sampleIntervalMs,
-    listenAdmin({ host, port, tls, mainTls, authorize }) {
+    listenAdmin({ host, port, tls, mainTls, authorize, authorizeText }) {
       const app = createAdminApp({
         store,
         status,
@@ -129,6 +137,7 @@ export function createOps(options: OpsOptions): Ops {
         version: options.versionText,
         ...(mainTls ? { tlsNotAfterMs: certificateNotAfterMs(mainTls) } : {}),
         ...(authorize ? { authorize } : {}),
+        ...(authorizeText !== undefined ? { authorizeText } : {}),
         extensions,
       });
       const server = serveApp(app, { port, hostname: host, ...(tls ? { tls } : {}) });
