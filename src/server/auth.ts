@@ -115,6 +115,9 @@ export function mayValidate(principal: Principal, licenseeNumber: string): boole
   return principal.licenseeNumber === undefined || principal.licenseeNumber === licenseeNumber;
 }
 
+/** Who may read entities (mayRead), in words: the admin listener's 401 and log line beyond loopback. */
+export const STORE_ADMIN_CREDENTIALS = "the vendor's credentials or an API key that may read entities";
+
 /** May this principal read entities (GET calls other than validate)? */
 export function mayRead(principal: Principal): boolean {
   if (principal.kind === 'apiKey') return principal.licenseeNumber === undefined && READ_ROLES.has(principal.role);

@@ -68,6 +68,12 @@ export function parseFilter(filter: string | undefined): Map<string, string> {
   return out;
 }
 
+/** Whether an entity has every property value the filter names. */
+function matchesFilter(filter: ReadonlyMap<string, string>): (entity: Entity) => boolean {
+  const pairs = [...filter];
+  return (entity) => pairs.every(([k, v]) => entity.props[k] === v);
+}
+
 /**
  * A filter's matches among every entity of a kind, kept per store while its definitions stay the
  * same (definitionsVersion): paging through such a list read every entity for every page, so a hub
@@ -85,7 +91,7 @@ function matchingEntities(store: AssetStore, kind: EntityKind, filter: ReadonlyM
   const key = `${kind}\u0000${JSON.stringify([...filter].sort())}`;
   let matching = memo.matches.get(key);
   if (matching === undefined) {
-    matching = store.listEntities(kind).items.filter((e) => [...filter].every(([k, v]) => e.props[k] === v));
+    matching = store.listEntities(kind).items.filter(matchesFilter(filter));
     if (memo.matches.size >= FILTER_MATCHES_MAX) memo.matches.delete(memo.matches.keys().next().value!);
     memo.matches.set(key, matching);
   }
@@ -121,7 +127,7 @@ export function listEntities(store: AssetStore, kind: EntityKind, filterText: st
     pageItems = result.items.map((e) => withRuntime(store, e, placed));
     total = result.total;
   } else {
-    const matching = all === undefined ? matchingEntities(store, kind, filter) : all.filter((e) => [...filter].every(([k, v]) => e.props[k] === v));
+    const matching = all === undefined ? matchingEntities(store, kind, filter) : all.filter(matchesFilter(filter));
     total = matching.length;
     pageItems = matching.slice(page * size, page * size + size).map((e) => (kind === 'License' ? e : withRuntime(store, e)));
   }

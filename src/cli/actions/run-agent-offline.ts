@@ -26,6 +26,7 @@ import { HTTP_LIMITS } from '../../server/limits.ts';
 import { serveApp } from '../../server/serve.ts';
 import { withHealth, type AdminExtension } from '../../server/ops/admin-app.ts';
 import { createOps } from '../../server/ops/ops.ts';
+import { STORE_ADMIN_CREDENTIALS } from '../../server/auth.ts';
 import { loadTlsConfig, TlsConfigError, type TlsConfig } from '../../server/tls.ts';
 import { buildInfo, versionText } from '../run.ts';
 import { openAssetStore } from '../../store/asset-store.ts';
@@ -256,7 +257,7 @@ export const runAgentOfflineAction: ActionDef = {
         tls,
         tlsClientAuth: options.tlsClientAuth,
         accepts: store,
-        acceptsText: "the vendor's credentials or an API key that may read entities",
+        acceptsText: STORE_ADMIN_CREDENTIALS,
         log,
         mainServer: server,
       });

@@ -12,8 +12,8 @@ import { NetLicensingRestClient, parseBaseUrl, type Credentials } from '../../ex
 import { LocalProxyCache, type ProxyCache } from '../../proxy/cache.ts';
 import { DEFAULT_COOL_DOWN_MS, DEFAULT_FAILURE_THRESHOLD } from '../../proxy/circuit-breaker.ts';
 import { createProxy } from '../../proxy/proxy-app.ts';
-import { hashCredential, verifyCredential, type CredentialHash } from '../../platform/credentials.ts';
-import { decodeBasic } from '../../proxy/upstream-credentials.ts';
+import { hashCredential, type CredentialHash } from '../../platform/credentials.ts';
+import { createAuthenticator } from '../../server/auth.ts';
 import { RedisProxyCache } from '../../proxy/redis-cache.ts';
 import { DEFAULT_REFRESH_INTERVAL_MS } from '../../proxy/refresh.ts';
 import { DEFAULT_REPLAY_TIMEOUT_MS } from '../../proxy/replay.ts';
@@ -87,28 +87,25 @@ function loadTls(options: ActionContext['options'], nowMs: number) {
 
 /**
  * The admin listener's check beyond loopback: HTTP Basic with exactly the credentials run-agent was
- * started with. Those are the vendor's NetLicensing credentials, so a guess costs what one at the
- * offline agent's admin listener costs: they are kept as a salted scrypt hash (made at the first
- * check), and a header that passed is remembered, as auth.ts remembers the vendor's.
+ * started with. Checked by the agent's own authenticator (auth.ts), as the offline agent checks the
+ * vendor's: the password against a salted scrypt hash (made at the first check), passed headers
+ * remembered; an API key as the one key it knows.
  */
 export function upstreamCredentialsCheck(credentials: Credentials): (authorization: string | null) => boolean {
-  let stored: CredentialHash | undefined;
-  const passed = new Set<string>();
-  return (authorization) => {
-    if (authorization === null) return false;
-    if (passed.has(authorization)) return true;
-    const given = decodeBasic(authorization);
-    if (given === undefined) return false;
-    stored ??= credentials.kind === 'apiKey' ? hashCredential('apiKey', credentials.apiKey) : hashCredential(credentials.username, credentials.password);
-    if (!verifyCredential(stored, given.user, given.password)) return false;
-    if (passed.size >= PASSED_HEADERS_MAX) passed.clear();
-    passed.add(authorization);
-    return true;
-  };
+  let vendor: CredentialHash | undefined;
+  const authenticator = createAuthenticator(
+    {
+      token: (key) =>
+        credentials.kind === 'apiKey' && key === credentials.apiKey
+          ? { kind: 'Token', number: key, props: { number: key, active: 'true', tokenType: 'APIKEY' } }
+          : undefined,
+      vendorCredentials: () =>
+        credentials.kind === 'basic' ? (vendor ??= hashCredential(credentials.username, credentials.password)) : undefined,
+    },
+    { allowAnonymous: false },
+  );
+  return (authorization) => authenticator.authenticate(authorization).ok;
 }
-
-/** Authorization headers remembered as passed (Prometheus and a person or two). */
-const PASSED_HEADERS_MAX = 16;
 
 export const runAgentAction: ActionDef = {
   name: 'run-agent',

@@ -29,6 +29,7 @@ import type { AssetStore } from '../../store/asset-store.ts';
 import type { FetchApp } from '../serve.ts';
 import type { OpsMetrics } from './metrics.ts';
 import { pathOfUrl } from './observer.ts';
+import { STORE_ADMIN_CREDENTIALS } from '../auth.ts';
 import { CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE, renderFamilies, type MetricFamily } from './prometheus.ts';
 import type { Readiness } from './readiness.ts';
 import type { Sampler } from './samples.ts';
@@ -117,7 +118,7 @@ export function createAdminApp(deps: AdminDeps): Hono {
   if (authorize) {
     app.use('*', async (c, next) => {
       if (authorize(c.req.header('authorization') ?? null)) return next();
-      return c.text(`credentials required: ${deps.authorizeText ?? "the vendor's, or an API key that may read entities"} (HTTP Basic)\n`, 401, {
+      return c.text(`credentials required: ${deps.authorizeText ?? STORE_ADMIN_CREDENTIALS} (HTTP Basic)\n`, 401, {
         'www-authenticate': `Basic realm="${ADMIN_REALM}"`,
         ...noStore,
       });

@@ -10,11 +10,10 @@ import type { Logger } from '../../platform/log.ts';
 import { createStatusReader, inspectDatabaseFiles, SCAN_IN_PAGES, type StatusReader } from '../../service/status.ts';
 import type { AssetStore } from '../../store/asset-store.ts';
 import { createAuthenticator, mayRead, storeCredentialSource } from '../auth.ts';
-import { serveApp, type RunningServer } from '../serve.ts';
+import { serveApp, type FetchApp, type RunningServer } from '../serve.ts';
 import { certificateNotAfterMs, type TlsConfig } from '../tls.ts';
 import { createAdminApp, type AdminExtension } from './admin-app.ts';
 import { pathOfUrl, routeOf, type RequestObserver } from './observer.ts';
-import type { FetchApp } from '../serve.ts';
 import { createOpsMetrics, type BuildInfo, type OpsMetrics } from './metrics.ts';
 import { cardRequirementCheck, createReadiness, storeCheck, type Readiness, type ReadinessCheck } from './readiness.ts';
 import { createSampler, SampleRing, type Sampler } from './samples.ts';
@@ -43,15 +42,17 @@ export interface Ops {
   status: StatusReader;
   sampler: Sampler;
   sampleIntervalMs: number;
-  /** Starts the admin listener; TLS applies only when it is given (see startAdmin in run-agent-offline). */
-  /** `authorize`: see AdminDeps (set beyond loopback, adminCredentials). */
+  /**
+   * Starts the admin listener (cli/actions/admin-listener.ts decides TLS and `authorize`); TLS
+   * applies only when it is given. `authorize`: see AdminDeps (set beyond loopback, adminCredentials).
+   */
   listenAdmin(options: {
     host: string;
     port: number;
     tls?: TlsConfig;
     mainTls?: TlsConfig;
     authorize?: (authorization: string | null) => boolean;
-    /** Whose credentials `authorize` accepts, for its 401 (default: the vendor's or a reading API key). */
+    /** Whose credentials `authorize` accepts, for its 401 (default: STORE_ADMIN_CREDENTIALS, auth.ts). */
     authorizeText?: string;
   }): RunningServer;
   /** Adds what the serving mode shows beyond the database (metrics, status tiles and warnings, a status.json key). */

@@ -37,6 +37,8 @@ const BREAKER_TEXT: Record<ProxyStats['breakerState'], string> = {
 
 export function proxyExtension(stats: ProxyStats, upstreamUrl: string): AdminExtension {
   const one = (value: number) => [{ value }];
+  /** `prefix` and when the upstream went down, or nothing while it answers. */
+  const downSince = (prefix: string) => (stats.upstreamDownSinceMs === undefined ? '' : `${prefix}${new Date(stats.upstreamDownSinceMs).toISOString()}`);
   return {
     name: 'proxy',
     metrics(): MetricFamily[] {
@@ -62,10 +64,9 @@ export function proxyExtension(stats: ProxyStats, upstreamUrl: string): AdminExt
       ];
     },
     tiles() {
-      const since = stats.upstreamDownSinceMs === undefined ? '' : `, since ${new Date(stats.upstreamDownSinceMs).toISOString()}`;
       const failures = stats.upstreamTimeouts + stats.upstreamNetworkErrors + stats.upstreamServerErrors;
       return [
-        { title: 'Upstream', value: BREAKER_TEXT[stats.breakerState], detail: `${upstreamUrl} (breaker ${stats.breakerState}${since})` },
+        { title: 'Upstream', value: BREAKER_TEXT[stats.breakerState], detail: `${upstreamUrl} (breaker ${stats.breakerState}${downSince(', since ')})` },
         {
           title: 'Answers',
           value: `${stats.forwarded} forwarded · ${stats.localAnswers + stats.cacheAnswers} local`,
@@ -77,8 +78,7 @@ export function proxyExtension(stats: ProxyStats, upstreamUrl: string): AdminExt
     warnings() {
       const warnings: string[] = [];
       if (stats.breakerState !== 'closed') {
-        const since = stats.upstreamDownSinceMs === undefined ? '' : ` since ${new Date(stats.upstreamDownSinceMs).toISOString()}`;
-        warnings.push(`The upstream ${upstreamUrl} is not answering${since}: answers come from the local copy, and changes wait for replay.`);
+        warnings.push(`The upstream ${upstreamUrl} is not answering${downSince(' since ')}: answers come from the local copy, and changes wait for replay.`);
       }
       if (stats.replayConflicts > 0) {
         warnings.push(`${stats.replayConflicts} replayed change(s) were answered differently by the upstream: the log and the stored conflict records say which.`);
