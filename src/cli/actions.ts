@@ -77,6 +77,11 @@ export const ACTIONS: Record<string, { summary: string; drainsOnSignal?: true; r
     runsInChild: true,
     load: async () => (await import('./actions/status.ts')).statusAction,
   },
+  'compact-journal': {
+    summary: 'fold journal entries older than --keep-days into its base: bounds the database and every replay (agent stopped)',
+    runsInChild: true,
+    load: async () => (await import('./actions/compact-journal.ts')).compactJournalAction,
+  },
   backup: {
     summary: 'copy the database consistently while the agent runs (to --output/database)',
     runsInChild: true,

@@ -89,6 +89,12 @@ export const OPTION_DEFS = {
   'cache.database': { type: 'string', default: '0', description: 'Redis database number.' },
   'cache.key-prefix': { type: 'string', default: 'agent:validate:', description: 'Prefix of every Redis key the agent writes.' },
   'cache.ssl': { type: 'boolean', description: 'Connect to Redis over TLS.' },
+  'keep-days': {
+    type: 'string',
+    default: '90',
+    description: 'compact-journal: journal entries newer than this many days stay; older ones are folded into its base.',
+    valueHint: 'days',
+  },
   'upstream.timeout': {
     type: 'string',
     default: '5',
@@ -140,4 +146,5 @@ export interface CliOptions {
   cacheKeyPrefix: string;
   cacheSsl: boolean;
   upstreamTimeout: string;
+  keepDays: string;
 }

@@ -152,6 +152,7 @@ export function parseCliOptions(argv: string[]): CliOptions {
     cacheKeyPrefix: withDefault('cache.key-prefix'),
     cacheSsl: flag('cache.ssl'),
     upstreamTimeout: withDefault('upstream.timeout'),
+    keepDays: withDefault('keep-days'),
   };
   const optional: [keyof CliOptions, OptionName][] = [
     ['action', 'action'],

@@ -260,17 +260,20 @@ export async function summariseRuntime(
 }
 
 export interface JournalStatus {
-  /** Number of entries (the head's sequence number). */
+  /** Number of entries (the head's sequence number), folded ones included. */
   length: number;
   /** Time of the newest entry, when there is one. */
   lastEntryAtMs?: number;
+  /** Entries 1 to `throughSeq` were folded into a base (--action=compact-journal), at `atMs`. */
+  folded?: { throughSeq: number; atMs: number };
 }
 
 export function journalStatus(store: AssetStore): JournalStatus {
   const head = store.journalHead();
-  if (head.seq === 0) return { length: 0 };
-  for (const entry of store.journal(head.seq)) return { length: head.seq, lastEntryAtMs: entry.atMs };
-  return { length: head.seq };
+  const base = store.journalBase();
+  const status: JournalStatus = { length: head.seq, ...(base === undefined ? {} : { folded: { throughSeq: base.throughSeq, atMs: base.foldedAtMs } }) };
+  if (head.seq > 0) for (const entry of store.journal(head.seq)) status.lastEntryAtMs = entry.atMs;
+  return status;
 }
 
 export interface StatusSnapshot {

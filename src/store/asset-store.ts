@@ -44,6 +44,7 @@ import { join } from 'node:path';
 import { acquireExclusiveLock, LockHeldError, lockHolder, type HeldLock } from '../platform/exclusive-lock.ts';
 import { processExists } from '../platform/process-exists.ts';
 import { entriesOfRecord, journalGroupRecord, journalRecordHead, type JournalEntry, type JournalRecord } from './journal-records.ts';
+import { foldJournal, journalBaseStates, readJournalBase, type FoldLimits, type FoldResult, type JournalBase } from './journal-fold.ts';
 import { applyJournalRecords, createRuntimeWriter, runtimeStateOf, WAL_RESUME_KEY, type JournalHead, type RuntimeRecord, type RuntimeWriter } from './runtime-writer.ts';
 import { openRuntimeWal, readWalGroupsAfter, WAL_FILE, WalChainError, type RuntimeWalFile } from './runtime-wal.ts';
 
@@ -53,8 +54,12 @@ import { openRuntimeWal, readWalGroupsAfter, WAL_FILE, WalChainError, type Runti
  * groups of one, so it verifies unchanged).
  * 3: the journal stores one record per group commit (journal-records.ts); the per-entry records
  * of schemas 1 and 2 are still read. Older databases are upgraded on open by stamping the version.
+ * 4: the journal may start at a folded base (journal-fold.ts). Stamped by the first fold only, so
+ * that an agent of an earlier version still opens every database that was never folded.
  */
 export const SCHEMA_VERSION = 3;
+/** The schema version of a database whose journal was folded (readable from this version on). */
+export const SCHEMA_VERSION_FOLDED = 4;
 export { StoreError } from './errors.ts';
 export type { IntegrityReport } from './integrity.ts';
 export { keyPart } from './layout.ts';
@@ -86,6 +91,7 @@ export interface StoreMeta {
 
 export type { JournalEntry } from './journal-records.ts';
 export { journalHash } from './journal-records.ts';
+export type { FoldLimits, FoldResult, JournalBase } from './journal-fold.ts';
 
 const RUNTIME_WRITER_LOCK = 'runtime-writer.lock';
 
@@ -378,10 +384,30 @@ export interface AssetStore {
    * Rejects when the checkpoint fails (the changes stay durable in the file).
    */
   settled(): Promise<void>;
+  /** The journal's entries from `fromSeq` on (default: the first one kept after a fold's base). */
   journal(fromSeq?: number): Iterable<JournalEntry>;
   journalHead(): JournalHead;
-  /** Hash of journal entry `seq` (seq 0: the empty journal's hash); undefined when there is none. */
+  /**
+   * Hash of journal entry `seq` (seq 0: the empty journal's hash); undefined when there is none.
+   * After a fold, the base's last folded entry still has one (the link the entries kept start
+   * from); the entries before it have none.
+   */
   journalHashAt(seq: number): string | undefined;
+  /** Where the journal starts after a fold (journal-fold.ts); undefined while it starts at entry 1. */
+  journalBase(): JournalBase | undefined;
+  /** The fold's snapshot: each licensee's runtime state after entry journalBase().throughSeq. */
+  journalBaseStates(): Iterable<{ licenseeNumber: string; state: RuntimeState }>;
+  /**
+   * Runs `action` holding the runtime-writer lock (no agent serves the database meanwhile), with
+   * the runtime journal file's pending records applied first: maintenance such as foldJournal.
+   * Throws RuntimeWriterTakenError while an agent serves the database; never in a serving process.
+   */
+  exclusively<T>(describe: string, action: () => T): T;
+  /**
+   * Folds the journal's oldest entries into the base (journal-fold.ts). Only inside
+   * `exclusively`. Synchronous: a fold of millions of entries takes seconds.
+   */
+  foldJournal(limits: FoldLimits): FoldResult;
   /**
    * Journal entries durable in the runtime journal file and not yet in LMDB (what journal,
    * journalHead and runtimeEntries show): a running server's newest, which its next checkpoint
@@ -651,12 +677,12 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     // entriesOfRecord): upgrading is stamping the new version, so that an older agent refuses the
     // database once records of the new form may be in it.
     env.commitSync(() => metaDb.putSync('meta', { ...existing, schemaVersion: SCHEMA_VERSION }));
-  } else if (existing.schemaVersion !== SCHEMA_VERSION && existing.schemaVersion !== 1 && existing.schemaVersion !== 2) {
+  } else if (![1, 2, SCHEMA_VERSION, SCHEMA_VERSION_FOLDED].includes(existing.schemaVersion)) {
     void env.close();
     throw new StoreError(
       'schema_mismatch',
       `the database in ${path} has schema version ${String(existing.schemaVersion)}, ` +
-        `this agent reads versions 1 to ${SCHEMA_VERSION}; use the matching agent version or re-import into a new directory`,
+        `this agent reads versions 1 to ${SCHEMA_VERSION_FOLDED}; use the matching agent version or re-import into a new directory`,
     );
   }
 
@@ -860,6 +886,17 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   /** Whether this process has indexed the replay entries written without an index (replayOfKey). */
   let replayIndexChecked = false;
   let writerLock: HeldLock | undefined;
+  /** The runtime-writer lock (one serving agent or maintenance action per database). */
+  const takeWriterLock = (describe: string): HeldLock => {
+    try {
+      return acquireExclusiveLock(join(path, RUNTIME_WRITER_LOCK), describe);
+    } catch (error) {
+      if (error instanceof LockHeldError) throw new RuntimeWriterTakenError(path, error.holder);
+      throw error;
+    }
+  };
+  /** Inside `exclusively` (the lock held without a runtime writer). */
+  let exclusive = false;
   let writer: RuntimeWriter | undefined;
   let wal: RuntimeWalFile | undefined;
   const openWal = (): RuntimeWalFile => {
@@ -1155,16 +1192,54 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     runtimeRevision: (licenseeNumber) => runtimeWriter().revision(licenseeNumber),
     settled: () => writer?.settled() ?? Promise.resolve(),
     *journal(fromSeq = 1) {
-      for (const { value } of journalDb.getRange({ start: recordKeyHolding(fromSeq) ?? fromSeq })) {
-        for (const entry of entriesOfRecord(value)) if (entry.seq >= fromSeq) yield entry;
+      // Records below the base are a stopped fold's leftovers (journal-fold.ts): never read.
+      const start = Math.max(fromSeq, (readJournalBase(metaDb)?.throughSeq ?? 0) + 1);
+      for (const { value } of journalDb.getRange({ start: recordKeyHolding(start) ?? start })) {
+        for (const entry of entriesOfRecord(value)) if (entry.seq >= start) yield entry;
       }
     },
     journalHead,
     journalHashAt: (seq) => {
+      const base = readJournalBase(metaDb);
+      if (base !== undefined && seq <= base.throughSeq) return seq === base.throughSeq ? base.throughHash : undefined;
       if (seq === 0) return GENESIS_HASH;
       const key = recordKeyHolding(seq);
       const record = key === undefined ? undefined : journalDb.get(key);
       return record === undefined ? undefined : entriesOfRecord(record).find((entry) => entry.seq === seq)?.hash;
+    },
+    journalBase: () => readJournalBase(metaDb),
+    journalBaseStates: () => journalBaseStates(metaDb),
+    exclusively(describe, action) {
+      if (writerLock) throw new StoreError('io', 'exclusively: this process already holds the database as its serving agent');
+      writerLock = takeWriterLock(describe);
+      try {
+        recoverRuntimeJournal();
+        exclusive = true;
+        return action();
+      } finally {
+        exclusive = false;
+        writerLock.release();
+        writerLock = undefined;
+      }
+    },
+    foldJournal(limits) {
+      if (!exclusive) throw new StoreError('io', 'foldJournal: only inside exclusively (no agent may serve the database meanwhile)');
+      try {
+        return foldJournal(
+          {
+            env,
+            journalDb,
+            metaDb,
+            readJournalHead: journalHead,
+            brokenChain: (message) => new StoreError('corrupt', `${message}: run --action=verify-database`),
+            markFolded: () => metaDb.putSync('meta', { ...readMeta(), schemaVersion: SCHEMA_VERSION_FOLDED }),
+          },
+          limits,
+          GENESIS_HASH,
+        );
+      } catch (cause) {
+        throw wrapWriteError(cause);
+      }
     },
     pendingJournalEntries() {
       const groups = walGroupsAfterHead();
@@ -1303,12 +1378,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     backup: (target) => env.backup(target),
     claimRuntimeWriter(describe) {
       if (writerLock) return;
-      try {
-        writerLock = acquireExclusiveLock(join(path, RUNTIME_WRITER_LOCK), describe);
-      } catch (error) {
-        if (error instanceof LockHeldError) throw new RuntimeWriterTakenError(path, error.holder);
-        throw error;
-      }
+      writerLock = takeWriterLock(describe);
       try {
         // Between this store's open and the claim, a server may have run and stopped.
         recoverRuntimeJournal();

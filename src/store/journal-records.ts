@@ -22,11 +22,34 @@
  */
 import type { RuntimeEvent } from '../core/runtime.ts';
 
+/**
+ * The licensee number of a fold marker entry (journal-fold.ts). U+001F cannot occur in XML text,
+ * so no imported licensee has this number.
+ */
+export const JOURNAL_FOLD_MARKER = '\u001fjournal folded';
+
+/**
+ * The one event of a fold marker entry: the journal's entries up to `throughSeq` were folded into
+ * a snapshot of every licensee's runtime state with SHA-256 `snapshotDigest`. Not a change of any
+ * licensee's state; in the chain so that the card's next checkpoint seals the snapshot too.
+ */
+export interface JournalFoldedEvent {
+  type: 'journalFolded';
+  throughSeq: number;
+  /** The chain link of entry `throughSeq`'s group: what the first entry kept links to. */
+  throughHash: string;
+  snapshotDigest: string;
+  licensees: number;
+}
+
+export type JournalEvent = RuntimeEvent | JournalFoldedEvent;
+
 export interface JournalEntry {
   seq: number;
   atMs: number;
   licenseeNumber: string;
-  events: RuntimeEvent[];
+  /** RuntimeEvents, but for a fold marker's entry (runtimeEventsOf). */
+  events: JournalEvent[];
   /** The chain link before this entry's group. */
   prevHash: string;
   /** The link of this entry's group (every entry of a group has the same). */
@@ -34,6 +57,11 @@ export interface JournalEntry {
 }
 
 export type JournalEntryBody = Omit<JournalEntry, 'hash' | 'prevHash'>;
+
+/** The runtime events of an entry: none for a fold marker's (JOURNAL_FOLD_MARKER). */
+export function runtimeEventsOf(entry: JournalEntryBody): readonly RuntimeEvent[] {
+  return entry.licenseeNumber === JOURNAL_FOLD_MARKER ? [] : (entry.events as RuntimeEvent[]);
+}
 
 /** A stored journal record: a group's text (schema 3), or one entry (schemas 1 and 2). */
 export type JournalRecord = string | JournalEntry;
@@ -73,7 +101,7 @@ export function entriesOfRecord(record: JournalRecord): JournalEntry[] {
     .slice(2 * HASH_CHARS)
     .split('\n')
     .map((text) => {
-      const [seq, atMs, licenseeNumber, events] = JSON.parse(text) as [number, number, string, RuntimeEvent[]];
+      const [seq, atMs, licenseeNumber, events] = JSON.parse(text) as [number, number, string, JournalEvent[]];
       return { seq, atMs, licenseeNumber, events, prevHash, hash };
     });
 }

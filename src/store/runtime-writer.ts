@@ -39,7 +39,7 @@
  * file is not rewound.
  */
 import { applyEventsInPlace, emptyRuntimeState, snapshotRuntimeState, type FloatingSession, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
-import { entriesOfRecord, type JournalEntryBody, type JournalRecord } from './journal-records.ts';
+import { entriesOfRecord, runtimeEventsOf, type JournalEntryBody, type JournalRecord } from './journal-records.ts';
 import type { KvDatabase, KvEnvironment, KvKey } from './lmdb.ts';
 import { StoreError } from './errors.ts';
 import { encodeWalGroup, type RuntimeWalFile, type WalExtra } from './runtime-wal.ts';
@@ -83,7 +83,7 @@ export function applyJournalRecords(records: readonly string[], stateFor: (licen
   let entries = 0;
   for (const record of records) {
     for (const entry of entriesOfRecord(record)) {
-      applyEventsInPlace(stateFor(entry.licenseeNumber), entry.events);
+      applyEventsInPlace(stateFor(entry.licenseeNumber), runtimeEventsOf(entry));
       entries += 1;
     }
   }

@@ -15,10 +15,12 @@ import { join } from 'node:path';
 import { decodeCheckpointPayload } from '../../src/card/checkpoint.ts';
 import { EXIT } from '../../src/cli/exit-codes.ts';
 import { openAssetStore } from '../../src/store/asset-store.ts';
+import { BASE_STATE_PREFIX } from '../../src/store/journal-fold.ts';
+import { openKvEnvironment } from '../../src/store/lmdb.ts';
 import { tempDir } from '../helpers.ts';
 import { createVirtualCardState, VirtualOpenPgpCard } from '../support/virtual-openpgp-card.ts';
 import { MAIN, parseExposition, startAgentChild } from '../ops/support.ts';
-import { cli, eventually, metricsText, PIN, ready, startAgent, validate, writeExport } from './agent-harness.ts';
+import { cli, eventually, metricsText, PIN, ready, startAgent, startAgentExpectingFailure, validate, writeExport } from './agent-harness.ts';
 import { startPcscTestbed, type PcscTestbed } from './pcsc-testbed.ts';
 
 /** Every card command takes ~45 ms over vpcd, a start several of them. */
@@ -224,5 +226,56 @@ describe('as a child process (src/main.ts)', () => {
     expect(stderr).toContain('rollback detected');
     rmSync(join(cwd, 'database'), { recursive: true });
     renameSync(join(cwd, 'newest'), join(cwd, 'database'));
+  }, CARD_TEST_TIMEOUT_MS);
+});
+
+describe('compact-journal on a card-bound database', () => {
+  test('folds up to the entry the card sealed; the agent starts with its card and serves on; a forged base is refused with 6', async () => {
+    const cwd = await importBound();
+    let agent = await startAgent(cwd, ['--card.seal=strict']);
+    try {
+      for (let i = 0; i < 5; i++) expect((await validate(agent, 1)).status).toBe(200);
+    } finally {
+      expect((await agent.stop()).code).toBe(EXIT.ok);
+    }
+    let store = openAssetStore(join(cwd, 'database'), { readOnly: true });
+    const sealedSeq = decodeCheckpointPayload(store.cardCheckpoint()!.payload).journalSeq;
+    await store.close();
+
+    const compacted = await cli(['--action=compact-journal', '--keep-days=0'], cwd, { clock: { nowMs: () => Date.now() + 60_000 } });
+    expect(compacted.code).toBe(EXIT.ok);
+    expect(compacted.stdout).toContain(`entries 1–${sealedSeq} are now the base`);
+    expect(compacted.stdout).toContain(`(card-bound: up to entry ${sealedSeq}, the newest the card sealed)`);
+
+    // The card's start-up check finds the sealed entry's link at the base; the start seals the marker.
+    const counterBefore = card.state.signatureCounter;
+    agent = await startAgent(cwd, ['--card.seal=strict']);
+    try {
+      expect(card.state.signatureCounter).toBeGreaterThan(counterBefore);
+      expect((await validate(agent, 1)).remaining).toBe(1_000_000 - 6);
+    } finally {
+      expect((await agent.stop()).code).toBe(EXIT.ok);
+    }
+    expect((await cli(['--action=verify-database'], cwd)).code).toBe(EXIT.ok);
+
+    // A forger lowers the booked quantity in the base and in the runtime record: refused before the card is asked.
+    const env = openKvEnvironment(join(cwd, 'database'));
+    const meta = env.open<{ licenseeNumber: string; state: { usedQuantity: Record<string, number> } }>('meta');
+    const runtime = env.open<{ licenseeNumber: string; state: { usedQuantity: Record<string, number> } }>('runtime');
+    env.commitSync(() => {
+      const key = [BASE_STATE_PREFIX, 'L1'];
+      const based = meta.get(key)!;
+      const license = Object.keys(based.state.usedQuantity)[0]!;
+      meta.putSync(key, { ...based, state: { ...based.state, usedQuantity: { [license]: 0 } } });
+      const record = runtime.get('L1')!;
+      runtime.putSync('L1', { ...record, state: { ...record.state, usedQuantity: { [license]: 1 } } });
+    });
+    await env.close();
+    const refused = await startAgentExpectingFailure(cwd, ['--card.seal=strict']);
+    expect(refused.code).toBe(EXIT.card);
+    expect(refused.stderr).toContain("the journal's folded base");
+    store = openAssetStore(join(cwd, 'database'), { readOnly: true });
+    expect(store.journalBase()?.throughSeq).toBe(sealedSeq);
+    await store.close();
   }, CARD_TEST_TIMEOUT_MS);
 });

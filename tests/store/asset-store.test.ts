@@ -2,7 +2,7 @@
 // durable. Method: real LMDB in a temp directory, reopened between steps.
 import { describe, expect, test } from 'bun:test';
 import { join } from 'node:path';
-import { journalHash, openAssetStore, SCHEMA_VERSION, StoreError } from '../../src/store/asset-store.ts';
+import { journalHash, openAssetStore, SCHEMA_VERSION, SCHEMA_VERSION_FOLDED, StoreError } from '../../src/store/asset-store.ts';
 import { openKvEnvironment } from '../../src/store/lmdb.ts';
 import type { Entity } from '../../src/core/entities.ts';
 import { verifyDatabase } from '../../src/service/verify-database.ts';
@@ -278,7 +278,7 @@ describe('asset store', () => {
     const dir = await databaseWithSchema(99);
     for (const options of [{}, { readOnly: true }]) {
       expect(() => openAssetStore(dir, options)).toThrow(StoreError);
-      expect(() => openAssetStore(dir, options)).toThrow(`has schema version 99, this agent reads versions 1 to ${SCHEMA_VERSION}`);
+      expect(() => openAssetStore(dir, options)).toThrow(`has schema version 99, this agent reads versions 1 to ${SCHEMA_VERSION_FOLDED}`);
     }
     const after = openKvEnvironment(dir);
     expect(after.open<Record<string, unknown>>('meta').get('meta')?.['schemaVersion']).toBe(99);

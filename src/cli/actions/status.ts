@@ -65,7 +65,10 @@ export const statusAction: ActionDef = {
       if (unplaced) rows.push(['  (unknown license)', `${unplaced} booked on licenses no longer imported`]);
       rows.push([
         'journal',
-        `${snapshot.journal.length} entries${snapshot.journal.lastEntryAtMs !== undefined ? `, newest ${new Date(snapshot.journal.lastEntryAtMs).toISOString()}` : ''}`,
+        `${snapshot.journal.length} entries${snapshot.journal.lastEntryAtMs !== undefined ? `, newest ${new Date(snapshot.journal.lastEntryAtMs).toISOString()}` : ''}` +
+          (snapshot.journal.folded === undefined
+            ? ''
+            : `; entries 1–${snapshot.journal.folded.throughSeq} folded into its base ${new Date(snapshot.journal.folded.atMs).toISOString()}`),
       ]);
       const pending = store.pendingJournalEntries();
       if (pending > 0) {

@@ -55,8 +55,11 @@ export const verifyDatabaseAction: ActionDef = {
     try {
       const report = verifyDatabase(store);
       const t = report.totals;
+      const base = report.base;
       io.stdout(
-        `journal entries: ${report.entries}\nlicensees with runtime state: ${report.licensees}\n` +
+        `journal entries: ${report.entries}` +
+          (base === undefined ? '' : ` after its base (entries 1–${base.throughSeq}, folded ${new Date(base.foldedAtMs).toISOString()}: the state of ${base.licensees} licensees)`) +
+          `\nlicensees with runtime state: ${report.licensees}\n` +
           `used quantity: ${t.usedQuantity}\nopen floating sessions: ${t.sessions}\n` +
           `licenses started by the agent: ${t.createdLicenses}\nstart dates set by the agent: ${t.startDates}\n` +
           `node secrets registered: ${t.nodeSecrets}\n`,

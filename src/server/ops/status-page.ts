@@ -173,7 +173,11 @@ export function renderStatusPage(input: StatusPageInput): string {
     ['Licensees', `${snapshot.definitions.counts.licensees}<small>${runtime.licenseesWithState} with runtime state</small>`],
     ['Floating seats in use', `${runtime.seatsInUseTotal} / ${capacity}<small>${floating.length} floating module(s)</small>`],
     ['Validate requests', `${input.validateRequests}<small>since the agent started</small>`],
-    ['Journal', `${snapshot.journal.length} entries<small>${snapshot.journal.lastEntryAtMs !== undefined ? `newest ${esc(iso(snapshot.journal.lastEntryAtMs))}` : 'empty'}</small>`],
+    [
+      'Journal',
+      `${snapshot.journal.length} entries<small>${snapshot.journal.lastEntryAtMs !== undefined ? `newest ${esc(iso(snapshot.journal.lastEntryAtMs))}` : 'empty'}` +
+        `${snapshot.journal.folded === undefined ? '' : ` · 1–${snapshot.journal.folded.throughSeq} folded ${esc(iso(snapshot.journal.folded.atMs))}`}</small>`,
+    ],
     ['Card mode', esc(cardModeText(snapshot.card))],
     ['Database', `${files ? esc(formatBytes(files.sizeBytes)) : '?'}<small>${esc(files?.path ?? '')} · schema ${snapshot.schemaVersion}</small>`],
     [

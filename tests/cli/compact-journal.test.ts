@@ -1,0 +1,149 @@
+// Goal: `--action=compact-journal` folds the entries older than --keep-days, says what it did on
+// stdout, and leaves verify-database and status reporting the base; it refuses with a clear
+// message and exit code a bad --keep-days (2), a database an agent serves (4), a journal that
+// does not verify (5, nothing folded) and a card-bound database without checkpoint (6).
+// Method: seeded stores with runtime changes at chosen times, runCli with an injected clock.
+import { describe, expect, test } from 'bun:test';
+import { join } from 'node:path';
+import { decodeCheckpointPayload, encodeCheckpointPayload } from '../../src/card/checkpoint.ts';
+import { runCli } from '../../src/cli/run.ts';
+import { silentLogger } from '../../src/platform/log.ts';
+import { openAssetStore } from '../../src/store/asset-store.ts';
+import { openKvEnvironment } from '../../src/store/lmdb.ts';
+import { captureIo } from '../helpers.ts';
+import { entity, seedStore } from '../support/seed-store.ts';
+
+const DAY = 86_400_000;
+const T0 = Date.UTC(2026, 0, 1);
+const NOW = T0 + 100 * DAY;
+const clock = { nowMs: () => NOW };
+/** A card binding as an import records it (the card itself is not asked by compact-journal). */
+const BINDING = {
+  serial: '00C0FFEE',
+  manufacturer: 'ffff',
+  applicationId: 'D276000124010304FFFF00C0FFEE0000',
+  publicKey: { algorithm: 'ecdsa-p256' as const, spkiBase64: 'AA==' },
+  boundAt: new Date(T0).toISOString(),
+};
+
+/** Licensee L books 1 on license X once a day for 20 days, from day 70 to day 89 (11 to 30 days ago). */
+async function twentyDays(): Promise<string> {
+  const { store, cwd } = seedStore([entity('Product', 'P'), entity('Licensee', 'L', { productNumber: 'P' })]);
+  for (let d = 70; d < 90; d++) await store.commitRuntime('L', T0 + d * DAY, () => ({ events: [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 1 }], result: null }));
+  await store.close();
+  return cwd;
+}
+
+async function run(cwd: string, ...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const io = captureIo();
+  const code = await runCli(argv, io, { cwd, log: silentLogger(), clock });
+  return { code, out: io.out, err: io.err };
+}
+
+describe('compact-journal', () => {
+  test('folds what is older than --keep-days; verify-database and status then report the base', async () => {
+    const cwd = await twentyDays();
+    // 20 days kept: nothing is older.
+    const none = await run(cwd, '--action=compact-journal', '--keep-days=31');
+    expect(none).toMatchObject({ code: 0, err: '' });
+    expect(none.out).toBe('journal: nothing to fold: no entry older than 31 days; 20 entries kept\n');
+
+    const folded = await run(cwd, '--action=compact-journal', '--keep-days=20');
+    expect(folded.code).toBe(0);
+    // Days 70 to 79 are more than 20 days old: entries 1–10 (one group each).
+    expect(folded.out).toStartWith('journal: folded 10 entries; entries 1–10 are now the base (the runtime state of 1 licensees), 11 entries kept\n');
+    expect(folded.out).toContain('journal records deleted: 10 (their space is reused by the database; --action=backup writes a compacted copy)\n');
+
+    const verified = await run(cwd, '--action=verify-database');
+    expect(verified.code).toBe(0);
+    expect(verified.out).toContain('journal entries: 11 after its base (entries 1–10, folded 2026-04-11T00:00:00.000Z: the state of 1 licensees)\n');
+    expect(verified.out).toContain('used quantity: 20\n');
+
+    const status = await run(cwd, '--action=status');
+    expect(status.code).toBe(0);
+    expect(status.out).toMatch(/^journal: +21 entries, newest 2026-03-31T00:00:00\.000Z; entries 1–10 folded into its base 2026-04-11T00:00:00\.000Z\n/m);
+
+    // The default keeps 90 days.
+    expect((await run(cwd, '--action=compact-journal')).out).toStartWith('journal: nothing to fold: no entry older than 90 days');
+  });
+
+  test('a bad --keep-days is a usage error', async () => {
+    const cwd = await twentyDays();
+    for (const value of ['-1', 'ten', '1.5', '36501']) {
+      const result = await run(cwd, '--action=compact-journal', `--keep-days=${value}`);
+      expect(result.code).toBe(2);
+      expect(result.err).toContain(`--keep-days must be whole days from 0 to 36500, got "${value}"`);
+    }
+  });
+
+  test('while an agent serves the database: exit 4, nothing folded', async () => {
+    const cwd = await twentyDays();
+    const server = openAssetStore(join(cwd, 'database'));
+    server.claimRuntimeWriter('pid 4242, port 8080');
+    try {
+      const result = await run(cwd, '--action=compact-journal', '--keep-days=0');
+      expect(result.code).toBe(4);
+      expect(result.err).toContain('another agent already serves the database');
+      expect(result.err).toContain('(pid 4242, port 8080)');
+      expect(result.err).toContain('stop it, then compact the journal');
+      expect(server.journalBase()).toBeUndefined();
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a journal that does not verify is not folded: exit 5 with the problems', async () => {
+    const cwd = await twentyDays();
+    const env = openKvEnvironment(join(cwd, 'database'));
+    const runtime = env.open<{ licenseeNumber: string; state: { usedQuantity: Record<string, number> } }>('runtime');
+    const record = runtime.get('L')!;
+    env.commitSync(() => runtime.putSync('L', { ...record, state: { ...record.state, usedQuantity: { X: 3 } } }));
+    await env.close();
+    const result = await run(cwd, '--action=compact-journal', '--keep-days=0');
+    expect(result.code).toBe(5);
+    expect(result.err).toContain("problem: runtime state of licensee 'L' differs from the replayed journal");
+    expect(result.err).toContain('nothing folded: the journal does not verify.');
+    const store = openAssetStore(join(cwd, 'database'), { readOnly: true });
+    expect(store.journalBase()).toBeUndefined();
+    expect([...store.journal()].length).toBe(20);
+    await store.close();
+  });
+
+  test('a card-bound database without a card checkpoint: exit 6, nothing folded', async () => {
+    const cwd = await twentyDays();
+    const store = openAssetStore(join(cwd, 'database'));
+    store.importTransaction((tx) => tx.setMeta({ ...tx.meta(), withoutCard: false, cardBinding: BINDING }));
+    await store.close();
+    const result = await run(cwd, '--action=compact-journal', '--keep-days=0');
+    expect(result.code).toBe(6);
+    expect(result.err).toContain('bound to a smart card but holds no card checkpoint');
+    const reader = openAssetStore(join(cwd, 'database'), { readOnly: true });
+    expect(reader.journalBase()).toBeUndefined();
+    await reader.close();
+  });
+
+  test('a card-bound database is folded only up to the entry its newest card checkpoint seals', async () => {
+    const cwd = await twentyDays();
+    const store = openAssetStore(join(cwd, 'database'));
+    store.importTransaction((tx) => tx.setMeta({ ...tx.meta(), withoutCard: false, cardBinding: BINDING }));
+    const payload = encodeCheckpointPayload({
+      databaseId: store.meta().databaseId,
+      seq: 3,
+      journalSeq: 5,
+      journalHash: store.journalHashAt(5)!,
+      clockHighWaterMs: T0 + 80 * DAY,
+      cardManufacturer: BINDING.manufacturer,
+      cardSerial: BINDING.serial,
+      cardCounter: 7,
+    });
+    await store.saveCardCheckpoint({ payload, signature: 'AA==', cardCounter: 7 });
+    await store.close();
+    const result = await run(cwd, '--action=compact-journal', '--keep-days=0');
+    expect(result.code).toBe(0);
+    expect(result.out).toStartWith('journal: folded 5 entries; entries 1–5 are now the base (the runtime state of 1 licensees), 16 entries kept (card-bound: up to entry 5, the newest the card sealed)\n');
+    // What the card's start-up check reads: the sealed entry's link.
+    const reader = openAssetStore(join(cwd, 'database'), { readOnly: true });
+    expect(reader.journalHashAt(5)).toBe(decodeCheckpointPayload(payload).journalHash);
+    await reader.close();
+  });
+});
