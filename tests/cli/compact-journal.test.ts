@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { decodeCheckpointPayload, encodeCheckpointPayload } from '../../src/card/checkpoint.ts';
 import { runCli } from '../../src/cli/run.ts';
 import { silentLogger } from '../../src/platform/log.ts';
+import { renderStatusPage } from '../../src/server/ops/status-page.ts';
+import { createStatusReader } from '../../src/service/status.ts';
 import { openAssetStore } from '../../src/store/asset-store.ts';
 import { openKvEnvironment } from '../../src/store/lmdb.ts';
 import { captureIo } from '../helpers.ts';
@@ -62,6 +64,13 @@ describe('compact-journal', () => {
     const status = await run(cwd, '--action=status');
     expect(status.code).toBe(0);
     expect(status.out).toMatch(/^journal: +21 entries, newest 2026-03-31T00:00:00\.000Z; entries 1–10 folded into its base 2026-04-11T00:00:00\.000Z\n/m);
+
+    // The status page's journal tile, from the same snapshot.
+    const store = openAssetStore(join(cwd, 'database'), { readOnly: true });
+    const snapshot = await createStatusReader(store).snapshot(NOW);
+    await store.close();
+    const page = renderStatusPage({ version: 'test', snapshot, activity: { items: [], total: 0 }, samples: [], sampleIntervalMs: 60_000, readiness: { ready: true, checks: [] }, validateRequests: 0 });
+    expect(page).toContain('21 entries<small>newest 2026-03-31 00:00:00 UTC · 1–10 folded 2026-04-11 00:00:00 UTC</small>');
 
     // The default keeps 90 days.
     expect((await run(cwd, '--action=compact-journal')).out).toStartWith('journal: nothing to fold: no entry older than 90 days');
