@@ -4,12 +4,12 @@
  * and replays (verify-database, a card-bound start) stop growing with the days served.
  *
  * Nothing is folded from a journal that does not verify: the fold would seal whatever it holds.
- * A card-bound database is folded only up to the entry its newest card checkpoint seals, which
- * the card's start-up check reads.
+ * A card-bound database folds in two steps (journal-fold.ts says why): a run makes a pending fold,
+ * up to the entry the card's newest checkpoint seals at most; the agent's next start checks it and
+ * seals its marker; the next run makes it the base, deletes what it folded, and folds on.
  */
-import { decodeCheckpointPayload } from '../card/checkpoint.ts';
-import type { AssetStore, FoldResult } from '../store/asset-store.ts';
-import { verifyDatabase, type VerifyReport } from './verify-database.ts';
+import type { AssetStore, FoldResult, JournalBase } from '../store/asset-store.ts';
+import { sealedJournalSeqOf, verifyDatabase, type VerifyReport } from './verify-database.ts';
 
 export const DAY_MS = 86_400_000;
 
@@ -22,28 +22,43 @@ export interface CompactOptions {
 }
 
 export type CompactOutcome =
-  | { status: 'folded'; result: FoldResult; keptEntries: number; sealedSeq?: number }
+  | {
+      status: 'compacted';
+      /** A pending fold the card had sealed, now the base. */
+      promoted?: { base: JournalBase; recordsDeleted: number };
+      /** A pending fold whose marker the card has not sealed yet: nothing else was done. */
+      waiting?: JournalBase;
+      /** This run's fold (folded 0: nothing old enough); absent when waiting. */
+      fold?: FoldResult;
+      /** Entries the journal holds after the run (after the base). */
+      keptEntries: number;
+      /** Card-bound: the entry the card's newest checkpoint seals. */
+      sealedSeq?: number;
+    }
   | { status: 'unverified'; report: VerifyReport }
-  | { status: 'card_unsealed' };
+  | { status: 'card_unsealed'; problem: string };
 
 export function compactJournal(store: AssetStore, options: CompactOptions): CompactOutcome {
   return store.exclusively(options.describe, (): CompactOutcome => {
-    const report = verifyDatabase(store);
+    const sealed = sealedJournalSeqOf(store);
+    if (sealed !== undefined && 'problem' in sealed) return { status: 'card_unsealed', problem: sealed.problem };
+    const sealedSeq = sealed?.seq;
+    const report = verifyDatabase(store, 20, sealedSeq);
     if (!report.ok) return { status: 'unverified', report };
-    const head = store.journalHead();
-    let sealedSeq: number | undefined;
-    if (store.meta().cardBinding !== undefined) {
-      const checkpoint = store.cardCheckpoint();
-      if (checkpoint === undefined) return { status: 'card_unsealed' };
-      sealedSeq = decodeCheckpointPayload(checkpoint.payload).journalSeq;
+    const kept = () => store.journalHead().seq - (store.journalBase()?.throughSeq ?? 0);
+    const card = sealedSeq === undefined ? {} : { sealedSeq };
+
+    let promoted: { base: JournalBase; recordsDeleted: number } | undefined;
+    const pending = store.journalPendingFold();
+    if (pending !== undefined) {
+      // Without a card (a binding removed since) there is no seal to wait for.
+      if (sealedSeq !== undefined && pending.markerSeq > sealedSeq) return { status: 'compacted', waiting: pending, keptEntries: kept(), ...card };
+      promoted = store.promotePendingFold();
     }
-    const result = store.foldJournal({
-      throughSeqAtMost: Math.min(head.seq, sealedSeq ?? head.seq),
-      entriesBeforeMs: options.nowMs - options.keepDays * DAY_MS,
-      atMs: options.nowMs,
-    });
-    const keptFrom = (result.base?.throughSeq ?? 0) + 1;
-    const keptEntries = store.journalHead().seq - keptFrom + 1;
-    return { status: 'folded', result, keptEntries, ...(sealedSeq === undefined ? {} : { sealedSeq }) };
+    const fold = store.foldJournal(
+      { throughSeqAtMost: Math.min(store.journalHead().seq, sealedSeq ?? Infinity), entriesBeforeMs: options.nowMs - options.keepDays * DAY_MS, atMs: options.nowMs },
+      sealedSeq === undefined ? 'now' : 'pending',
+    );
+    return { status: 'compacted', ...(promoted ? { promoted } : {}), fold, keptEntries: kept(), ...card };
   });
 }

@@ -5,15 +5,21 @@
  * The first broken entry (or the first licensee whose state differs) is
  * reported, so an operator knows where tampering or corruption starts.
  *
- * After a fold (store/journal-fold.ts) the walk starts at the fold's base: the
+ * After a fold (store/journal-fold.ts) the walk starts at the base: the
  * snapshot must match its digest, the chain continues from the base's link,
- * and the fold's marker entry, in the chain, must name that base.
+ * and the fold's marker entry, in the chain, must name that base. On a
+ * card-bound database (`sealedJournalSeq` given) the card must have sealed
+ * that marker: the meta records are not signed, and a base of someone's own
+ * with a marker appended after the sealed entry would otherwise pass. A fold
+ * that still waits for the seal is checked against the records it folds,
+ * which are kept until then: their replay must give its snapshot and link.
  */
 import { isDeepStrictEqual } from 'node:util';
 import { applyEventsInPlace, emptyRuntimeState, type RuntimeState } from '../core/runtime.ts';
 import { journalHash, type AssetStore, type JournalBase, type JournalEntry } from '../store/asset-store.ts';
-import { JOURNAL_FOLD_MARKER, runtimeEventsOf, type JournalFoldedEvent } from '../store/journal-records.ts';
-import { snapshotDigest } from '../store/journal-fold.ts';
+import { JOURNAL_FOLD_MARKER, runtimeEventsOf } from '../store/journal-records.ts';
+import { foldedEvent, snapshotDigest } from '../store/journal-fold.ts';
+import { decodeCheckpointPayload, verifyCheckpointSignature } from '../card/checkpoint.ts';
 
 export interface VerifyReport {
   ok: boolean;
@@ -21,6 +27,8 @@ export interface VerifyReport {
   entries: number;
   /** The fold's base the walk started from, if the journal was folded. */
   base?: JournalBase;
+  /** A fold that waits for the card's seal (checked against the records it folds). */
+  pending?: JournalBase;
   licensees: number;
   /** Counters recomputed from the journal. */
   totals: { usedQuantity: number; sessions: number; createdLicenses: number; startDates: number; nodeSecrets: number };
@@ -29,36 +37,76 @@ export interface VerifyReport {
 
 const GENESIS_HASH = '0'.repeat(64);
 
-export function verifyDatabase(store: AssetStore, maxProblems = 20): VerifyReport {
+/**
+ * For a card-bound database, the journal entry its newest card checkpoint seals, once that
+ * checkpoint's signature verifies with the bound card's public key; otherwise what is wrong.
+ * Undefined for a database without card.
+ */
+export function sealedJournalSeqOf(store: Pick<AssetStore, 'meta' | 'cardCheckpoint'>): { seq: number } | { problem: string } | undefined {
+  const binding = store.meta().cardBinding;
+  if (binding === undefined) return undefined;
+  const stored = store.cardCheckpoint();
+  if (stored === undefined) return { problem: 'this database is bound to a smart card but holds no card checkpoint' };
+  if (!verifyCheckpointSignature(stored, binding.publicKey)) return { problem: "its newest card checkpoint is not signed by the bound card's key" };
+  try {
+    return { seq: decodeCheckpointPayload(stored.payload).journalSeq };
+  } catch (error) {
+    return { problem: `its newest card checkpoint cannot be read (${(error as Error).message})` };
+  }
+}
+
+/**
+ * `sealedJournalSeq`: for a card-bound database, the journal entry its newest card checkpoint
+ * seals (undefined: the database runs without card).
+ */
+export function verifyDatabase(store: AssetStore, maxProblems = 20, sealedJournalSeq?: number): VerifyReport {
   const problems: string[] = [];
+  const problem = (text: string) => void (problems.length < maxProblems && problems.push(text));
   const replayed = new Map<string, RuntimeState>();
   let prevHash = GENESIS_HASH;
   let expectedSeq = 1;
   let entries = 0;
   const base = store.journalBase();
-  let markerSeen = false;
+  const pending = store.journalPendingFold();
+  const markersSeen = new Set<number>();
+  let pendingReached = false;
   if (base !== undefined) {
     const snapshot = [...store.journalBaseStates()];
     if (snapshotDigest(snapshot) !== base.snapshotDigest || snapshot.length !== base.licensees) {
-      problems.push(`the journal's folded base (entries 1–${base.throughSeq}) does not match its digest (altered)`);
+      problem(`the journal's folded base (entries 1–${base.throughSeq}) does not match its digest (altered)`);
+    }
+    if (sealedJournalSeq !== undefined && base.markerSeq > sealedJournalSeq) {
+      problem(
+        `the journal's folded base (entries 1–${base.throughSeq}) was not sealed by the card: its marker, entry ${base.markerSeq}, ` +
+          `is after the newest entry the card sealed (${sealedJournalSeq}); compact-journal does not make such a base (altered)`,
+      );
     }
     for (const { licenseeNumber, state } of snapshot) replayed.set(licenseeNumber, state);
     prevHash = base.throughHash;
     expectedSeq = base.throughSeq + 1;
   }
-  /** The newest fold's marker must name the base as stored; older markers are history. */
+  if (pending !== undefined) {
+    const snapshot = [...store.journalPendingStates()];
+    if (snapshotDigest(snapshot) !== pending.snapshotDigest || snapshot.length !== pending.licensees) {
+      problem(`the fold through entry ${pending.throughSeq} that waits for the card's seal does not match its digest (altered)`);
+    }
+  }
+  /** The markers of the base and of the pending fold must name them as stored; older markers are history. */
   const checkMarker = (entry: JournalEntry) => {
-    if (base === undefined || entry.seq !== base.markerSeq) return;
-    markerSeen = true;
-    const event = entry.events[0] as JournalFoldedEvent | undefined;
-    const names =
-      entry.events.length === 1 &&
-      event?.type === 'journalFolded' &&
-      event.throughSeq === base.throughSeq &&
-      event.throughHash === base.throughHash &&
-      event.snapshotDigest === base.snapshotDigest &&
-      event.licensees === base.licensees;
-    if (!names && problems.length < maxProblems) problems.push(`journal entry ${entry.seq}: the fold marker does not name the stored base (altered)`);
+    for (const fold of [base, pending]) {
+      if (fold === undefined || entry.seq !== fold.markerSeq) continue;
+      markersSeen.add(entry.seq);
+      if (!isDeepStrictEqual(entry.events, [foldedEvent(fold)])) problem(`journal entry ${entry.seq}: the fold marker does not name the stored fold (altered)`);
+    }
+  };
+  /** At the end of the pending fold's last group: the replay so far must be its snapshot, its link the fold's. */
+  const checkPendingAt = (closed: readonly JournalEntry[]) => {
+    if (pending === undefined || closed[closed.length - 1]!.seq !== pending.throughSeq) return;
+    pendingReached = true;
+    const states = [...replayed].map(([licenseeNumber, state]) => ({ licenseeNumber, state }));
+    if (closed[0]!.hash !== pending.throughHash || snapshotDigest(states) !== pending.snapshotDigest) {
+      problem(`the fold through entry ${pending.throughSeq} that waits for the card's seal is not what the entries it folds replay to (altered)`);
+    }
   };
   // The chain has one link per group commit: consecutive entries with the same prevHash and
   // hash (runtime-writer.ts, JournalEntry). Each group is checked when the next one begins.
@@ -78,6 +126,7 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20): VerifyRepor
   /** Checks the group collected so far and moves the chain past it. */
   const closeGroup = () => {
     checkGroup();
+    if (group.length > 0) checkPendingAt(group);
     if (group.length > 0) prevHash = group[0]!.hash;
     group = [];
   };
@@ -102,8 +151,11 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20): VerifyRepor
     applyEventsInPlace(state, runtimeEventsOf(entry));
   }
   closeGroup();
-  if (base !== undefined && !markerSeen && problems.length < maxProblems) {
-    problems.push(`journal entry ${base.markerSeq}: the marker of the fold through entry ${base.throughSeq} is missing`);
+  for (const fold of [base, pending]) {
+    if (fold !== undefined && !markersSeen.has(fold.markerSeq)) problem(`journal entry ${fold.markerSeq}: the marker of the fold through entry ${fold.throughSeq} is missing`);
+  }
+  if (pending !== undefined && !pendingReached) {
+    problem(`the fold through entry ${pending.throughSeq} that waits for the card's seal does not end where a group of the journal ends, or its entries are missing`);
   }
   const head = store.journalHead();
   if (head.seq !== expectedSeq - 1 || head.hash !== prevHash) {
@@ -132,7 +184,7 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20): VerifyRepor
     totals.startDates += Object.keys(state.startDates).length;
     totals.nodeSecrets += Object.values(state.nodeSecrets).reduce((a, s) => a + s.length, 0);
   }
-  return { ok: problems.length === 0, entries, ...(base === undefined ? {} : { base }), licensees, totals, problems };
+  return { ok: problems.length === 0, entries, ...(base === undefined ? {} : { base }), ...(pending === undefined ? {} : { pending }), licensees, totals, problems };
 }
 
 /** msgpack round trips may drop empty maps; compare on content only (session tables as plain objects). */

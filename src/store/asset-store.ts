@@ -44,7 +44,7 @@ import { join } from 'node:path';
 import { acquireExclusiveLock, LockHeldError, lockHolder, type HeldLock } from '../platform/exclusive-lock.ts';
 import { processExists } from '../platform/process-exists.ts';
 import { entriesOfRecord, journalGroupRecord, journalRecordHead, type JournalEntry, type JournalRecord } from './journal-records.ts';
-import { foldJournal, journalBaseStates, readJournalBase, type FoldLimits, type FoldResult, type JournalBase } from './journal-fold.ts';
+import { foldJournal, foldStates, promotePendingFold, readJournalBase, readPendingFold, type FoldDependencies, type FoldLimits, type FoldMode, type FoldResult, type JournalBase } from './journal-fold.ts';
 import { applyJournalRecords, createRuntimeWriter, runtimeStateOf, WAL_RESUME_KEY, type JournalHead, type RuntimeRecord, type RuntimeWriter } from './runtime-writer.ts';
 import { openRuntimeWal, readWalGroupsAfter, WAL_FILE, WalChainError, type RuntimeWalFile } from './runtime-wal.ts';
 
@@ -91,7 +91,7 @@ export interface StoreMeta {
 
 export type { JournalEntry } from './journal-records.ts';
 export { journalHash } from './journal-records.ts';
-export type { FoldLimits, FoldResult, JournalBase } from './journal-fold.ts';
+export type { FoldLimits, FoldMode, FoldResult, JournalBase } from './journal-fold.ts';
 
 const RUNTIME_WRITER_LOCK = 'runtime-writer.lock';
 
@@ -395,8 +395,12 @@ export interface AssetStore {
   journalHashAt(seq: number): string | undefined;
   /** Where the journal starts after a fold (journal-fold.ts); undefined while it starts at entry 1. */
   journalBase(): JournalBase | undefined;
-  /** The fold's snapshot: each licensee's runtime state after entry journalBase().throughSeq. */
+  /** The base's snapshot: each licensee's runtime state after entry journalBase().throughSeq (none without a base). */
   journalBaseStates(): Iterable<{ licenseeNumber: string; state: RuntimeState }>;
+  /** A card-bound database's fold that waits for the card to seal its marker (journal-fold.ts). */
+  journalPendingFold(): JournalBase | undefined;
+  /** The pending fold's snapshot (none without one). */
+  journalPendingStates(): Iterable<{ licenseeNumber: string; state: RuntimeState }>;
   /**
    * Runs `action` holding the runtime-writer lock (no agent serves the database meanwhile), with
    * the runtime journal file's pending records applied first: maintenance such as foldJournal.
@@ -404,10 +408,16 @@ export interface AssetStore {
    */
   exclusively<T>(describe: string, action: () => T): T;
   /**
-   * Folds the journal's oldest entries into the base (journal-fold.ts). Only inside
-   * `exclusively`. Synchronous: a fold of millions of entries takes seconds.
+   * Folds the journal's oldest entries (journal-fold.ts): into the base at once (`now`), or into
+   * a fold that waits for the card's seal (`pending`). Only inside `exclusively`, and not while a
+   * fold is pending. Synchronous: a fold of millions of entries takes seconds.
    */
-  foldJournal(limits: FoldLimits): FoldResult;
+  foldJournal(limits: FoldLimits, mode: FoldMode): FoldResult;
+  /**
+   * Makes the pending fold the base and deletes what it folded; the caller has checked that the
+   * card sealed its marker and that it verifies. Only inside `exclusively`; undefined when none is pending.
+   */
+  promotePendingFold(): { base: JournalBase; recordsDeleted: number } | undefined;
   /**
    * Journal entries durable in the runtime journal file and not yet in LMDB (what journal,
    * journalHead and runtimeEntries show): a running server's newest, which its next checkpoint
@@ -897,6 +907,23 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   };
   /** Inside `exclusively` (the lock held without a runtime writer). */
   let exclusive = false;
+  /** Runs a step of journal-fold.ts inside `exclusively`. */
+  const folding = <T>(step: (deps: FoldDependencies) => T): T => {
+    if (!exclusive) throw new StoreError('io', 'the journal is folded only inside exclusively (no agent may serve the database meanwhile)');
+    try {
+      return step({
+        env,
+        journalDb,
+        metaDb,
+        readJournalHead: journalHead,
+        brokenChain: (message) => new StoreError('corrupt', `${message}: run --action=verify-database`),
+        misuse: (message) => new StoreError('io', message),
+        markFolded: () => metaDb.putSync('meta', { ...readMeta(), schemaVersion: SCHEMA_VERSION_FOLDED }),
+      });
+    } catch (cause) {
+      throw wrapWriteError(cause);
+    }
+  };
   let writer: RuntimeWriter | undefined;
   let wal: RuntimeWalFile | undefined;
   const openWal = (): RuntimeWalFile => {
@@ -1208,9 +1235,17 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       return record === undefined ? undefined : entriesOfRecord(record).find((entry) => entry.seq === seq)?.hash;
     },
     journalBase: () => readJournalBase(metaDb),
-    journalBaseStates: () => journalBaseStates(metaDb),
+    *journalBaseStates() {
+      const base = readJournalBase(metaDb);
+      if (base !== undefined) yield* foldStates(metaDb, base.markerSeq);
+    },
+    journalPendingFold: () => readPendingFold(metaDb),
+    *journalPendingStates() {
+      const pending = readPendingFold(metaDb);
+      if (pending !== undefined) yield* foldStates(metaDb, pending.markerSeq);
+    },
     exclusively(describe, action) {
-      if (writerLock) throw new StoreError('io', 'exclusively: this process already holds the database as its serving agent');
+      if (writerLock || writer) throw new StoreError('io', 'exclusively: this process writes runtime changes itself (it serves the database)');
       writerLock = takeWriterLock(describe);
       try {
         recoverRuntimeJournal();
@@ -1222,25 +1257,8 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
         writerLock = undefined;
       }
     },
-    foldJournal(limits) {
-      if (!exclusive) throw new StoreError('io', 'foldJournal: only inside exclusively (no agent may serve the database meanwhile)');
-      try {
-        return foldJournal(
-          {
-            env,
-            journalDb,
-            metaDb,
-            readJournalHead: journalHead,
-            brokenChain: (message) => new StoreError('corrupt', `${message}: run --action=verify-database`),
-            markFolded: () => metaDb.putSync('meta', { ...readMeta(), schemaVersion: SCHEMA_VERSION_FOLDED }),
-          },
-          limits,
-          GENESIS_HASH,
-        );
-      } catch (cause) {
-        throw wrapWriteError(cause);
-      }
-    },
+    foldJournal: (limits, mode) => folding((deps) => foldJournal(deps, limits, mode, GENESIS_HASH)),
+    promotePendingFold: () => folding(promotePendingFold),
     pendingJournalEntries() {
       const groups = walGroupsAfterHead();
       const last = groups[groups.length - 1];

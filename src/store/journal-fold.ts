@@ -5,29 +5,38 @@
  * validate that changes a counter: docs/operations.md, "Sizing: disk"), and everything that
  * replays it (verify-database, a card-bound start) took longer every day. A fold replaces the
  * entries up to a group boundary `throughSeq` by a snapshot: every licensee's runtime state
- * after that entry, stored under meta keys [BASE_STATE_PREFIX, licensee key], with its SHA-256
- * (`snapshotDigest`) in the meta record `journalBase`. Replaying the snapshot and then the
- * entries kept gives exactly what replaying the whole journal gave.
+ * after that entry, stored under meta keys [BASE_STATE_PREFIX, marker seq, licensee key], with
+ * its SHA-256 (`snapshotDigest`). Replaying the snapshot and then the entries kept gives exactly
+ * what replaying the whole journal gave.
  *
- * What keeps it tamper-evident: the fold appends a marker entry to the chain (licensee number
- * JOURNAL_FOLD_MARKER) whose one event names `throughSeq`, the chain link there and the
- * snapshot's digest. The entries kept still link to `throughHash`, and the smart card's next
- * checkpoint seals a head that covers the marker: a snapshot altered afterwards no longer matches
- * the digest the sealed chain holds. A card-bound database is folded only up to the entry its
- * newest checkpoint seals (the card's start-up check reads that entry's link: journalHashAt).
+ * Each fold appends a marker entry to the chain (licensee number JOURNAL_FOLD_MARKER) whose one
+ * event names `throughSeq`, the chain link there and the snapshot's digest; the entries kept
+ * still link to `throughHash`.
  *
- * Atomicity: the snapshot, the marker, the new head and `journalBase` are one LMDB transaction
- * (the commit point). The folded records are deleted after it, in transactions of
- * DELETE_BATCH_KEYS keys (one transaction of millions of deletes could exceed LMDB's
- * dirty-page limit); records left by a fold that was stopped before it finished lie below the
- * base, are never read (AssetStore.journal starts after it) and are deleted by the next fold.
+ * Why a card-bound database folds in two steps. The meta records are not signed: anyone who can
+ * write `database/` could write a base of their own (any snapshot, at the entry the card sealed)
+ * and append a marker naming it, since entries after the sealed one are accepted unsealed. So a
+ * base counts there only once the card has sealed its marker (verify-database, given the sealed
+ * entry, refuses any other), and a fold is made *pending* first: snapshot and marker written,
+ * nothing deleted. While it is pending, verify-database replays the records it folds and checks
+ * that they give its snapshot and link; the agent's next start does that check and then seals the
+ * marker; the next compact-journal promotes the sealed fold to the base and deletes what it
+ * folded. A database without card folds at once (`mode: 'now'`): without a signature nothing in
+ * it is more than corruption-evident, the base included.
  *
- * Runs only in a process that holds the runtime-writer lock and serves nothing (the caller's
- * claim): a serving agent's writer keeps its own view of the journal head.
+ * Atomicity: each step's writes to snapshot, marker, head and the base or pending record are one
+ * LMDB transaction (the commit point). Folded records and snapshots no longer needed are deleted
+ * after it, in transactions of DELETE_BATCH_KEYS keys (one transaction of millions of deletes
+ * could exceed LMDB's dirty-page limit); what a step stopped in between leaves is never read
+ * (AssetStore.journal starts after the base; snapshots are read by their marker) and is deleted
+ * by the next fold.
+ *
+ * Runs only in a process that holds the runtime-writer lock and serves nothing
+ * (AssetStore.exclusively): a serving agent's writer keeps its own view of the journal head.
  */
 import { applyEventsInPlace, emptyRuntimeState, type RuntimeState } from '../core/runtime.ts';
 import { keyPart } from './layout.ts';
-import type { KvDatabase, KvEnvironment } from './lmdb.ts';
+import type { KvDatabase, KvEnvironment, KvKey } from './lmdb.ts';
 import {
   entriesOfRecord,
   journalGroupRecord,
@@ -40,12 +49,14 @@ import {
 } from './journal-records.ts';
 import { runtimeStateOf, type JournalHead, type RuntimeRecord } from './runtime-writer.ts';
 
-/** Meta key of the fold's record (JournalBase); absent: the journal starts at entry 1. */
+/** Meta key of the base (JournalBase); absent: the journal starts at entry 1. */
 export const JOURNAL_BASE_KEY = 'journalBase';
-/** First part of the meta keys of the snapshot's states: [BASE_STATE_PREFIX, licensee key]. */
+/** Meta key of a card-bound database's fold that waits for the card's seal (JournalBase). */
+export const JOURNAL_PENDING_FOLD_KEY = 'journalPendingFold';
+/** First part of the meta keys of the snapshots' states: [BASE_STATE_PREFIX, marker seq, licensee key]. */
 export const BASE_STATE_PREFIX = 'journalBaseState';
 
-/** What the newest fold left: where the journal now starts. */
+/** A fold: where the journal starts once it is the base. */
 export interface JournalBase {
   /** Entries 1 to `throughSeq` are folded into the snapshot; the journal holds the entries after it. */
   throughSeq: number;
@@ -55,7 +66,7 @@ export interface JournalBase {
   snapshotDigest: string;
   /** Licensees in the snapshot. */
   licensees: number;
-  /** The marker entry the fold appended to the chain. */
+  /** The marker entry the fold appended to the chain; its snapshot's states are keyed by it. */
   markerSeq: number;
   /** Entries folded so far, by every fold together. */
   foldedEntries: number;
@@ -72,11 +83,16 @@ export interface FoldLimits {
   atMs: number;
 }
 
+/** `now`: the fold is the base at once; `pending`: it waits for the card's seal (promotePendingFold). */
+export type FoldMode = 'now' | 'pending';
+
 export interface FoldResult {
-  /** Entries folded by this call (0: nothing was old enough, or the journal is empty). */
+  /** Entries folded by this call (0: nothing was old enough, or only earlier folds' markers). */
   folded: number;
-  /** The base after the call (the previous one when nothing was folded). */
+  /** The base after the call. */
   base: JournalBase | undefined;
+  /** The fold waiting for the card's seal after the call. */
+  pending: JournalBase | undefined;
   /** Journal records deleted by this call (a stopped fold's leftovers included). */
   recordsDeleted: number;
 }
@@ -87,22 +103,28 @@ export interface FoldDependencies {
   journalDb: KvDatabase<JournalRecord>;
   metaDb: KvDatabase<unknown>;
   readJournalHead(): JournalHead;
-  /** Throws the store's error for a journal that does not link or hash as it should. */
+  /** The store's error for a journal that does not link or hash as it should. */
   brokenChain(message: string): Error;
+  /** The store's error for a call out of order (a fold while another waits for its seal). */
+  misuse(message: string): Error;
   /** Stamps the meta record's schema version (a folded journal needs an agent that knows folds). */
   markFolded(): void;
 }
 
-/** Folded records deleted per transaction. */
+/** Keys deleted per transaction. */
 const DELETE_BATCH_KEYS = 10_000;
 
 export function readJournalBase(metaDb: KvDatabase<unknown>): JournalBase | undefined {
   return metaDb.get(JOURNAL_BASE_KEY) as JournalBase | undefined;
 }
 
-/** The snapshot's states, in key order. */
-export function* journalBaseStates(metaDb: KvDatabase<unknown>): Iterable<{ licenseeNumber: string; state: RuntimeState }> {
-  for (const { value } of metaDb.getRange({ start: [BASE_STATE_PREFIX], end: [BASE_STATE_PREFIX, '\uffff'] })) {
+export function readPendingFold(metaDb: KvDatabase<unknown>): JournalBase | undefined {
+  return metaDb.get(JOURNAL_PENDING_FOLD_KEY) as JournalBase | undefined;
+}
+
+/** The snapshot of the fold with marker `markerSeq`, in key order. */
+export function* foldStates(metaDb: KvDatabase<unknown>, markerSeq: number): Iterable<{ licenseeNumber: string; state: RuntimeState }> {
+  for (const { value } of metaDb.getRange({ start: [BASE_STATE_PREFIX, markerSeq], end: [BASE_STATE_PREFIX, markerSeq + 1] })) {
     const record = value as RuntimeRecord;
     yield { licenseeNumber: record.licenseeNumber, state: runtimeStateOf(record) };
   }
@@ -132,36 +154,36 @@ function canonical(value: unknown): unknown {
   return sorted;
 }
 
-/** The chain link a journal continues from after `base` (the genesis link without one). */
-export function linkBeforeKept(base: JournalBase | undefined, genesisHash: string): string {
-  return base?.throughHash ?? genesisHash;
+/** The fold's event in its marker entry, as verify-database compares it with the stored record. */
+export function foldedEvent(fold: JournalBase): JournalFoldedEvent {
+  return { type: 'journalFolded', throughSeq: fold.throughSeq, throughHash: fold.throughHash, snapshotDigest: fold.snapshotDigest, licensees: fold.licensees };
 }
 
 /** Folds what `limits` allow (see the file's comment). */
-export function foldJournal(deps: FoldDependencies, limits: FoldLimits, genesisHash: string): FoldResult {
+export function foldJournal(deps: FoldDependencies, limits: FoldLimits, mode: FoldMode, genesisHash: string): FoldResult {
   const { env, journalDb, metaDb } = deps;
+  if (readPendingFold(metaDb) !== undefined) throw deps.misuse('a fold waits for the card to seal it: promote it before folding further');
   const previous = readJournalBase(metaDb);
-  let recordsDeleted = deleteRecordsBelow(deps, (previous?.throughSeq ?? 0) + 1);
+  let recordsDeleted = deleteLeftovers(deps, previous, undefined);
 
-  // The new snapshot: the previous one, then the folded groups, applied as they are taken (a
-  // fold of millions of entries holds one group at a time, not the entries).
+  // The new snapshot: the base's, then the folded groups, applied as they are taken (a fold of
+  // millions of entries holds one group at a time, not the entries).
   const states = new Map<string, { licenseeNumber: string; state: RuntimeState }>();
-  for (const item of journalBaseStates(metaDb)) states.set(keyPart(item.licenseeNumber), item);
-  const changed = new Set<string>();
+  if (previous !== undefined) for (const item of foldStates(metaDb, previous.markerSeq)) states.set(keyPart(item.licenseeNumber), item);
+  let changedAny = false;
   const apply = (entry: JournalEntry) => {
     if (entry.licenseeNumber === JOURNAL_FOLD_MARKER) return;
     const key = keyPart(entry.licenseeNumber);
     let item = states.get(key);
     if (item === undefined) states.set(key, (item = { licenseeNumber: entry.licenseeNumber, state: emptyRuntimeState() }));
     applyEventsInPlace(item.state, runtimeEventsOf(entry));
-    changed.add(key);
+    changedAny = true;
   };
-  const changedAny = () => changed.size > 0;
 
   // Whole groups, oldest first, while every entry is old enough.
   let folded = 0;
   let through: { seq: number; hash: string } | undefined;
-  let prevHash = linkBeforeKept(previous, genesisHash);
+  let prevHash = previous?.throughHash ?? genesisHash;
   let group: JournalEntry[] = [];
   /** Folds the group collected so far if it may be folded; false when the fold ends before it. */
   const takeGroup = (): boolean => {
@@ -192,27 +214,13 @@ export function foldJournal(deps: FoldDependencies, limits: FoldLimits, genesisH
   }
   if (!ended) takeGroup();
   // Only earlier folds' markers old enough: folding them would just replace one marker by another.
-  if (through === undefined || !changedAny()) return { folded: 0, base: previous, recordsDeleted };
-  const digest = snapshotDigest(states.values());
+  if (through === undefined || !changedAny) return { folded: 0, base: previous, pending: undefined, recordsDeleted };
   const foldedThrough = through as { seq: number; hash: string };
+  const digest = snapshotDigest(states.values());
 
-  const base = env.commitSync((): JournalBase => {
+  const fold = env.commitSync((): JournalBase => {
     const head = deps.readJournalHead();
     const markerSeq = head.seq + 1;
-    const event: JournalFoldedEvent = {
-      type: 'journalFolded',
-      throughSeq: foldedThrough.seq,
-      throughHash: foldedThrough.hash,
-      snapshotDigest: digest,
-      licensees: states.size,
-    };
-    // The marker takes the time of the entry before it: a fold adds no time to what the
-    // database has seen (service/trusted-clock.ts reads the newest entry's).
-    const atMs = lastEntryAtMs(journalDb, head.seq);
-    const { hash, record } = journalGroupRecord(head.hash, [{ seq: markerSeq, atMs, licenseeNumber: JOURNAL_FOLD_MARKER, events: [event] }]);
-    for (const key of changed) metaDb.putSync([BASE_STATE_PREFIX, key], states.get(key)!);
-    journalDb.putSync(markerSeq, record);
-    metaDb.putSync('journalHead', { seq: markerSeq, hash });
     const next: JournalBase = {
       throughSeq: foldedThrough.seq,
       throughHash: foldedThrough.hash,
@@ -222,12 +230,68 @@ export function foldJournal(deps: FoldDependencies, limits: FoldLimits, genesisH
       foldedEntries: (previous?.foldedEntries ?? 0) + folded,
       foldedAtMs: limits.atMs,
     };
-    metaDb.putSync(JOURNAL_BASE_KEY, next);
+    // The marker takes the time of the entry before it: a fold adds no time to what the
+    // database has seen (service/trusted-clock.ts reads the newest entry's).
+    const atMs = lastEntryAtMs(journalDb, head.seq);
+    const { hash, record } = journalGroupRecord(head.hash, [{ seq: markerSeq, atMs, licenseeNumber: JOURNAL_FOLD_MARKER, events: [foldedEvent(next)] }]);
+    for (const [key, item] of states) metaDb.putSync([BASE_STATE_PREFIX, markerSeq, key], item);
+    journalDb.putSync(markerSeq, record);
+    metaDb.putSync('journalHead', { seq: markerSeq, hash });
+    metaDb.putSync(mode === 'now' ? JOURNAL_BASE_KEY : JOURNAL_PENDING_FOLD_KEY, next);
     deps.markFolded();
     return next;
   });
-  recordsDeleted += deleteRecordsBelow(deps, base.throughSeq + 1);
-  return { folded, base, recordsDeleted };
+  if (mode === 'pending') {
+    deps.env.coverCountedPages();
+    return { folded, base: previous, pending: fold, recordsDeleted };
+  }
+  recordsDeleted += deleteLeftovers(deps, fold, undefined);
+  return { folded, base: fold, pending: undefined, recordsDeleted };
+}
+
+/**
+ * Makes the pending fold the base (the caller has checked that the card sealed its marker and
+ * that it verifies), then deletes what it folded. Returns undefined when none is pending.
+ */
+export function promotePendingFold(deps: FoldDependencies): { base: JournalBase; recordsDeleted: number } | undefined {
+  const pending = readPendingFold(deps.metaDb);
+  if (pending === undefined) return undefined;
+  deps.env.commitSync(() => {
+    deps.metaDb.putSync(JOURNAL_BASE_KEY, pending);
+    deps.metaDb.removeSync(JOURNAL_PENDING_FOLD_KEY);
+  });
+  return { base: pending, recordsDeleted: deleteLeftovers(deps, pending, undefined) };
+}
+
+/**
+ * Deletes what no reader needs once `base` is the base: the journal records below it and the
+ * snapshots of other folds than it and `pending`. Returns the journal records deleted. Leaves
+ * the data file as long as LMDB counts it (KvEnvironment.coverCountedPages): batches of deletes
+ * end with free pages after the file's end, and the next open would take the file for one cut short.
+ */
+function deleteLeftovers(deps: FoldDependencies, base: JournalBase | undefined, pending: JournalBase | undefined): number {
+  const keep = new Set([base?.markerSeq, pending?.markerSeq]);
+  deleteInBatches(deps, deps.metaDb, () =>
+    [...deps.metaDb.getKeys({ start: [BASE_STATE_PREFIX, 0], end: [BASE_STATE_PREFIX, Number.MAX_SAFE_INTEGER] })].filter(
+      (key) => !keep.has((key as unknown[])[1] as number),
+    ),
+  );
+  const deleted = base === undefined ? 0 : deleteInBatches(deps, deps.journalDb, () => [...deps.journalDb.getKeys({ end: base.throughSeq + 1, limit: DELETE_BATCH_KEYS })]);
+  deps.env.coverCountedPages();
+  return deleted;
+}
+
+/** Deletes the keys `batch` lists, DELETE_BATCH_KEYS per transaction, until it lists none. */
+function deleteInBatches<V>(deps: FoldDependencies, db: KvDatabase<V>, batch: () => KvKey[]): number {
+  let deleted = 0;
+  for (;;) {
+    const keys = batch().slice(0, DELETE_BATCH_KEYS);
+    if (keys.length === 0) return deleted;
+    deps.env.commitSync(() => {
+      for (const key of keys) db.removeSync(key);
+    });
+    deleted += keys.length;
+  }
 }
 
 function lastEntryAtMs(journalDb: KvDatabase<JournalRecord>, seq: number): number {
@@ -236,17 +300,4 @@ function lastEntryAtMs(journalDb: KvDatabase<JournalRecord>, seq: number): numbe
     return entries[entries.length - 1]!.atMs;
   }
   return 0;
-}
-
-/** Deletes the journal records keyed below `seq` (folded), in transactions of DELETE_BATCH_KEYS. */
-function deleteRecordsBelow(deps: FoldDependencies, seq: number): number {
-  let deleted = 0;
-  for (;;) {
-    const keys = [...deps.journalDb.getKeys({ end: seq, limit: DELETE_BATCH_KEYS })];
-    if (keys.length === 0) return deleted;
-    deps.env.commitSync(() => {
-      for (const key of keys) deps.journalDb.removeSync(key);
-    });
-    deleted += keys.length;
-  }
 }

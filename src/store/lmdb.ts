@@ -13,7 +13,7 @@
  * and reach LMDB in checkpoints (runtime-writer.ts) that use this.
  */
 import { loadLibc, MADV_DONTNEED } from '../platform/libc.ts';
-import { readFileSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, fdatasyncSync, openSync, readFileSync, realpathSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { DatabaseDamageError, MissingSubDatabaseError } from './errors.ts';
@@ -80,6 +80,15 @@ export interface KvEnvironment {
    * server may be writing (the import's staging batches).
    */
   commitSync<T>(action: () => T): T;
+  /**
+   * Makes the data file at least as long as the pages LMDB's newest meta page counts, which the
+   * open refuses a file for (assertFileHoldsPages). A transaction that allocates pages and frees
+   * them again leaves free pages after the file's end: "the file may be shorter if the freeDB
+   * lists the final pages" (LMDB's mdb.c, MDB_meta.mm_last_pg): measured after a batch of 20
+   * deletes (compact-journal's) and after run-agent's cache purge. Every commit of this
+   * environment runs it; a crash between a commit and it leaves a file the open refuses.
+   */
+  coverCountedPages(): void;
   /** Consistent online copy of the whole environment (LMDB's mdb_env_copy with compaction). */
   backup(path: string): Promise<void>;
   /**
@@ -141,8 +150,10 @@ function lmdbEnv(root: RootDatabase): { info(): { lastPageNumber: number }; stat
  * A data file shorter than the pages its newest meta page counts (a copy cut short, a file system
  * repair) would be read past its end through the memory map, and the kernel ends the process
  * (SIGBUS) at the first such read: refused here, at open, with what it is. LMDB writes a
- * transaction's pages before the meta page that counts them, and never shrinks the file, so a
- * sound file is never shorter, also while another process commits.
+ * transaction's pages before the meta page that counts them and never shrinks the file, but it
+ * may count free pages it never wrote (KvEnvironment.coverCountedPages): every commit of this
+ * module covers those at once, so a sound database this agent wrote is not shorter, but for a
+ * crash in the moment between a commit and that.
  */
 function assertFileHoldsPages(root: RootDatabase, path: string): void {
   const env = lmdbEnv(root);
@@ -193,6 +204,28 @@ export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEn
     throw error;
   }
 
+  const dataFile = join(path, 'data.mdb');
+  const countedBytes = () => (lmdbEnv(root).info().lastPageNumber + 1) * lmdbEnv(root).stat().pageSize;
+  /** KvEnvironment.coverCountedPages; also run after every commit below (~2 µs when there is nothing to cover). */
+  const coverCountedPages = () => {
+    if (options.readOnly || statSync(dataFile).size >= countedBytes()) return;
+    // Inside a write transaction that writes nothing: LMDB's write lock keeps every other writer
+    // (thread or process) out, so the pages after the file's end stay free and untouched while
+    // one byte at the end of the last of them extends the file; LMDB writes such a page whole
+    // before it reads it. fdatasync: a crash after this must not bring the short file back.
+    root.transactionSync(() => {
+      const needed = countedBytes();
+      if (statSync(dataFile).size >= needed) return;
+      const fd = openSync(dataFile, 'r+');
+      try {
+        writeSync(fd, Buffer.alloc(1), 0, 1, needed - 1);
+        fdatasyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    });
+  };
+
   // The map has a fixed size (mapSize) and stays where it is: the file and its mappings are looked up once.
   let mapped: { file: string; ranges: [bigint, bigint][] } | undefined;
   const wrap = <V>(db: Database<V, KvKey>): KvDatabase<V> => ({
@@ -236,6 +269,7 @@ export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEn
       // Belt and braces: without overlappingSync the commit already synced, and
       // `flushed` resolves at once; should the option ever change, it still waits.
       await root.flushed;
+      coverCountedPages();
       return result;
     },
     async commitBatchDurable(queue: () => void): Promise<void> {
@@ -244,10 +278,14 @@ export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEn
       if (failure) throw failure;
       await withCommitCause(root.batch(queue));
       await root.flushed;
+      coverCountedPages();
     },
     commitSync<T>(action: () => T): T {
-      return root.transactionSync(action);
+      const result = root.transactionSync(action);
+      coverCountedPages();
+      return result;
     },
+    coverCountedPages,
     async backup(target: string) {
       await root.backup(target, true);
     },

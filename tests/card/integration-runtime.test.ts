@@ -15,8 +15,6 @@ import { join } from 'node:path';
 import { decodeCheckpointPayload } from '../../src/card/checkpoint.ts';
 import { EXIT } from '../../src/cli/exit-codes.ts';
 import { openAssetStore } from '../../src/store/asset-store.ts';
-import { BASE_STATE_PREFIX } from '../../src/store/journal-fold.ts';
-import { openKvEnvironment } from '../../src/store/lmdb.ts';
 import { tempDir } from '../helpers.ts';
 import { createVirtualCardState, VirtualOpenPgpCard } from '../support/virtual-openpgp-card.ts';
 import { MAIN, parseExposition, startAgentChild } from '../ops/support.ts';
@@ -230,52 +228,53 @@ describe('as a child process (src/main.ts)', () => {
 });
 
 describe('compact-journal on a card-bound database', () => {
-  test('folds up to the entry the card sealed; the agent starts with its card and serves on; a forged base is refused with 6', async () => {
+  test('folds in two steps around a start with the card (pending, sealed, base); a base the card did not seal is refused with 6', async () => {
     const cwd = await importBound();
-    let agent = await startAgent(cwd, ['--card.seal=strict']);
-    try {
-      for (let i = 0; i < 5; i++) expect((await validate(agent, 1)).status).toBe(200);
-    } finally {
-      expect((await agent.stop()).code).toBe(EXIT.ok);
-    }
-    let store = openAssetStore(join(cwd, 'database'), { readOnly: true });
-    const sealedSeq = decodeCheckpointPayload(store.cardCheckpoint()!.payload).journalSeq;
-    await store.close();
+    const writes = async (n: number) => {
+      const agent = await startAgent(cwd, ['--card.seal=strict']);
+      try {
+        for (let i = 0; i < n; i++) expect((await validate(agent, 1)).status).toBe(200);
+      } finally {
+        expect((await agent.stop()).code).toBe(EXIT.ok);
+      }
+    };
+    const sealedSeq = async () => {
+      const store = openAssetStore(join(cwd, 'database'), { readOnly: true });
+      try {
+        return decodeCheckpointPayload(store.cardCheckpoint()!.payload).journalSeq;
+      } finally {
+        await store.close();
+      }
+    };
+    const compact = () => cli(['--action=compact-journal', '--keep-days=0'], cwd, { clock: { nowMs: () => Date.now() + 60_000 } });
+    await writes(5);
+    const first = await sealedSeq();
 
-    const compacted = await cli(['--action=compact-journal', '--keep-days=0'], cwd, { clock: { nowMs: () => Date.now() + 60_000 } });
-    expect(compacted.code).toBe(EXIT.ok);
-    expect(compacted.stdout).toContain(`entries 1–${sealedSeq} are now the base`);
-    expect(compacted.stdout).toContain(`(card-bound: up to entry ${sealedSeq}, the newest the card sealed)`);
+    // Step 1: a pending fold up to the entry the card sealed; nothing deleted yet.
+    let result = await compact();
+    expect(result.code).toBe(EXIT.ok);
+    expect(result.stdout).toContain(`into a fold through entry ${first} `);
+    // The start checks the pending fold against the entries it folds, then seals its marker.
+    await writes(1);
+    result = await compact();
+    expect(result.code).toBe(EXIT.ok);
+    expect(result.stdout).toContain(`journal: the fold through entry ${first}, sealed by the card, is now the base\n`);
+    await writes(1);
+    const verified = await cli(['--action=verify-database'], cwd);
+    expect(verified.code).toBe(EXIT.ok);
+    expect(verified.stdout).toContain(`after its base (entries 1–${first},`);
+    expect(verified.stdout).toContain('used quantity: 7\n');
 
-    // The card's start-up check finds the sealed entry's link at the base; the start seals the marker.
-    const counterBefore = card.state.signatureCounter;
-    agent = await startAgent(cwd, ['--card.seal=strict']);
-    try {
-      expect(card.state.signatureCounter).toBeGreaterThan(counterBefore);
-      expect((await validate(agent, 1)).remaining).toBe(1_000_000 - 6);
-    } finally {
-      expect((await agent.stop()).code).toBe(EXIT.ok);
-    }
-    expect((await cli(['--action=verify-database'], cwd)).code).toBe(EXIT.ok);
-
-    // A forger lowers the booked quantity in the base and in the runtime record: refused before the card is asked.
-    const env = openKvEnvironment(join(cwd, 'database'));
-    const meta = env.open<{ licenseeNumber: string; state: { usedQuantity: Record<string, number> } }>('meta');
-    const runtime = env.open<{ licenseeNumber: string; state: { usedQuantity: Record<string, number> } }>('runtime');
-    env.commitSync(() => {
-      const key = [BASE_STATE_PREFIX, 'L1'];
-      const based = meta.get(key)!;
-      const license = Object.keys(based.state.usedQuantity)[0]!;
-      meta.putSync(key, { ...based, state: { ...based.state, usedQuantity: { [license]: 0 } } });
-      const record = runtime.get('L1')!;
-      runtime.putSync('L1', { ...record, state: { ...record.state, usedQuantity: { [license]: 1 } } });
+    // A forger folds the journal as a database without card would (the base at once, its marker
+    // after the sealed entry), with a snapshot of their own: refused before the card is asked.
+    const store = openAssetStore(join(cwd, 'database'));
+    store.exclusively('forger', () => {
+      store.promotePendingFold();
+      store.foldJournal({ throughSeqAtMost: store.journalHead().seq, entriesBeforeMs: Date.now() + 60_000, atMs: Date.now() }, 'now');
     });
-    await env.close();
+    await store.close();
     const refused = await startAgentExpectingFailure(cwd, ['--card.seal=strict']);
     expect(refused.code).toBe(EXIT.card);
-    expect(refused.stderr).toContain("the journal's folded base");
-    store = openAssetStore(join(cwd, 'database'), { readOnly: true });
-    expect(store.journalBase()?.throughSeq).toBe(sealedSeq);
-    await store.close();
+    expect(refused.stderr).toContain('was not sealed by the card');
   }, CARD_TEST_TIMEOUT_MS);
 });

@@ -4,13 +4,14 @@
 // does not verify (5, nothing folded) and a card-bound database without checkpoint (6).
 // Method: seeded stores with runtime changes at chosen times, runCli with an injected clock.
 import { describe, expect, test } from 'bun:test';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { join } from 'node:path';
 import { decodeCheckpointPayload, encodeCheckpointPayload } from '../../src/card/checkpoint.ts';
 import { runCli } from '../../src/cli/run.ts';
 import { silentLogger } from '../../src/platform/log.ts';
 import { renderStatusPage } from '../../src/server/ops/status-page.ts';
 import { createStatusReader } from '../../src/service/status.ts';
-import { openAssetStore } from '../../src/store/asset-store.ts';
+import { openAssetStore, type AssetStore } from '../../src/store/asset-store.ts';
 import { openKvEnvironment } from '../../src/store/lmdb.ts';
 import { captureIo } from '../helpers.ts';
 import { entity, seedStore } from '../support/seed-store.ts';
@@ -19,14 +20,32 @@ const DAY = 86_400_000;
 const T0 = Date.UTC(2026, 0, 1);
 const NOW = T0 + 100 * DAY;
 const clock = { nowMs: () => NOW };
+/** The card's key: compact-journal and verify-database check the checkpoint's signature with its public half. */
+const CARD_KEY = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 /** A card binding as an import records it (the card itself is not asked by compact-journal). */
 const BINDING = {
   serial: '00C0FFEE',
   manufacturer: 'ffff',
   applicationId: 'D276000124010304FFFF00C0FFEE0000',
-  publicKey: { algorithm: 'ecdsa-p256' as const, spkiBase64: 'AA==' },
+  publicKey: { algorithm: 'ecdsa-p256' as const, spkiBase64: CARD_KEY.publicKey.export({ format: 'der', type: 'spki' }).toString('base64') },
   boundAt: new Date(T0).toISOString(),
 };
+
+/** Stores a checkpoint sealing journal entry `journalSeq`, signed as the card signs (what an agent's start or write leaves). */
+async function seal(store: AssetStore, journalSeq: number, cardCounter: number): Promise<void> {
+  const payload = encodeCheckpointPayload({
+    databaseId: store.meta().databaseId,
+    seq: cardCounter,
+    journalSeq,
+    journalHash: store.journalHashAt(journalSeq)!,
+    clockHighWaterMs: NOW - DAY,
+    cardManufacturer: BINDING.manufacturer,
+    cardSerial: BINDING.serial,
+    cardCounter,
+  });
+  const signature = sign('sha256', Buffer.from(payload), { key: CARD_KEY.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64');
+  await store.saveCardCheckpoint({ payload, signature, cardCounter });
+}
 
 /** Licensee L books 1 on license X once a day for 20 days, from day 70 to day 89 (11 to 30 days ago). */
 async function twentyDays(): Promise<string> {
@@ -34,6 +53,14 @@ async function twentyDays(): Promise<string> {
   for (let d = 70; d < 90; d++) await store.commitRuntime('L', T0 + d * DAY, () => ({ events: [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 1 }], result: null }));
   await store.close();
   return cwd;
+}
+
+/** Records the card binding an import leaves, and a checkpoint sealing `sealed` when given. */
+async function bindCard(cwd: string, sealed?: { journalSeq: number; cardCounter: number }): Promise<void> {
+  const store = openAssetStore(join(cwd, 'database'));
+  store.importTransaction((tx) => tx.setMeta({ ...tx.meta(), withoutCard: false, cardBinding: BINDING }));
+  if (sealed) await seal(store, sealed.journalSeq, sealed.cardCounter);
+  await store.close();
 }
 
 async function run(cwd: string, ...argv: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -48,12 +75,14 @@ describe('compact-journal', () => {
     // 20 days kept: nothing is older.
     const none = await run(cwd, '--action=compact-journal', '--keep-days=31');
     expect(none).toMatchObject({ code: 0, err: '' });
-    expect(none.out).toBe('journal: nothing to fold: no entry older than 31 days; 20 entries kept\n');
+    expect(none.out).toBe('journal: nothing to fold: no entry older than 31 days\njournal: 20 entries kept after the base (fold markers included)\n');
 
     const folded = await run(cwd, '--action=compact-journal', '--keep-days=20');
     expect(folded.code).toBe(0);
     // Days 70 to 79 are more than 20 days old: entries 1–10 (one group each).
-    expect(folded.out).toStartWith('journal: folded 10 entries; entries 1–10 are now the base (the runtime state of 1 licensees), 11 entries kept\n');
+    expect(folded.out).toStartWith(
+      'journal: folded 10 entries; entries 1–10 are now the base (the runtime state of 1 licensees)\njournal: 11 entries kept after the base (fold markers included)\n',
+    );
     expect(folded.out).toContain('journal records deleted: 10 (their space is reused by the database; --action=backup writes a compacted copy)\n');
 
     const verified = await run(cwd, '--action=verify-database');
@@ -118,41 +147,85 @@ describe('compact-journal', () => {
     await store.close();
   });
 
-  test('a card-bound database without a card checkpoint: exit 6, nothing folded', async () => {
+  test('a card-bound database without a card checkpoint, or with one the card did not sign: exit 6, nothing folded', async () => {
     const cwd = await twentyDays();
-    const store = openAssetStore(join(cwd, 'database'));
-    store.importTransaction((tx) => tx.setMeta({ ...tx.meta(), withoutCard: false, cardBinding: BINDING }));
-    await store.close();
+    await bindCard(cwd);
     const result = await run(cwd, '--action=compact-journal', '--keep-days=0');
     expect(result.code).toBe(6);
-    expect(result.err).toContain('bound to a smart card but holds no card checkpoint');
+    expect(result.err).toContain('nothing folded: this database is bound to a smart card but holds no card checkpoint');
+    // A checkpoint the bound card did not sign: the same.
+    const writer = openAssetStore(join(cwd, 'database'));
+    await writer.saveCardCheckpoint({ payload: 'nla-checkpoint/1\n', signature: 'AA==', cardCounter: 1 });
+    await writer.close();
+    const unsigned = await run(cwd, '--action=compact-journal', '--keep-days=0');
+    expect(unsigned.code).toBe(6);
+    expect(unsigned.err).toContain("nothing folded: its newest card checkpoint is not signed by the bound card's key");
     const reader = openAssetStore(join(cwd, 'database'), { readOnly: true });
     expect(reader.journalBase()).toBeUndefined();
+    expect(reader.journalPendingFold()).toBeUndefined();
     await reader.close();
   });
 
-  test('a card-bound database is folded only up to the entry its newest card checkpoint seals', async () => {
+  test('a card-bound database folds up to the entry the card sealed, and in two steps: pending, then the base once the card sealed its marker', async () => {
     const cwd = await twentyDays();
-    const store = openAssetStore(join(cwd, 'database'));
-    store.importTransaction((tx) => tx.setMeta({ ...tx.meta(), withoutCard: false, cardBinding: BINDING }));
-    const payload = encodeCheckpointPayload({
-      databaseId: store.meta().databaseId,
-      seq: 3,
-      journalSeq: 5,
-      journalHash: store.journalHashAt(5)!,
-      clockHighWaterMs: T0 + 80 * DAY,
-      cardManufacturer: BINDING.manufacturer,
-      cardSerial: BINDING.serial,
-      cardCounter: 7,
-    });
-    await store.saveCardCheckpoint({ payload, signature: 'AA==', cardCounter: 7 });
-    await store.close();
-    const result = await run(cwd, '--action=compact-journal', '--keep-days=0');
-    expect(result.code).toBe(0);
-    expect(result.out).toStartWith('journal: folded 5 entries; entries 1–5 are now the base (the runtime state of 1 licensees), 16 entries kept (card-bound: up to entry 5, the newest the card sealed)\n');
-    // What the card's start-up check reads: the sealed entry's link.
-    const reader = openAssetStore(join(cwd, 'database'), { readOnly: true });
-    expect(reader.journalHashAt(5)).toBe(decodeCheckpointPayload(payload).journalHash);
+    await bindCard(cwd, { journalSeq: 5, cardCounter: 7 });
+
+    // Step 1: a pending fold of entries 1–5, nothing deleted.
+    const first = await run(cwd, '--action=compact-journal', '--keep-days=0');
+    expect(first.code).toBe(0);
+    expect(first.out).toBe(
+      'journal: folded 5 entries into a fold through entry 5 (the runtime state of 1 licensees); ' +
+        "card-bound: it becomes the base at the next compact-journal, once the agent's next start has had the card seal it\n" +
+        'journal: 21 entries kept after the base (fold markers included)\n',
+    );
+    let reader = openAssetStore(join(cwd, 'database'), { readOnly: true });
+    expect(reader.journalBase()).toBeUndefined();
+    expect(reader.journalPendingFold()).toMatchObject({ throughSeq: 5, markerSeq: 21 });
+    expect([...reader.journal()].length).toBe(21);
     await reader.close();
+    expect((await run(cwd, '--action=verify-database')).out).toContain("journal entries: 21; a fold through entry 5 waits for the card's seal\n");
+
+    // Until the card seals the marker, nothing else is done.
+    const waiting = await run(cwd, '--action=compact-journal', '--keep-days=0');
+    expect(waiting).toMatchObject({ code: 0, err: '' });
+    expect(waiting.out).toStartWith('journal: the fold through entry 5 waits for the card to seal it: start the agent with its card once, then run compact-journal again');
+
+    // The agent's start seals the head (the marker included): the fold becomes the base, and the
+    // next pending fold takes what the card sealed.
+    const sealedStore = openAssetStore(join(cwd, 'database'));
+    await seal(sealedStore, 21, 8);
+    await sealedStore.close();
+    const second = await run(cwd, '--action=compact-journal', '--keep-days=0');
+    expect(second.code).toBe(0);
+    expect(second.out).toStartWith(
+      'journal: the fold through entry 5, sealed by the card, is now the base\n' +
+        'journal: folded 16 entries into a fold through entry 21 (the runtime state of 1 licensees);',
+    );
+    expect(second.out).toContain('journal records deleted: 5 ');
+    reader = openAssetStore(join(cwd, 'database'), { readOnly: true });
+    expect(reader.journalBase()).toMatchObject({ throughSeq: 5, markerSeq: 21 });
+    expect(reader.journalPendingFold()).toMatchObject({ throughSeq: 21, markerSeq: 22 });
+    // What the card's start-up check reads: the sealed entry's link.
+    expect(reader.journalHashAt(21)).toBe(decodeCheckpointPayload(reader.cardCheckpoint()!.payload).journalHash);
+    await reader.close();
+    const verified = await run(cwd, '--action=verify-database');
+    expect(verified.code).toBe(0);
+    expect(verified.out).toContain('used quantity: 20\n');
+  });
+
+  test("a base the card has not sealed is refused by verify-database and compact-journal: someone's own base after the sealed entry", async () => {
+    const cwd = await twentyDays();
+    await bindCard(cwd, { journalSeq: 20, cardCounter: 7 });
+    // A fold without a card makes the base at once: what a forger could write into a card-bound database.
+    const store = openAssetStore(join(cwd, 'database'));
+    store.exclusively('forger', () => store.foldJournal({ throughSeqAtMost: 20, entriesBeforeMs: NOW, atMs: NOW }, 'now'));
+    await store.close();
+    for (const action of ['verify-database', 'compact-journal']) {
+      const result = await run(cwd, `--action=${action}`, ...(action === 'compact-journal' ? ['--keep-days=0'] : []));
+      expect(result.code).toBe(5);
+      expect(result.err).toContain(
+        "problem: the journal's folded base (entries 1–20) was not sealed by the card: its marker, entry 21, is after the newest entry the card sealed (20)",
+      );
+    }
   });
 });

@@ -10,8 +10,8 @@ import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RuntimeEvent } from '../../src/core/runtime.ts';
 import { verifyDatabase } from '../../src/service/verify-database.ts';
-import { openAssetStore, RuntimeWriterTakenError, SCHEMA_VERSION_FOLDED, StoreError, type AssetStore, type JournalEntry } from '../../src/store/asset-store.ts';
-import { BASE_STATE_PREFIX, JOURNAL_BASE_KEY, type JournalBase } from '../../src/store/journal-fold.ts';
+import { openAssetStore, RuntimeWriterTakenError, SCHEMA_VERSION_FOLDED, StoreError, type AssetStore, type FoldMode, type JournalEntry } from '../../src/store/asset-store.ts';
+import { BASE_STATE_PREFIX, JOURNAL_BASE_KEY, JOURNAL_PENDING_FOLD_KEY, snapshotDigest, type JournalBase } from '../../src/store/journal-fold.ts';
 import { JOURNAL_FOLD_MARKER, type JournalRecord } from '../../src/store/journal-records.ts';
 import { keyPart } from '../../src/store/layout.ts';
 import { openKvEnvironment } from '../../src/store/lmdb.ts';
@@ -67,8 +67,8 @@ function states(store: AssetStore): Record<string, unknown> {
   return all;
 }
 
-function fold(store: AssetStore, entriesBeforeMs: number, throughSeqAtMost = store.journalHead().seq) {
-  return store.exclusively('test', () => store.foldJournal({ throughSeqAtMost, entriesBeforeMs, atMs: T0 + 100 * DAY }));
+function fold(store: AssetStore, entriesBeforeMs: number, throughSeqAtMost = store.journalHead().seq, mode: FoldMode = 'now') {
+  return store.exclusively('test', () => store.foldJournal({ throughSeqAtMost, entriesBeforeMs, atMs: T0 + 100 * DAY }, mode));
 }
 
 function journalRecordKeys(dir: string): number[] {
@@ -210,7 +210,7 @@ describe('journal fold', () => {
     const metaOf = (env: ReturnType<typeof openKvEnvironment>) => env.open<unknown>('meta');
     type Booked = { licenseeNumber: string; state: { usedQuantity: Record<string, number> } };
     forge((meta) => {
-      const key = [BASE_STATE_PREFIX, keyPart('L1')];
+      const key = [BASE_STATE_PREFIX, base.markerSeq, keyPart('L1')];
       const record = meta.get(key) as Booked;
       expect(record.state.usedQuantity['X']).toBe(15);
       record.state.usedQuantity['X'] = 1;
@@ -229,13 +229,12 @@ describe('journal fold', () => {
     await store.close();
 
     // ... and then writes the new snapshot's digest into the base: the marker in the chain still names the old one.
-    const { snapshotDigest } = await import('../../src/store/journal-fold.ts');
     store = openAssetStore(dir, { readOnly: true });
     const forgedDigest = snapshotDigest(store.journalBaseStates());
     await store.close();
     forge((meta) => meta.putSync(JOURNAL_BASE_KEY, { ...(meta.get(JOURNAL_BASE_KEY) as JournalBase), snapshotDigest: forgedDigest }));
     store = openAssetStore(dir);
-    expect(verifyDatabase(store).problems).toEqual([`journal entry ${base.markerSeq}: the fold marker does not name the stored base (altered)`]);
+    expect(verifyDatabase(store).problems).toEqual([`journal entry ${base.markerSeq}: the fold marker does not name the stored fold (altered)`]);
     await store.close();
 
     // Without the base record, the journal is missing its first entries.
@@ -276,13 +275,82 @@ describe('journal fold', () => {
     const server = openAssetStore(dir);
     server.claimRuntimeWriter('pid 1, port 8080');
     const other = openAssetStore(dir);
-    expect(() => other.foldJournal({ throughSeqAtMost: 100, entriesBeforeMs: Infinity, atMs: T0 })).toThrow(StoreError);
+    expect(() => other.foldJournal({ throughSeqAtMost: 100, entriesBeforeMs: Infinity, atMs: T0 }, 'now')).toThrow(StoreError);
     expect(() => other.exclusively('test', () => 1)).toThrow(RuntimeWriterTakenError);
     expect(() => server.exclusively('test', () => 1)).toThrow(StoreError);
     await server.close();
+    // A process that wrote runtime changes itself (its writer keeps its own journal head) may not fold.
+    const writing = openAssetStore(dir);
+    await writing.commitRuntime('L1', T0, () => ({ events: used(1), result: null }));
+    expect(() => writing.exclusively('test', () => 1)).toThrow('this process writes runtime changes itself');
+    await writing.close();
     // Once the agent stopped, the lock is free; it is given back after the action.
     expect(other.exclusively('test', () => 2)).toBe(2);
     expect(other.exclusively('test', () => 3)).toBe(3);
     await other.close();
+  });
+
+  test('a pending fold (card-bound) deletes nothing, is checked against the entries it folds, and becomes the base when promoted', async () => {
+    const dir = await newJournal();
+    let store = openAssetStore(dir);
+    const totals = verifyDatabase(store).totals;
+    const head = store.journalHead();
+    const result = fold(store, T0 + 5 * DAY, head.seq, 'pending');
+    const pending = result.pending!;
+    expect(result).toMatchObject({ base: undefined, recordsDeleted: 0 });
+    expect(pending.markerSeq).toBe(head.seq + 1);
+    expect([...store.journal()][0]!.seq).toBe(1);
+    expect(store.journalHashAt(1)).toBeDefined();
+    // Unsealed is fine while it is pending: the entries it folds are still there to check it.
+    expect(verifyDatabase(store, 20, head.seq)).toMatchObject({ ok: true, pending, totals });
+    expect(() => fold(store, T0 + 6 * DAY)).toThrow('a fold waits for the card to seal it');
+    await store.close();
+
+    // A snapshot altered with its digest and its marker's record: the entries it folds disagree.
+    const env = openKvEnvironment(dir);
+    const meta = env.open<unknown>('meta');
+    env.commitSync(() => {
+      const key = [BASE_STATE_PREFIX, pending.markerSeq, keyPart('L1')];
+      const record = meta.get(key) as { licenseeNumber: string; state: { usedQuantity: Record<string, number> } };
+      record.state.usedQuantity['X'] = 1;
+      meta.putSync(key, record);
+    });
+    void env.close();
+    store = openAssetStore(dir, { readOnly: true });
+    const forgedDigest = snapshotDigest(store.journalPendingStates());
+    await store.close();
+    const env2 = openKvEnvironment(dir);
+    env2.commitSync(() => env2.open<unknown>('meta').putSync(JOURNAL_PENDING_FOLD_KEY, { ...pending, snapshotDigest: forgedDigest }));
+    void env2.close();
+    store = openAssetStore(dir);
+    expect(verifyDatabase(store).problems).toContain(`the fold through entry ${pending.throughSeq} that waits for the card's seal is not what the entries it folds replay to (altered)`);
+    const env3 = openKvEnvironment(dir);
+    await store.close();
+    env3.commitSync(() => env3.open<unknown>('meta').putSync(JOURNAL_PENDING_FOLD_KEY, pending));
+    void env3.close();
+    // Back as it was, but for the altered state: its digest says so.
+    store = openAssetStore(dir);
+    expect(verifyDatabase(store).problems).toEqual([`the fold through entry ${pending.throughSeq} that waits for the card's seal does not match its digest (altered)`]);
+    await store.close();
+  });
+
+  test('a promoted fold is the base; on a card-bound database it counts only when the card sealed its marker', async () => {
+    const dir = await newJournal();
+    const store = openAssetStore(dir);
+    const totals = verifyDatabase(store).totals;
+    const pending = fold(store, T0 + 5 * DAY, store.journalHead().seq, 'pending').pending!;
+    const promoted = store.exclusively('test', () => store.promotePendingFold())!;
+    expect(promoted.base).toEqual(pending);
+    expect(promoted.recordsDeleted).toBeGreaterThan(0);
+    expect(store.journalPendingFold()).toBeUndefined();
+    expect(store.journalBase()).toEqual(pending);
+    expect([...store.journal()][0]!.seq).toBe(pending.throughSeq + 1);
+    expect(verifyDatabase(store, 20, pending.markerSeq)).toMatchObject({ ok: true, totals });
+    expect(verifyDatabase(store, 20, pending.markerSeq - 1).problems).toEqual([
+      `the journal's folded base (entries 1–${pending.throughSeq}) was not sealed by the card: its marker, entry ${pending.markerSeq}, ` +
+        `is after the newest entry the card sealed (${pending.markerSeq - 1}); compact-journal does not make such a base (altered)`,
+    ]);
+    expect(store.exclusively('test', () => store.promotePendingFold())).toBeUndefined();
+    await store.close();
   });
 });

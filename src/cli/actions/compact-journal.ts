@@ -3,7 +3,7 @@
  * --keep-days days into its base (service/compact-journal.ts, store/journal-fold.ts). Run with
  * the agent stopped (it takes the serving agent's lock; exit 4 while one serves), e.g. next to
  * the nightly import. Exit 0 when folded or when nothing was old enough, 5 when the journal does
- * not verify (nothing folded), 6 for a card-bound database without a card checkpoint.
+ * not verify (nothing folded), 6 for a card-bound database without a valid card checkpoint.
  */
 import { join } from 'node:path';
 import { compactJournal } from '../../service/compact-journal.ts';
@@ -44,24 +44,34 @@ export const compactJournalAction: ActionDef = {
       }
       if (outcome.status === 'card_unsealed') {
         throw new CliError(
-          'nothing folded: this database is bound to a smart card but holds no card checkpoint; start the agent with its card once (it seals one), then compact',
+          `nothing folded: ${outcome.problem}; start the agent with its card once (it seals a checkpoint), then compact`,
           EXIT.card,
         );
       }
-      const { result, keptEntries, sealedSeq } = outcome;
-      const base = result.base;
-      const sealed = sealedSeq === undefined ? '' : ` (card-bound: up to entry ${sealedSeq}, the newest the card sealed)`;
-      if (result.folded === 0) {
-        io.stdout(`journal: nothing to fold: no entry older than ${keepDays} day${keepDays === 1 ? '' : 's'}${sealed}; ${keptEntries} entries kept\n`);
-      } else {
-        io.stdout(
-          `journal: folded ${result.folded} entries; entries 1–${base!.throughSeq} are now the base ` +
-            `(the runtime state of ${base!.licensees} licensees), ${keptEntries} entries kept${sealed}\n`,
+      const { promoted, waiting, fold, keptEntries, sealedSeq } = outcome;
+      const lines: string[] = [];
+      if (promoted) lines.push(`journal: the fold through entry ${promoted.base.throughSeq}, sealed by the card, is now the base`);
+      if (waiting) {
+        lines.push(
+          `journal: the fold through entry ${waiting.throughSeq} waits for the card to seal it: start the agent with its card once, ` +
+            'then run compact-journal again (nothing else was done)',
         );
       }
-      if (result.recordsDeleted > 0) {
-        io.stdout(`journal records deleted: ${result.recordsDeleted} (their space is reused by the database; --action=backup writes a compacted copy)\n`);
+      if (fold !== undefined && fold.folded === 0) {
+        const limit = sealedSeq === undefined ? '' : ` up to entry ${sealedSeq}, the newest the card sealed`;
+        lines.push(`journal: nothing to fold: no entry older than ${keepDays} day${keepDays === 1 ? '' : 's'}${limit}`);
+      } else if (fold?.pending !== undefined) {
+        lines.push(
+          `journal: folded ${fold.folded} entries into a fold through entry ${fold.pending.throughSeq} (the runtime state of ${fold.pending.licensees} licensees); ` +
+            "card-bound: it becomes the base at the next compact-journal, once the agent's next start has had the card seal it",
+        );
+      } else if (fold?.base !== undefined) {
+        lines.push(`journal: folded ${fold.folded} entries; entries 1–${fold.base.throughSeq} are now the base (the runtime state of ${fold.base.licensees} licensees)`);
       }
+      lines.push(`journal: ${keptEntries} entries kept after the base (fold markers included)`);
+      const deleted = (promoted?.recordsDeleted ?? 0) + (fold?.recordsDeleted ?? 0);
+      if (deleted > 0) lines.push(`journal records deleted: ${deleted} (their space is reused by the database; --action=backup writes a compacted copy)`);
+      io.stdout(`${lines.join('\n')}\n`);
       return EXIT.ok;
     } finally {
       await store.close();

@@ -8,7 +8,7 @@
  */
 import { join } from 'node:path';
 import { ENTITY_KINDS } from '../../core/entities.ts';
-import { verifyDatabase } from '../../service/verify-database.ts';
+import { sealedJournalSeqOf, verifyDatabase } from '../../service/verify-database.ts';
 import { openAssetStore } from '../../store/asset-store.ts';
 import { damagedDatabaseAdvice, StoreError } from '../../store/errors.ts';
 import type { ActionDef } from '../actions.ts';
@@ -53,12 +53,16 @@ export const verifyDatabaseAction: ActionDef = {
 
     const store = openAssetStore(path);
     try {
-      const report = verifyDatabase(store);
+      // A card-bound database: a journal base counts only once the card sealed it.
+      const sealed = sealedJournalSeqOf(store);
+      const report = verifyDatabase(store, 20, sealed !== undefined && 'seq' in sealed ? sealed.seq : undefined);
+      if (sealed !== undefined && 'problem' in sealed) report.problems.unshift(`smart card: ${sealed.problem}`);
       const t = report.totals;
       const base = report.base;
       io.stdout(
         `journal entries: ${report.entries}` +
           (base === undefined ? '' : ` after its base (entries 1–${base.throughSeq}, folded ${new Date(base.foldedAtMs).toISOString()}: the state of ${base.licensees} licensees)`) +
+          (report.pending === undefined ? '' : `; a fold through entry ${report.pending.throughSeq} waits for the card's seal`) +
           `\nlicensees with runtime state: ${report.licensees}\n` +
           `used quantity: ${t.usedQuantity}\nopen floating sessions: ${t.sessions}\n` +
           `licenses started by the agent: ${t.createdLicenses}\nstart dates set by the agent: ${t.startDates}\n` +

@@ -130,7 +130,7 @@ export function createOpsMetrics(build: BuildInfo, startedAtMs: number): OpsMetr
       families.push(cardCheckpoints.family(), cardLatency.family());
       families.push(
         gauge('nla_card_bound', '1 when the database is bound to a smart card, 0 when it runs without one.', [{ value: snapshot.card.withoutCard ? 0 : 1 }]),
-        gauge('nla_journal_entries', 'Entries in the runtime journal.', [{ value: snapshot.journal.length }]),
+        gauge('nla_journal_entries', 'Entries ever written to the runtime journal (folded ones included).', [{ value: snapshot.journal.length }]),
         gauge(
           'nla_clock_drift_seconds',
           'System clock minus the newest time the database has seen (journal, import, the clock mark recorded every minute); negative means the clock went back.',
