@@ -15,7 +15,7 @@
  * which are kept until then: their replay must give its snapshot and link.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { applyEventsInPlace, emptyRuntimeState, type RuntimeState } from '../core/runtime.ts';
+import { applyEventsInPlace, emptyRuntimeState, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
 import { journalHash, type AssetStore, type JournalBase, type JournalEntry } from '../store/asset-store.ts';
 import { JOURNAL_FOLD_MARKER, runtimeEventsOf } from '../store/journal-records.ts';
 import { foldedEvent, snapshotDigest } from '../store/journal-fold.ts';
@@ -48,11 +48,15 @@ export function sealedJournalSeqOf(store: Pick<AssetStore, 'meta' | 'cardCheckpo
   const stored = store.cardCheckpoint();
   if (stored === undefined) return { problem: 'this database is bound to a smart card but holds no card checkpoint' };
   if (!verifyCheckpointSignature(stored, binding.publicKey)) return { problem: "its newest card checkpoint is not signed by the bound card's key" };
+  let fields;
   try {
-    return { seq: decodeCheckpointPayload(stored.payload).journalSeq };
+    fields = decodeCheckpointPayload(stored.payload);
   } catch (error) {
     return { problem: `its newest card checkpoint cannot be read (${(error as Error).message})` };
   }
+  // The card signs checkpoints of every database it is bound to: one of another database says nothing of this one.
+  if (fields.databaseId !== store.meta().databaseId) return { problem: `its newest card checkpoint was sealed for another database (${fields.databaseId})` };
+  return { seq: fields.journalSeq };
 }
 
 /**
@@ -93,6 +97,11 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20, sealedJourna
   }
   /** The markers of the base and of the pending fold must name them as stored; older markers are history. */
   const checkMarker = (entry: JournalEntry) => {
+    // After the sealed entry, a marker must be the pending fold's, which the replay checks: the
+    // start seals every entry it accepts, and a forged base could later name a sealed marker.
+    if (sealedJournalSeq !== undefined && entry.seq > sealedJournalSeq && entry.seq !== pending?.markerSeq) {
+      problem(`journal entry ${entry.seq}: a fold marker after the newest entry the card sealed (${sealedJournalSeq}) that no pending fold names (altered)`);
+    }
     for (const fold of [base, pending]) {
       if (fold === undefined || entry.seq !== fold.markerSeq) continue;
       markersSeen.add(entry.seq);
@@ -148,7 +157,12 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20, sealedJourna
     }
     let state = replayed.get(entry.licenseeNumber);
     if (state === undefined) replayed.set(entry.licenseeNumber, (state = emptyRuntimeState()));
-    applyEventsInPlace(state, runtimeEventsOf(entry));
+    const events = runtimeEventsOf(entry);
+    if (sealedJournalSeq !== undefined && entry.seq > sealedJournalSeq) {
+      const backwards = takesBack(state, events);
+      if (backwards !== undefined) problem(`journal entry ${entry.seq}, after the newest entry the card sealed (${sealedJournalSeq}): ${backwards} (altered)`);
+    }
+    applyEventsInPlace(state, events);
   }
   closeGroup();
   for (const fold of [base, pending]) {
@@ -185,6 +199,24 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20, sealedJourna
     totals.nodeSecrets += Object.values(state.nodeSecrets).reduce((a, s) => a + s.length, 0);
   }
   return { ok: problems.length === 0, entries, ...(base === undefined ? {} : { base }), ...(pending === undefined ? {} : { pending }), licensees, totals, problems };
+}
+
+/**
+ * What in `events` takes back what `state` counted, if anything. The agent's own entries only move
+ * a state forward: they book non-negative quantities, and start a license or set a start date
+ * once. The card seals the journal only up to its newest checkpoint, so entries after it are
+ * accepted as written, and this is what tells an entry someone appended from one the agent wrote.
+ * (run-agent books negative quantities when it reconciles, but its database has no card.)
+ */
+function takesBack(state: RuntimeState, events: readonly RuntimeEvent[]): string | undefined {
+  for (const event of events) {
+    if (event.type === 'quantityUsed' && !(event.quantity >= 0)) return `a negative used quantity (${event.quantity}) on license '${event.licenseNumber}'`;
+    if (event.type === 'licenseCreated' && state.createdLicenses[event.license.templateNumber] !== undefined) {
+      return `the license of template '${event.license.templateNumber}' created again`;
+    }
+    if (event.type === 'startDateSet' && state.startDates[event.licenseNumber] !== undefined) return `the start date of license '${event.licenseNumber}' set again`;
+  }
+  return undefined;
 }
 
 /** msgpack round trips may drop empty maps; compare on content only (session tables as plain objects). */

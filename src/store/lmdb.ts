@@ -157,11 +157,22 @@ function lmdbEnv(root: RootDatabase): { info(): { lastPageNumber: number }; stat
  */
 function assertFileHoldsPages(root: RootDatabase, path: string): void {
   const env = lmdbEnv(root);
-  const needed = (env.info().lastPageNumber + 1) * env.stat().pageSize;
   const file = join(path, 'data.mdb');
-  const size = statSync(file).size;
-  if (size < needed) throw new DatabaseDamageError(`${file} is cut short: ${size} bytes, its pages need ${needed}`);
+  // Another process may have just committed, and not yet covered, free pages after the file's end
+  // (coverCountedPages, milliseconds later): a file short for longer than this is cut short.
+  for (let attempt = 0; ; attempt++) {
+    const needed = (env.info().lastPageNumber + 1) * env.stat().pageSize;
+    const size = statSync(file).size;
+    if (size >= needed) return;
+    if (attempt === COVER_WAIT_ATTEMPTS) throw new DatabaseDamageError(`${file} is cut short: ${size} bytes, its pages need ${needed}`);
+    Atomics.wait(SLEEP_CELL, 0, 0, COVER_WAIT_MS);
+  }
 }
+
+/** assertFileHoldsPages: looks again this many times, this many ms apart, before it refuses a short file. */
+const COVER_WAIT_ATTEMPTS = 4;
+const COVER_WAIT_MS = 50;
+const SLEEP_CELL = new Int32Array(new SharedArrayBuffer(4));
 
 export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEnvironment {
   const root: RootDatabase = open({
@@ -206,8 +217,19 @@ export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEn
 
   const dataFile = join(path, 'data.mdb');
   const countedBytes = () => (lmdbEnv(root).info().lastPageNumber + 1) * lmdbEnv(root).stat().pageSize;
-  /** KvEnvironment.coverCountedPages; also run after every commit below (~2 µs when there is nothing to cover). */
+  /**
+   * KvEnvironment.coverCountedPages; also run after every commit below (~2 µs when there is
+   * nothing to cover). Never throws: the commit before it succeeded, and a write that fails here
+   * (the disk full) is tried again after the next commit.
+   */
   const coverCountedPages = () => {
+    try {
+      coverOnce();
+    } catch {
+      // Left short until a later commit covers it; an open meanwhile refuses the file (README, "A damaged database").
+    }
+  };
+  const coverOnce = () => {
     if (options.readOnly || statSync(dataFile).size >= countedBytes()) return;
     // Inside a write transaction that writes nothing: LMDB's write lock keeps every other writer
     // (thread or process) out, so the pages after the file's end stay free and untouched while

@@ -32,9 +32,9 @@ const BINDING = {
 };
 
 /** Stores a checkpoint sealing journal entry `journalSeq`, signed as the card signs (what an agent's start or write leaves). */
-async function seal(store: AssetStore, journalSeq: number, cardCounter: number): Promise<void> {
+async function seal(store: AssetStore, journalSeq: number, cardCounter: number, databaseId = store.meta().databaseId): Promise<void> {
   const payload = encodeCheckpointPayload({
-    databaseId: store.meta().databaseId,
+    databaseId,
     seq: cardCounter,
     journalSeq,
     journalHash: store.journalHashAt(journalSeq)!,
@@ -160,6 +160,13 @@ describe('compact-journal', () => {
     const unsigned = await run(cwd, '--action=compact-journal', '--keep-days=0');
     expect(unsigned.code).toBe(6);
     expect(unsigned.err).toContain("nothing folded: its newest card checkpoint is not signed by the bound card's key");
+    // One the card signed for another database (a card binds several): says nothing of this one.
+    const other = openAssetStore(join(cwd, 'database'));
+    await seal(other, 20, 9, 'another-database');
+    await other.close();
+    const foreign = await run(cwd, '--action=compact-journal', '--keep-days=0');
+    expect(foreign.code).toBe(6);
+    expect(foreign.err).toContain('nothing folded: its newest card checkpoint was sealed for another database (another-database)');
     const reader = openAssetStore(join(cwd, 'database'), { readOnly: true });
     expect(reader.journalBase()).toBeUndefined();
     expect(reader.journalPendingFold()).toBeUndefined();

@@ -158,6 +158,43 @@ describe('opening a damaged database', () => {
     }
   });
 
+  test('a file another process is about to cover (its commit left free pages after the end) opens once covered', async () => {
+    // lmdb-js with its default options leaves such a tail after puts and deletes in one transaction.
+    const path = join(tempDir(), 'database');
+    const raw = open({ path, maxDbs: 4 });
+    const db = raw.openDB({ name: 'j' });
+    raw.transactionSync(() => {
+      for (let i = 0; i < 300; i++) db.putSync(i, 'x'.repeat(500));
+    });
+    raw.transactionSync(() => {
+      for (let i = 0; i < 300; i++) db.removeSync(i);
+    });
+    raw.transactionSync(() => {
+      for (let i = 0; i < 300; i++) db.putSync(i, 'x'.repeat(500));
+      for (let i = 0; i < 300; i++) db.removeSync(i);
+    });
+    const stats = (raw as unknown as { getStats(): { lastPageNumber: number; pageSize: number } }).getStats();
+    await raw.close();
+    const needed = (stats.lastPageNumber + 1) * stats.pageSize;
+    const file = join(path, 'data.mdb');
+    expect(statSync(file).size).toBeLessThan(needed);
+    expect(() => openKvEnvironment(path, { readOnly: true })).toThrow('is cut short');
+    // The other process covers it 60 ms after this open began looking: the open waits for that.
+    const coverer = Bun.spawn(
+      [
+        process.execPath,
+        '-e',
+        `console.log('ready'); await Bun.sleep(60); const fs = require('node:fs'); const fd = fs.openSync(${JSON.stringify(file)}, 'r+'); fs.writeSync(fd, Buffer.alloc(1), 0, 1, ${needed - 1}); fs.closeSync(fd);`,
+      ],
+      { stdout: 'pipe' },
+    );
+    await coverer.stdout.getReader().read(); // 'ready': its 60 ms start now, well inside the open's 200 ms
+    const env = openKvEnvironment(path, { readOnly: true });
+    expect(await coverer.exited).toBe(0);
+    expect(env.open<string>('j').get(1)).toBeUndefined();
+    await env.close();
+  });
+
   test('a data file cut short is refused at open, before anything reads past its end', async () => {
     const path = await seeded();
     const file = join(path, 'data.mdb');

@@ -12,7 +12,7 @@ import type { RuntimeEvent } from '../../src/core/runtime.ts';
 import { verifyDatabase } from '../../src/service/verify-database.ts';
 import { openAssetStore, RuntimeWriterTakenError, SCHEMA_VERSION_FOLDED, StoreError, type AssetStore, type FoldMode, type JournalEntry } from '../../src/store/asset-store.ts';
 import { BASE_STATE_PREFIX, JOURNAL_BASE_KEY, JOURNAL_PENDING_FOLD_KEY, snapshotDigest, type JournalBase } from '../../src/store/journal-fold.ts';
-import { JOURNAL_FOLD_MARKER, type JournalRecord } from '../../src/store/journal-records.ts';
+import { journalGroupRecord, JOURNAL_FOLD_MARKER, type JournalRecord } from '../../src/store/journal-records.ts';
 import { keyPart } from '../../src/store/layout.ts';
 import { openKvEnvironment } from '../../src/store/lmdb.ts';
 import { WAL_FILE } from '../../src/store/runtime-wal.ts';
@@ -349,8 +349,66 @@ describe('journal fold', () => {
     expect(verifyDatabase(store, 20, pending.markerSeq - 1).problems).toEqual([
       `the journal's folded base (entries 1–${pending.throughSeq}) was not sealed by the card: its marker, entry ${pending.markerSeq}, ` +
         `is after the newest entry the card sealed (${pending.markerSeq - 1}); compact-journal does not make such a base (altered)`,
+      `journal entry ${pending.markerSeq}: a fold marker after the newest entry the card sealed (${pending.markerSeq - 1}) that no pending fold names (altered)`,
     ]);
     expect(store.exclusively('test', () => store.promotePendingFold())).toBeUndefined();
+    await store.close();
+  });
+
+  test('after the entry the card sealed: a fold marker no pending fold names, and entries that take counts back, are refused', async () => {
+    // What someone who can write database/ but not use the card could append: the start seals
+    // every entry it accepts, so an unnamed marker sealed now could be named by a forged base later.
+    const dir = join(tempDir(), 'database');
+    let store = openAssetStore(dir, { create: true });
+    await store.commitRuntime('L1', T0, () => ({ events: used(50), result: null }));
+    await store.commitRuntime('L1', T0, () => ({
+      events: [
+        { type: 'licenseCreated', license: { number: 'AGENT-L1-TRIAL', templateNumber: 'TRIAL', startDate: new Date(T0).toISOString() } },
+        { type: 'startDateSet', licenseNumber: 'LIC', startDate: new Date(T0).toISOString() },
+      ],
+      result: null,
+    }));
+    await store.close();
+    store = openAssetStore(dir);
+    const sealed = store.journalHead();
+    // The agent's own entries after the seal move forward: accepted.
+    await store.commitRuntime('L1', T0 + 1, () => ({
+      events: [...used(0), ...used(2), { type: 'startDateSet', licenseNumber: 'LIC2', startDate: new Date(T0).toISOString() }],
+      result: null,
+    }));
+    await store.close();
+    store = openAssetStore(dir);
+    expect(verifyDatabase(store, 20, sealed.seq).problems).toEqual([]);
+    const forward = store.journalHead().seq;
+    await store.close();
+
+    // Appended as an editor would: chain-valid groups after the head, runtime records to match.
+    const append = (licenseeNumber: string, events: unknown[]) => {
+      const env = openKvEnvironment(dir);
+      const meta = env.open<unknown>('meta');
+      const journal = env.open<JournalRecord>('journal');
+      env.commitSync(() => {
+        const head = meta.get('journalHead') as { seq: number; hash: string };
+        const { hash, record } = journalGroupRecord(head.hash, [{ seq: head.seq + 1, atMs: T0 + 2, licenseeNumber, events: events as RuntimeEvent[] }]);
+        journal.putSync(head.seq + 1, record);
+        meta.putSync('journalHead', { seq: head.seq + 1, hash });
+      });
+      void env.close();
+    };
+    append(JOURNAL_FOLD_MARKER, [{ type: 'journalFolded', throughSeq: sealed.seq, throughHash: sealed.hash, snapshotDigest: '0'.repeat(64), licensees: 1 }]);
+    append('L1', used(-50));
+    append('L1', [{ type: 'licenseCreated', license: { number: 'AGENT-L1-TRIAL', templateNumber: 'TRIAL', startDate: new Date(T0 + 365 * DAY).toISOString() } }]);
+    append('L1', [{ type: 'startDateSet', licenseNumber: 'LIC', startDate: new Date(T0 + 365 * DAY).toISOString() }]);
+    store = openAssetStore(dir);
+    const problems = verifyDatabase(store, 20, sealed.seq).problems;
+    expect(problems.slice(0, 4)).toEqual([
+      `journal entry ${forward + 1}: a fold marker after the newest entry the card sealed (${sealed.seq}) that no pending fold names (altered)`,
+      `journal entry ${forward + 2}, after the newest entry the card sealed (${sealed.seq}): a negative used quantity (-50) on license 'X' (altered)`,
+      `journal entry ${forward + 3}, after the newest entry the card sealed (${sealed.seq}): the license of template 'TRIAL' created again (altered)`,
+      `journal entry ${forward + 4}, after the newest entry the card sealed (${sealed.seq}): the start date of license 'LIC' set again (altered)`,
+    ]);
+    // Once sealed, entries are the card's word (the agent wrote them and the start checked them); without card nothing is sealed.
+    for (const sealedSeq of [store.journalHead().seq, undefined]) expect(verifyDatabase(store, 20, sealedSeq).problems.filter((p) => p.includes('card sealed'))).toEqual([]);
     await store.close();
   });
 });
