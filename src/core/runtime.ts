@@ -203,3 +203,87 @@ function applyEventInPlace(state: RuntimeState, event: RuntimeEvent): void {
       return;
   }
 }
+
+// ---------------------------------------------------------------------------
+// Forms: what the agent itself writes. verify-database (and a card-bound start) refuse anything
+// else, since the served state is used as read: a `usedQuantity` stored as a Map, or a quantity
+// stored as a string, compared equal to the replay once normalised (Maps as objects, JSON) and
+// was served as no booking at all (a review of session 15 showed both).
+
+const STATE_FIELDS = new Set(['createdLicenses', 'startDates', 'sessions', 'usedQuantity', 'nodeSecrets', 'licenseeSecret']);
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+const isString = (value: unknown): value is string => typeof value === 'string';
+/** Quantities are whole units (validate refuses others). */
+const isWhole = (value: unknown): value is number => Number.isSafeInteger(value);
+/** Times (ms since epoch) are numbers; a session's validity comes from a parameter, so not only whole ones. */
+const isTime = (value: unknown): value is number => Number.isFinite(value);
+
+/** What is wrong with the form of a runtime state as stored (session tables as Maps); undefined when nothing. */
+export function runtimeStateFormProblem(state: unknown): string | undefined {
+  if (!isPlainObject(state)) return 'it is not a plain object';
+  for (const field of Object.keys(state)) if (!STATE_FIELDS.has(field)) return `it has a field '${field}'`;
+  const record = (field: string, entryProblem: (key: string, value: unknown) => string | undefined): string | undefined => {
+    const value = state[field];
+    if (value === undefined) return undefined;
+    if (!isPlainObject(value)) return `its ${field} is not a plain object`;
+    for (const [key, entry] of Object.entries(value)) {
+      const problem = entryProblem(key, entry);
+      if (problem !== undefined) return `its ${field} '${key}' ${problem}`;
+    }
+    return undefined;
+  };
+  return (
+    record('createdLicenses', (key, license) =>
+      isPlainObject(license) && isString(license['number']) && license['templateNumber'] === key && isString(license['startDate'])
+        ? undefined
+        : 'is not a license of that template',
+    ) ??
+    record('startDates', (_key, date) => (isString(date) ? undefined : 'is not a date text')) ??
+    record('sessions', (_key, table) => {
+      if (!(table instanceof Map)) return 'is not a session table';
+      for (const [id, session] of table) {
+        if (!isString(id) || !isPlainObject(session) || !isTime(session['checkedOutMs']) || !isTime(session['expiresMs'])) return 'holds a session of another form';
+      }
+      return undefined;
+    }) ??
+    record('usedQuantity', (_key, quantity) => (isWhole(quantity) ? undefined : 'is not a whole number')) ??
+    record('nodeSecrets', (_key, secrets) => (Array.isArray(secrets) && secrets.every(isString) ? undefined : 'is not a list of texts')) ??
+    (state['licenseeSecret'] === undefined || isString(state['licenseeSecret']) ? undefined : 'its licenseeSecret is not a text')
+  );
+}
+
+/** What is wrong with the form of a runtime event as journaled; undefined when nothing. */
+export function runtimeEventFormProblem(event: unknown): string | undefined {
+  if (!isPlainObject(event)) return 'an event that is not a plain object';
+  const texts = (...fields: string[]) => fields.every((field) => isString(event[field]));
+  const ok = ((): boolean => {
+    switch (event['type']) {
+      case 'licenseCreated': {
+        const license = event['license'];
+        return isPlainObject(license) && isString(license['number']) && isString(license['templateNumber']) && isString(license['startDate']);
+      }
+      case 'startDateSet':
+        return texts('licenseNumber', 'startDate');
+      case 'sessionCheckedOut':
+        return texts('moduleNumber', 'sessionId') && isTime(event['checkedOutMs']) && isTime(event['expiresMs']);
+      case 'sessionCheckedIn':
+      case 'sessionExpired':
+        return texts('moduleNumber', 'sessionId');
+      case 'quantityUsed':
+        return texts('licenseNumber') && isWhole(event['quantity']);
+      case 'nodeSecretRegistered':
+        return texts('moduleNumber', 'secret');
+      case 'licenseeSecretBound':
+        return texts('secret');
+      default:
+        return false;
+    }
+  })();
+  return ok ? undefined : `a ${JSON.stringify(String(event['type'])).slice(0, 60)} event of another form`;
+}

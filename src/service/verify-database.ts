@@ -15,7 +15,8 @@
  * which are kept until then: their replay must give its snapshot and link.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { applyEventsInPlace, emptyRuntimeState, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
+import { applyEventsInPlace, emptyRuntimeState, runtimeEventFormProblem, runtimeStateFormProblem, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
+import { keyPart } from '../store/layout.ts';
 import { journalHash, type AssetStore, type JournalBase, type JournalEntry } from '../store/asset-store.ts';
 import { JOURNAL_FOLD_MARKER, runtimeEventsOf } from '../store/journal-records.ts';
 import { foldedEvent, snapshotDigest } from '../store/journal-fold.ts';
@@ -66,6 +67,13 @@ export function sealedJournalSeqOf(store: Pick<AssetStore, 'meta' | 'cardCheckpo
 export function verifyDatabase(store: AssetStore, maxProblems = 20, sealedJournalSeq?: number): VerifyReport {
   const problems: string[] = [];
   const problem = (text: string) => void (problems.length < maxProblems && problems.push(text));
+  /** A snapshot's states must have the agent's forms (core/runtime.ts): its digest sees only their text. */
+  const checkStateForms = (states: readonly { licenseeNumber: string; state: RuntimeState }[], what: string) => {
+    for (const { licenseeNumber, state } of states) {
+      const form = typeof licenseeNumber === 'string' ? runtimeStateFormProblem(state) : 'it names no licensee';
+      if (form !== undefined) problem(`${what}: the state of licensee '${String(licenseeNumber)}' is not of the agent's form: ${form} (altered)`);
+    }
+  };
   const replayed = new Map<string, RuntimeState>();
   let prevHash = GENESIS_HASH;
   let expectedSeq = 1;
@@ -85,6 +93,7 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20, sealedJourna
           `is after the newest entry the card sealed (${sealedJournalSeq}); compact-journal does not make such a base (altered)`,
       );
     }
+    checkStateForms(snapshot, `the journal's folded base (entries 1–${base.throughSeq})`);
     for (const { licenseeNumber, state } of snapshot) replayed.set(licenseeNumber, state);
     prevHash = base.throughHash;
     expectedSeq = base.throughSeq + 1;
@@ -94,6 +103,7 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20, sealedJourna
     if (snapshotDigest(snapshot) !== pending.snapshotDigest || snapshot.length !== pending.licensees) {
       problem(`the fold through entry ${pending.throughSeq} that waits for the card's seal does not match its digest (altered)`);
     }
+    checkStateForms(snapshot, `the fold through entry ${pending.throughSeq} that waits for the card's seal`);
   }
   /** The markers of the base and of the pending fold must name them as stored; older markers are history. */
   const checkMarker = (entry: JournalEntry) => {
@@ -155,14 +165,22 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20, sealedJourna
       checkMarker(entry);
       continue;
     }
+    const events = runtimeEventsOf(entry);
+    const form = typeof entry.licenseeNumber === 'string' ? events.map(runtimeEventFormProblem).find((p) => p !== undefined) : 'it names no licensee';
+    if (form !== undefined) {
+      // Not replayed: what it would do is not defined.
+      problem(`journal entry ${entry.seq}: ${form} (altered)`);
+      continue;
+    }
     let state = replayed.get(entry.licenseeNumber);
     if (state === undefined) replayed.set(entry.licenseeNumber, (state = emptyRuntimeState()));
-    const events = runtimeEventsOf(entry);
-    if (sealedJournalSeq !== undefined && entry.seq > sealedJournalSeq) {
-      const backwards = takesBack(state, events);
+    const afterSeal = sealedJournalSeq !== undefined && entry.seq > sealedJournalSeq;
+    for (const event of events) {
+      // One event at a time: an entry's second event is judged against what its first did.
+      const backwards = afterSeal ? takesBack(state, event) : undefined;
       if (backwards !== undefined) problem(`journal entry ${entry.seq}, after the newest entry the card sealed (${sealedJournalSeq}): ${backwards} (altered)`);
+      applyEventsInPlace(state, [event]);
     }
-    applyEventsInPlace(state, events);
   }
   closeGroup();
   for (const fold of [base, pending]) {
@@ -177,13 +195,22 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20, sealedJourna
   }
   let licensees = 0;
   const seen = new Set<string>();
-  for (const { licenseeNumber, state } of store.runtimeEntries()) {
+  for (const { key, licenseeNumber, state } of store.runtimeEntries()) {
     licensees++;
-    seen.add(licenseeNumber);
-    const expected = replayed.get(licenseeNumber) ?? emptyRuntimeState();
-    if (!isDeepStrictEqual(normalise(state), normalise(expected)) && problems.length < maxProblems) {
-      problems.push(`runtime state of licensee '${licenseeNumber}' differs from the replayed journal`);
+    // The agent serves the record under the licensee's key: a record moved to another key would
+    // be compared under one licensee and served for another.
+    if (typeof licenseeNumber !== 'string' || key !== keyPart(licenseeNumber) || seen.has(licenseeNumber)) {
+      problem(`runtime record '${key.slice(0, 120)}' is not the state of the licensee it is stored under (moved or altered)`);
+      continue;
     }
+    seen.add(licenseeNumber);
+    const form = runtimeStateFormProblem(state);
+    if (form !== undefined) {
+      problem(`runtime state of licensee '${licenseeNumber}' is not of the agent's form: ${form} (altered)`);
+      continue;
+    }
+    const expected = replayed.get(licenseeNumber) ?? emptyRuntimeState();
+    if (!isDeepStrictEqual(normalise(state), normalise(expected))) problem(`runtime state of licensee '${licenseeNumber}' differs from the replayed journal`);
   }
   for (const number of replayed.keys()) {
     if (!seen.has(number) && problems.length < maxProblems) {
@@ -192,6 +219,8 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20, sealedJourna
   }
   const totals = { usedQuantity: 0, sessions: 0, createdLicenses: 0, startDates: 0, nodeSecrets: 0 };
   for (const state of replayed.values()) {
+    // Counted where their form is the agent's (the problems above name the others).
+    if (runtimeStateFormProblem(state) !== undefined) continue;
     totals.usedQuantity += Object.values(state.usedQuantity).reduce((a, b) => a + b, 0);
     totals.sessions += Object.values(state.sessions).reduce((a, s) => a + s.size, 0);
     totals.createdLicenses += Object.keys(state.createdLicenses).length;
@@ -202,20 +231,18 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20, sealedJourna
 }
 
 /**
- * What in `events` takes back what `state` counted, if anything. The agent's own entries only move
+ * What `event` takes back of what `state` counted, if anything. The agent's own entries only move
  * a state forward: they book non-negative quantities, and start a license or set a start date
  * once. The card seals the journal only up to its newest checkpoint, so entries after it are
  * accepted as written, and this is what tells an entry someone appended from one the agent wrote.
  * (run-agent books negative quantities when it reconciles, but its database has no card.)
  */
-function takesBack(state: RuntimeState, events: readonly RuntimeEvent[]): string | undefined {
-  for (const event of events) {
-    if (event.type === 'quantityUsed' && !(event.quantity >= 0)) return `a negative used quantity (${event.quantity}) on license '${event.licenseNumber}'`;
-    if (event.type === 'licenseCreated' && state.createdLicenses[event.license.templateNumber] !== undefined) {
-      return `the license of template '${event.license.templateNumber}' created again`;
-    }
-    if (event.type === 'startDateSet' && state.startDates[event.licenseNumber] !== undefined) return `the start date of license '${event.licenseNumber}' set again`;
+function takesBack(state: RuntimeState, event: RuntimeEvent): string | undefined {
+  if (event.type === 'quantityUsed' && event.quantity < 0) return `a negative used quantity (${event.quantity}) on license '${event.licenseNumber}'`;
+  if (event.type === 'licenseCreated' && state.createdLicenses[event.license.templateNumber] !== undefined) {
+    return `the license of template '${event.license.templateNumber}' created again`;
   }
+  if (event.type === 'startDateSet' && state.startDates[event.licenseNumber] !== undefined) return `the start date of license '${event.licenseNumber}' set again`;
   return undefined;
 }
 

@@ -45,7 +45,7 @@ import { acquireExclusiveLock, LockHeldError, lockHolder, type HeldLock } from '
 import { processExists } from '../platform/process-exists.ts';
 import { entriesOfRecord, journalGroupRecord, journalRecordHead, type JournalEntry, type JournalRecord } from './journal-records.ts';
 import { foldJournal, foldStates, promotePendingFold, readJournalBase, readPendingFold, type FoldDependencies, type FoldLimits, type FoldMode, type FoldResult, type JournalBase } from './journal-fold.ts';
-import { applyJournalRecords, createRuntimeWriter, runtimeStateOf, WAL_RESUME_KEY, type JournalHead, type RuntimeRecord, type RuntimeWriter } from './runtime-writer.ts';
+import { applyJournalRecords, createRuntimeWriter, runtimeStateOf, runtimeStateOrAsStored, WAL_RESUME_KEY, type JournalHead, type RuntimeRecord, type RuntimeWriter } from './runtime-writer.ts';
 import { openRuntimeWal, readWalGroupsAfter, WAL_FILE, WalChainError, type RuntimeWalFile } from './runtime-wal.ts';
 
 /**
@@ -438,7 +438,11 @@ export interface AssetStore {
    * clock set back and a restart must not take licensing time back to the last counter change.
    */
   recordClockMark(atMs: number): Promise<void>;
-  runtimeEntries(): Iterable<{ licenseeNumber: string; state: RuntimeState }>;
+  /**
+   * Every stored runtime record: its key, the licensee it names, and its state (as stored where it
+   * cannot be read as one: verify-database names what is wrong with it).
+   */
+  runtimeEntries(): Iterable<{ key: string; licenseeNumber: string; state: RuntimeState }>;
   importTransaction<T>(action: (tx: ImportTransaction) => T): T;
   /**
    * Claims the spare definitions generation for an import and clears it (a
@@ -1287,7 +1291,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       }
     },
     *runtimeEntries() {
-      for (const { value } of runtimeDb.getRange({})) yield { licenseeNumber: value.licenseeNumber, state: runtimeStateOf(value) };
+      for (const { key, value } of runtimeDb.getRange({})) yield { key: String(key), licenseeNumber: value?.licenseeNumber, state: runtimeStateOrAsStored(value) };
     },
     definitionsVersion,
     definitionsVersionOfTurn,

@@ -47,7 +47,7 @@ import {
   type JournalFoldedEvent,
   type JournalRecord,
 } from './journal-records.ts';
-import { runtimeStateOf, type JournalHead, type RuntimeRecord } from './runtime-writer.ts';
+import { runtimeStateOrAsStored, type JournalHead, type RuntimeRecord } from './runtime-writer.ts';
 
 /** Meta key of the base (JournalBase); absent: the journal starts at entry 1. */
 export const JOURNAL_BASE_KEY = 'journalBase';
@@ -111,6 +111,9 @@ export interface FoldDependencies {
   markFolded(): void;
 }
 
+/** canonical's key for a Map's entries: U+001F occurs in no entity number or field name. */
+const MAP_MARK = '\u001fMap';
+
 /** Keys deleted per transaction. */
 const DELETE_BATCH_KEYS = 10_000;
 
@@ -126,15 +129,15 @@ export function readPendingFold(metaDb: KvDatabase<unknown>): JournalBase | unde
 export function* foldStates(metaDb: KvDatabase<unknown>, markerSeq: number): Iterable<{ licenseeNumber: string; state: RuntimeState }> {
   for (const { value } of metaDb.getRange({ start: [BASE_STATE_PREFIX, markerSeq], end: [BASE_STATE_PREFIX, markerSeq + 1] })) {
     const record = value as RuntimeRecord;
-    yield { licenseeNumber: record.licenseeNumber, state: runtimeStateOf(record) };
+    yield { licenseeNumber: record?.licenseeNumber, state: runtimeStateOrAsStored(record) };
   }
 }
 
 /**
  * SHA-256 (hex) of a snapshot: one line per licensee, in the order of their numbers, each the
- * JSON of the number and of the state with every object's keys sorted and session tables as
- * objects. The order of keys and sessions is not part of a state (verify-database compares
- * states the same way), and LMDB's key order is not the numbers' order (long numbers are hashed).
+ * JSON of the number and of the state with every object's keys sorted and each Map marked as
+ * one. The order of keys and sessions is not part of a state (verify-database compares states
+ * the same way), and LMDB's key order is not the numbers' order (long numbers are hashed).
  */
 export function snapshotDigest(states: Iterable<{ licenseeNumber: string; state: RuntimeState }>): string {
   const lines: string[] = [];
@@ -146,7 +149,8 @@ export function snapshotDigest(states: Iterable<{ licenseeNumber: string; state:
 }
 
 function canonical(value: unknown): unknown {
-  if (value instanceof Map) value = Object.fromEntries(value);
+  // A Map stays apart from an object with the same entries: the served state reads them differently.
+  if (value instanceof Map) return { [MAP_MARK]: canonical(Object.fromEntries(value)) };
   if (Array.isArray(value)) return value.map(canonical);
   if (value === null || typeof value !== 'object') return value;
   const sorted: Record<string, unknown> = {};

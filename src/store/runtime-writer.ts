@@ -58,6 +58,18 @@ export interface RuntimeRecord {
 
 type SchemaOneRuntimeState = Omit<RuntimeState, 'sessions'> & { sessions: Record<string, Record<string, FloatingSession>> };
 
+/**
+ * runtimeStateOf for readers that check records (verify-database): a record of another form
+ * than the agent writes is handed on as stored, for the check to name, instead of throwing.
+ */
+export function runtimeStateOrAsStored(record: RuntimeRecord | undefined): RuntimeState {
+  try {
+    return runtimeStateOf(record);
+  } catch {
+    return (record as { state?: unknown } | undefined)?.state as RuntimeState;
+  }
+}
+
 export function runtimeStateOf(record: RuntimeRecord | undefined): RuntimeState {
   if (record === undefined) return emptyRuntimeState();
   const stored = record.state;

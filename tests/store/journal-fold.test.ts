@@ -399,8 +399,12 @@ describe('journal fold', () => {
     append('L1', used(-50));
     append('L1', [{ type: 'licenseCreated', license: { number: 'AGENT-L1-TRIAL', templateNumber: 'TRIAL', startDate: new Date(T0 + 365 * DAY).toISOString() } }]);
     append('L1', [{ type: 'startDateSet', licenseNumber: 'LIC', startDate: new Date(T0 + 365 * DAY).toISOString() }]);
+    // Two events of one entry are judged one after the other.
+    const trial2 = (at: number) => ({ type: 'licenseCreated', license: { number: 'AGENT-L1-T2', templateNumber: 'T2', startDate: new Date(at).toISOString() } });
+    append('L1', [trial2(T0), trial2(T0 + 365 * DAY)]);
     store = openAssetStore(dir);
     const problems = verifyDatabase(store, 20, sealed.seq).problems;
+    expect(problems).toContain(`journal entry ${forward + 5}, after the newest entry the card sealed (${sealed.seq}): the license of template 'T2' created again (altered)`);
     expect(problems.slice(0, 4)).toEqual([
       `journal entry ${forward + 1}: a fold marker after the newest entry the card sealed (${sealed.seq}) that no pending fold names (altered)`,
       `journal entry ${forward + 2}, after the newest entry the card sealed (${sealed.seq}): a negative used quantity (-50) on license 'X' (altered)`,
