@@ -252,7 +252,8 @@ export function runtimeStateFormProblem(state: unknown): string | undefined {
       }
       return undefined;
     }) ??
-    record('usedQuantity', (_key, quantity) => (isWhole(quantity) ? undefined : 'is not a whole number')) ??
+    // A total, not one booking: validate keeps it exact (pay-per-use.ts), and the replay comparison checks its value.
+    record('usedQuantity', (_key, quantity) => (Number.isInteger(quantity) ? undefined : 'is not a whole number')) ??
     record('nodeSecrets', (_key, secrets) => (Array.isArray(secrets) && secrets.every(isString) ? undefined : 'is not a list of texts')) ??
     (state['licenseeSecret'] === undefined || isString(state['licenseeSecret']) ? undefined : 'its licenseeSecret is not a text')
   );

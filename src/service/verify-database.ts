@@ -199,8 +199,9 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20, sealedJourna
     licensees++;
     // The agent serves the record under the licensee's key: a record moved to another key would
     // be compared under one licensee and served for another.
-    if (typeof licenseeNumber !== 'string' || key !== keyPart(licenseeNumber) || seen.has(licenseeNumber)) {
-      problem(`runtime record '${key.slice(0, 120)}' is not the state of the licensee it is stored under (moved or altered)`);
+    // The raw key: lmdb keys may be numbers, booleans or arrays too, whose text looks like the number's.
+    if (typeof licenseeNumber !== 'string' || typeof key !== 'string' || key !== keyPart(licenseeNumber) || seen.has(licenseeNumber)) {
+      problem(`runtime record ${JSON.stringify(key).slice(0, 120)} is not the state of the licensee it is stored under (moved or altered)`);
       continue;
     }
     seen.add(licenseeNumber);

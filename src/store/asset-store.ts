@@ -37,7 +37,7 @@ import type { LicenseeAssets, ProductAssets } from '../core/validate-types.ts';
 import type { StoredCheckpoint } from '../card/checkpoint.ts';
 import type { CardBinding } from '../card/open.ts';
 import { damagedDatabase, isDatabaseDamage, MissingSubDatabaseError, StoreError } from './errors.ts';
-import { openKvEnvironment, type KvDatabase, type KvEnvironment, type OpenOptions } from './lmdb.ts';
+import { openKvEnvironment, type KvDatabase, type KvEnvironment, type KvKey, type OpenOptions } from './lmdb.ts';
 import { checkIntegrity, type IntegrityReport } from './integrity.ts';
 import { GENERATION_KEY, generationNames, keyPart, parentOf, relKey, relRange, type Generation } from './layout.ts';
 import { join } from 'node:path';
@@ -442,7 +442,7 @@ export interface AssetStore {
    * Every stored runtime record: its key, the licensee it names, and its state (as stored where it
    * cannot be read as one: verify-database names what is wrong with it).
    */
-  runtimeEntries(): Iterable<{ key: string; licenseeNumber: string; state: RuntimeState }>;
+  runtimeEntries(): Iterable<{ key: KvKey; licenseeNumber: string; state: RuntimeState }>;
   importTransaction<T>(action: (tx: ImportTransaction) => T): T;
   /**
    * Claims the spare definitions generation for an import and clears it (a
@@ -1291,7 +1291,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       }
     },
     *runtimeEntries() {
-      for (const { key, value } of runtimeDb.getRange({})) yield { key: String(key), licenseeNumber: value?.licenseeNumber, state: runtimeStateOrAsStored(value) };
+      for (const { key, value } of runtimeDb.getRange({})) yield { key, licenseeNumber: value?.licenseeNumber, state: runtimeStateOrAsStored(value) };
     },
     definitionsVersion,
     definitionsVersionOfTurn,

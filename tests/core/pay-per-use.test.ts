@@ -47,6 +47,23 @@ describe('Pay-per-Use', () => {
     expect(state.usedQuantity).toEqual({ L2: 6, L3: 14 });
   });
 
+  test('a booking after which the quantity booked on a license is no longer exact (past 2^53 - 1) rejects the request', () => {
+    const first = run(three, fresh(), `productModuleNumber0=M-P&usedQuantity0=${Number.MAX_SAFE_INTEGER}`, NOW);
+    expect(first.outcome.events).toHaveLength(2);
+    for (const parameter of ['usedQuantity', 'reserveQuantity']) {
+      const second = run(three, first.state, `productModuleNumber0=M-P&${parameter}0=${Number.MAX_SAFE_INTEGER}`, NOW);
+      expect(second.outcome.events).toEqual([]);
+      if (parameter === 'reserveQuantity') continue; // beyond the remaining credits: nothing is booked anyway
+      expect(second.outcome.envelope.infos).toEqual([
+        {
+          id: 'MalformedRequestException',
+          type: 'ERROR',
+          value: `Parameter 'usedQuantity' for product module 'M-P' would make the quantity booked on license 'L3' larger than ${Number.MAX_SAFE_INTEGER}`,
+        },
+      ]);
+    }
+  });
+
   test('using nothing never warns, even when overdrawn', () => {
     const overdrawn = ppu([{ number: 'L1', template: 'T-Q', props: { quantity: '5', usedQuantity: '8' } }]);
     for (const body of ['', 'productModuleNumber0=M-P&usedQuantity0=0']) {

@@ -71,9 +71,25 @@ describe('verify-database refuses forms the agent never writes', () => {
       runtime.putSync('L1', { licenseeNumber: 'L 2', state: { createdLicenses: {}, startDates: {}, sessions: {}, usedQuantity: {}, nodeSecrets: {} } });
     });
     expect(await problemsOf(dir)).toEqual([
-      "runtime record 'L1' is not the state of the licensee it is stored under (moved or altered)",
-      "runtime record 'zz-elsewhere' is not the state of the licensee it is stored under (moved or altered)",
+      'runtime record "L1" is not the state of the licensee it is stored under (moved or altered)',
+      'runtime record "zz-elsewhere" is not the state of the licensee it is stored under (moved or altered)',
       "licensee 'L1' has journal entries but no stored runtime state",
+    ]);
+  });
+
+  test("a record moved to a key of another type whose text is the licensee's number (a number key): served as no state", async () => {
+    const dir = join(tempDir(), 'database');
+    const store = openAssetStore(dir, { create: true });
+    await store.commitRuntime('10001', T0, () => ({ events: [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 3 }], result: null }));
+    await store.close();
+    edit(dir, ({ runtime }) => {
+      const record = runtime.get('10001')!;
+      runtime.removeSync('10001');
+      runtime.putSync(10001, record);
+    });
+    expect(await problemsOf(dir)).toEqual([
+      'runtime record 10001 is not the state of the licensee it is stored under (moved or altered)',
+      "licensee '10001' has journal entries but no stored runtime state",
     ]);
   });
 

@@ -42,8 +42,13 @@ function usedOf(ctx: ModelContext, view: LicenseView): number {
   return (licenseInt(view, 'usedQuantity') ?? 0) + (ctx.runtime.usedQuantity[view.number] ?? 0);
 }
 
-/** Splits `amount` over the licenses: oldest with credits first, the rest on the last one. */
-function book(ctx: ModelContext, licenses: readonly LicenseView[], amount: number): RuntimeEvent[] {
+/**
+ * Splits `amount` over the licenses: oldest with credits first, the rest on the last one.
+ * Refuses (`parameter`) a booking after which a license's quantity booked here would no longer be
+ * a whole number JavaScript holds exactly (2^53 - 1): two bookings of 9007199254740991 made the
+ * stored total inexact, and verify-database, as every card-bound start, refuses such a total.
+ */
+function book(ctx: ModelContext, licenses: readonly LicenseView[], amount: number, parameter: string): RuntimeEvent[] {
   const booked = new Map<string, number>();
   let rest = amount;
   for (const view of licenses) {
@@ -56,6 +61,11 @@ function book(ctx: ModelContext, licenses: readonly LicenseView[], amount: numbe
   }
   const last = licenses[licenses.length - 1];
   if (rest > 0 && last !== undefined) booked.set(last.number, (booked.get(last.number) ?? 0) + rest);
+  for (const [licenseNumber, quantity] of booked) {
+    if (!Number.isSafeInteger((ctx.runtime.usedQuantity[licenseNumber] ?? 0) + quantity)) {
+      throw new MalformedParameterError(ctx.module.number, parameter, `would make the quantity booked on license '${licenseNumber}' larger than ${Number.MAX_SAFE_INTEGER}`);
+    }
+  }
   return [...booked].map(([licenseNumber, quantity]) => ({ type: 'quantityUsed' as const, licenseNumber, quantity }));
 }
 
@@ -76,7 +86,7 @@ export function validatePayPerUse(ctx: ModelContext): ModelResult {
   if (reserve !== undefined) {
     valid = licenses.length > 0 && reserve <= before;
     if (valid && reserve > 0) {
-      events = book(ctx, licenses, reserve);
+      events = book(ctx, licenses, reserve, 'reserveQuantity');
       remaining = before - reserve;
     }
   } else {
@@ -85,7 +95,7 @@ export function validatePayPerUse(ctx: ModelContext): ModelResult {
     if (amount > 0 && amount > before) infos.push(USED_QUANTITY_EXCEEDS_REMAINING);
     // With no license there is nothing to book the usage on.
     if (amount > 0 && licenses.length > 0) {
-      events = book(ctx, licenses, amount);
+      events = book(ctx, licenses, amount, 'usedQuantity');
       remaining = before - amount;
     }
     valid = remaining > 0;
