@@ -19,6 +19,8 @@ import { CardError, type Card } from './types.ts';
 export interface CardDatabase {
   meta(): { databaseId: string };
   journalHead(): { seq: number; hash: string };
+  /** The head a serving agent may seal: what its own writer checkpointed (AssetStore.sealableJournalHead). */
+  sealableJournalHead(): { seq: number; hash: string };
   journalHashAt(seq: number): string | undefined;
   cardCheckpoint(): StoredCheckpoint | undefined;
   saveCardCheckpoint(record: StoredCheckpoint): Promise<void>;

@@ -116,7 +116,9 @@ export async function startCardSession(options: CardSessionOptions): Promise<Car
     card,
     publicKey: binding.publicKey,
     databaseId: db.meta().databaseId,
-    persistence: { journalHead: () => db.journalHead(), save: (record) => db.saveCardCheckpoint(record) },
+    // What this agent's own writer checkpointed: entries another process appended to LMDB are
+    // left for the next start's check of what follows the sealed entry (verify-database).
+    persistence: { journalHead: () => db.sealableJournalHead(), save: (record) => db.saveCardCheckpoint(record) },
     clock,
     stored,
     base: verdict.base,
@@ -231,7 +233,7 @@ export async function startCardSession(options: CardSessionOptions): Promise<Car
       if (retryTimer) clearInterval(retryTimer);
       retryTimer = undefined;
       let warning: string | undefined;
-      const unsealed = db.journalHead().seq > checkpointer.sealedSeq;
+      const unsealed = db.sealableJournalHead().seq > checkpointer.sealedSeq;
       try {
         await batcher.close();
       } catch (error) {

@@ -11,7 +11,7 @@ import { isActive, type Entity, type EntityList } from './entities.ts';
 import type { WireItem, WireList } from './envelope.ts';
 import { licenseValue, parseInteger, templateType } from './models/common.ts';
 import { NODE_SECRET_PROPERTY } from './models/node-locked.ts';
-import type { RuntimeState } from './runtime.ts';
+import { ownEntry, type RuntimeState } from './runtime.ts';
 
 function toWireList(list: EntityList): WireList {
   return {
@@ -63,8 +63,8 @@ export function effectiveLicenses(
 }
 
 export function applyRuntimeToLicense(license: Entity, runtime: RuntimeState): Entity {
-  const startDate = runtime.startDates[license.number];
-  const used = runtime.usedQuantity[license.number];
+  const startDate = ownEntry(runtime.startDates, license.number);
+  const used = ownEntry(runtime.usedQuantity, license.number);
   if ((startDate === undefined || license.props['startDate'] !== undefined) && used === undefined) return license;
   const props = { ...license.props };
   if (startDate !== undefined && props['startDate'] === undefined) props['startDate'] = startDate;
@@ -129,7 +129,7 @@ function withRegisteredNodeSecrets(licenses: Entity[], runtime: RuntimeState, te
       const last = slots[slots.length - 1]!;
       place(last, secret, Math.max(last.quota - 1, last.maxUsed) + 1);
     };
-    for (const secret of runtime.nodeSecrets[moduleNumber]!) {
+    for (const secret of ownEntry(runtime.nodeSecrets, moduleNumber)!) {
       if (held.has(secret)) continue;
       held.add(secret);
       placeInFirstFreeSlot(secret);

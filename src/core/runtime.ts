@@ -94,6 +94,22 @@ export function rememberSessionTableOrder(table: ReadonlyMap<string, FloatingSes
   SESSION_TABLE_ORDER.set(table as SessionTable, order);
 }
 
+/**
+ * The entry `key` of a state container (createdLicenses, startDates, sessions, usedQuantity,
+ * nodeSecrets): its own entries only. Entity numbers are free text: a module numbered
+ * 'constructor' or 'toString' found Object.prototype's member, applying an event threw after its
+ * journal sequence was taken (a gap the journal never recovered from), and reads served a function.
+ */
+export function ownEntry<V>(container: Readonly<Record<string, V>>, key: string): V | undefined {
+  return Object.hasOwn(container, key) ? container[key] : undefined;
+}
+
+/** Sets an own entry; plain assignment to '__proto__' would replace the container's prototype instead. */
+function setOwn<V>(container: Record<string, V>, key: string, value: V): V {
+  Object.defineProperty(container, key, { value, writable: true, enumerable: true, configurable: true });
+  return value;
+}
+
 export type RuntimeEvent =
   | { type: 'licenseCreated'; license: AgentLicense }
   | { type: 'startDateSet'; licenseNumber: string; startDate: string }
@@ -157,13 +173,13 @@ export function applyEventsInPlace(state: RuntimeState, events: readonly Runtime
 function applyEventInPlace(state: RuntimeState, event: RuntimeEvent): void {
   switch (event.type) {
     case 'licenseCreated':
-      state.createdLicenses[event.license.templateNumber] = { ...event.license };
+      setOwn(state.createdLicenses, event.license.templateNumber, { ...event.license });
       return;
     case 'startDateSet':
-      state.startDates[event.licenseNumber] = event.startDate;
+      setOwn(state.startDates, event.licenseNumber, event.startDate);
       return;
     case 'sessionCheckedOut': {
-      const sessions = (state.sessions[event.moduleNumber] ??= new Map());
+      const sessions = ownEntry(state.sessions, event.moduleNumber) ?? setOwn(state.sessions, event.moduleNumber, new Map());
       // At the end, as the newest: see SessionTableOrder. (An entry removed since then may have
       // had the recorded last expiry: the check stays on the safe side.)
       sessions.delete(event.sessionId);
@@ -178,7 +194,7 @@ function applyEventInPlace(state: RuntimeState, event: RuntimeEvent): void {
     }
     case 'sessionCheckedIn':
     case 'sessionExpired': {
-      const sessions = state.sessions[event.moduleNumber];
+      const sessions = ownEntry(state.sessions, event.moduleNumber);
       if (sessions) {
         sessions.delete(event.sessionId);
         if (sessions.size === 0) delete state.sessions[event.moduleNumber];
@@ -186,10 +202,10 @@ function applyEventInPlace(state: RuntimeState, event: RuntimeEvent): void {
       return;
     }
     case 'quantityUsed':
-      state.usedQuantity[event.licenseNumber] = (state.usedQuantity[event.licenseNumber] ?? 0) + event.quantity;
+      setOwn(state.usedQuantity, event.licenseNumber, (ownEntry(state.usedQuantity, event.licenseNumber) ?? 0) + event.quantity);
       return;
     case 'nodeSecretRegistered': {
-      const secrets = (state.nodeSecrets[event.moduleNumber] ??= []);
+      const secrets = ownEntry(state.nodeSecrets, event.moduleNumber) ?? setOwn(state.nodeSecrets, event.moduleNumber, []);
       const index = registeredSecretIndex(secrets);
       if (!index.has(event.secret)) {
         secrets.push(event.secret);

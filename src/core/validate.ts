@@ -17,7 +17,7 @@ import {
 } from './models/common.ts';
 import { modelHandler, resolveLicensingModel } from './models/index.ts';
 import { javaHashMapOrder } from './models/property-order.ts';
-import type { RuntimeEvent, RuntimeState } from './runtime.ts';
+import { ownEntry, type RuntimeEvent, type RuntimeState } from './runtime.ts';
 import { parseIso, toIso } from './time.ts';
 import type { LicenseeAssets, ValidateOptions, ValidateOutcome, ValidateRequest } from './validate-types.ts';
 
@@ -230,9 +230,9 @@ const MODULE_RESULTS = new WeakMap<LicenseeAssets, Map<string, ReusableModuleRes
  * templates: which licenses there are depends on the created ones.
  */
 function runtimeReads(runtime: RuntimeState, moduleNumber: string, templateNumbers: readonly string[], licenseNumbers: readonly string[]): unknown[] {
-  const reads: unknown[] = [runtime.nodeSecrets[moduleNumber]?.length ?? 0];
-  for (const number of templateNumbers) reads.push(runtime.createdLicenses[number]);
-  for (const number of licenseNumbers) reads.push(runtime.startDates[number], runtime.usedQuantity[number]);
+  const reads: unknown[] = [ownEntry(runtime.nodeSecrets, moduleNumber)?.length ?? 0];
+  for (const number of templateNumbers) reads.push(ownEntry(runtime.createdLicenses, number));
+  for (const number of licenseNumbers) reads.push(ownEntry(runtime.startDates, number), ownEntry(runtime.usedQuantity, number));
   return reads;
 }
 
@@ -252,7 +252,7 @@ function reusableModuleResult(
     known.mayCreateLicenses !== mayCreateLicenses ||
     nowMs < known.fromMs ||
     nowMs >= known.untilMs ||
-    runtime.sessions[module.number] !== undefined
+    ownEntry(runtime.sessions, module.number) !== undefined
   ) {
     return undefined;
   }
@@ -267,7 +267,7 @@ function rememberModuleResult(
   ctx: ModelContext | undefined,
   entry: Omit<ReusableModuleResult, 'templateNumbers' | 'licenseNumbers' | 'reads'>,
 ): void {
-  if (entry.runtime.sessions[module.number] !== undefined) return;
+  if (ownEntry(entry.runtime.sessions, module.number) !== undefined) return;
   const templateNumbers = ctx ? ctx.templates.map((template) => template.number) : [];
   const licenseNumbers = ctx ? ctx.licenses.map((view) => view.number) : [];
   const reads = runtimeReads(entry.runtime, module.number, templateNumbers, licenseNumbers);
@@ -315,7 +315,7 @@ function moduleContext(
       licenses.push({ number: license.number, props: license.props, template, startMs: definedStartMs, startDateMissing: false, agentCreated: false });
       continue;
     }
-    const runtimeStart = runtime.startDates[license.number];
+    const runtimeStart = ownEntry(runtime.startDates, license.number);
     licenses.push({
       number: license.number,
       props: license.props,
@@ -327,7 +327,7 @@ function moduleContext(
   }
   // A license the agent created stands in for its template only while the import has none of its own.
   for (const template of templates) {
-    const created = runtime.createdLicenses[template.number];
+    const created = ownEntry(runtime.createdLicenses, template.number);
     if (created === undefined || templatesWithLicenses.has(template.number)) continue;
     templatesWithLicenses = new Set([...templatesWithLicenses, template.number]);
     licenses.push({

@@ -19,7 +19,7 @@ import { isActive, type Entity, type EntityKind } from '../core/entities.ts';
 import type { Property } from '../core/envelope.ts';
 import { licenseInt, type LicenseView, type WarningLevel } from '../core/models/common.ts';
 import { resolveLicensingModel } from '../core/models/index.ts';
-import type { RuntimeState } from '../core/runtime.ts';
+import { ownEntry, type RuntimeState } from '../core/runtime.ts';
 import { validate } from '../core/validate.ts';
 import type { AssetStore, ImportRecord } from '../store/asset-store.ts';
 import { decodeCheckpointPayload } from '../card/checkpoint.ts';
@@ -473,7 +473,7 @@ export async function licenseeActivity(
       if (item.type !== 'ProductModuleValidation') continue;
       const moduleNumber = propertyOf(item.properties, 'productModuleNumber') ?? '';
       const licensingModel = propertyOf(item.properties, 'licensingModel') ?? '';
-      const sessions = [...(state.sessions[moduleNumber] ?? [])]
+      const sessions = [...(ownEntry(state.sessions, moduleNumber) ?? [])]
         .filter(([, s]) => s.expiresMs > nowMs)
         .map(([sessionId, s]) => ({ sessionId, checkedOutMs: s.checkedOutMs, expiresMs: s.expiresMs }))
         .sort((a, b) => a.checkedOutMs - b.checkedOutMs);
@@ -486,7 +486,7 @@ export async function licenseeActivity(
         const template = templates.get(license.props['licenseTemplateNumber'] ?? '');
         if (template === undefined || template.props['productModuleNumber'] !== moduleNumber) continue;
         licensed = true;
-        quantityBooked += state.usedQuantity[license.number] ?? 0;
+        quantityBooked += ownEntry(state.usedQuantity, license.number) ?? 0;
         if (licensingModel === 'Floating' && isActive(license) && (template.props['licenseType'] ?? '').toUpperCase() === 'FLOATING') {
           seatCapacity = (seatCapacity ?? 0) + Math.max(0, licenseInt(licenseViewFor(license, template), 'maxSessions') ?? 0);
         }

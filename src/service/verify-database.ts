@@ -15,7 +15,7 @@
  * which are kept until then: their replay must give its snapshot and link.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { applyEventsInPlace, emptyRuntimeState, runtimeEventFormProblem, runtimeStateFormProblem, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
+import { applyEventsInPlace, emptyRuntimeState, ownEntry, runtimeEventFormProblem, runtimeStateFormProblem, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
 import { keyPart } from '../store/layout.ts';
 import { journalHash, type AssetStore, type JournalBase, type JournalEntry } from '../store/asset-store.ts';
 import { JOURNAL_FOLD_MARKER, runtimeEventsOf } from '../store/journal-records.ts';
@@ -240,10 +240,10 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20, sealedJourna
  */
 function takesBack(state: RuntimeState, event: RuntimeEvent): string | undefined {
   if (event.type === 'quantityUsed' && event.quantity < 0) return `a negative used quantity (${event.quantity}) on license '${event.licenseNumber}'`;
-  if (event.type === 'licenseCreated' && state.createdLicenses[event.license.templateNumber] !== undefined) {
+  if (event.type === 'licenseCreated' && ownEntry(state.createdLicenses, event.license.templateNumber) !== undefined) {
     return `the license of template '${event.license.templateNumber}' created again`;
   }
-  if (event.type === 'startDateSet' && state.startDates[event.licenseNumber] !== undefined) return `the start date of license '${event.licenseNumber}' set again`;
+  if (event.type === 'startDateSet' && ownEntry(state.startDates, event.licenseNumber) !== undefined) return `the start date of license '${event.licenseNumber}' set again`;
   return undefined;
 }
 

@@ -388,6 +388,12 @@ export interface AssetStore {
   journal(fromSeq?: number): Iterable<JournalEntry>;
   journalHead(): JournalHead;
   /**
+   * The journal head a card may seal: in a serving process, the one its own runtime writer's
+   * checkpoints put into LMDB (RuntimeWriter.checkpointedHead), not entries another process
+   * appended there; elsewhere LMDB's.
+   */
+  sealableJournalHead(): JournalHead;
+  /**
    * Hash of journal entry `seq` (seq 0: the empty journal's hash); undefined when there is none.
    * After a fold, the base's last folded entry still has one (the link the entries kept start
    * from); the entries before it have none.
@@ -1230,6 +1236,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       }
     },
     journalHead,
+    sealableJournalHead: () => writer?.checkpointedHead() ?? journalHead(),
     journalHashAt: (seq) => {
       const base = readJournalBase(metaDb);
       if (base !== undefined && seq <= base.throughSeq) return seq === base.throughSeq ? base.throughHash : undefined;

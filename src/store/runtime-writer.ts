@@ -188,6 +188,13 @@ export interface RuntimeWriter {
    * are still what LMDB holds).
    */
   exclusive<T>(licenseeNumber: string, write: () => Promise<T>): Promise<T>;
+  /**
+   * The journal head this writer's own checkpoints put into LMDB (at first: LMDB's head when it
+   * was created). What a card may seal: LMDB's head is also what another process wrote there, and
+   * the card sealed entries someone appended to an idle agent's database (its hourly heartbeat),
+   * which the next start then took as the card's word (a session-15 review showed it).
+   */
+  checkpointedHead(): JournalHead;
   /** Resolves when nothing is queued, being written or waiting for a checkpoint (for close and tests); rejects when a checkpoint fails. */
   drained(): Promise<void>;
   /** Stops the timers (quiet checkpoint, retry); call after `drained`, before the environment closes. */
@@ -273,6 +280,7 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
   let revCounter = 0;
   /** Seq of the newest decided entry, and the chain hash after the newest group formed. */
   let { seq: lastSeq, hash: chainHash } = deps.readJournalHead();
+  let ownHead: JournalHead = { seq: lastSeq, hash: chainHash };
   let queue: Job[] = [];
   /** Durability of the queued jobs: one promise per group, shared by its jobs. */
   let queuedDone: Deferred | undefined;
@@ -418,6 +426,7 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
           }
         }
         const checkpointedSeq = checkpoint.upTo.lastSeq;
+        ownHead = { seq: checkpointedSeq, hash: checkpoint.upTo.hash };
         settleWaiters = settleWaiters.filter(({ seq, waiter }) => (seq <= checkpointedSeq ? (waiter.resolve(), false) : true));
         startCheckpoint(settleWaiters.length > 0 || idleWaiters.length > 0);
         formGroup();
@@ -593,6 +602,17 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
     // the cause if it still cannot (deciding again if it can), rather than let the journal file
     // grow without a bound and hide the problem. Reads are answered all the same.
     if (checkpointFailing) return settled().then(() => commit(licenseeNumber, atMs, decide, extra));
+    // Everything that may throw comes before its sequence number is taken: an event that cannot be
+    // applied must leave no gap in the journal (a gap is never recovered from: verify-database, a
+    // card-bound start). What it applied before it threw is dropped with the slot where nothing of
+    // it is still queued.
+    const extras = extra ? extra(result, events) : [];
+    try {
+      applyEventsInPlace(slot.state, events);
+    } catch (error) {
+      if (slot.unsaved === 0) slots.delete(deps.keyOf(licenseeNumber));
+      throw error;
+    }
     const seq = ++lastSeq;
     // Its chain link is made with its group's (formGroup).
     const entry: JournalEntryBody = { seq, atMs, licenseeNumber, events };
@@ -600,10 +620,9 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
       licenseeKey: deps.keyOf(licenseeNumber),
       licenseeNumber,
       entry,
-      extra: extra ? extra(result, events) : [],
+      extra: extras,
     };
     const done = (queuedDone ??= deferred());
-    applyEventsInPlace(slot.state, events);
     slot.rev = ++revCounter;
     slot.writing += 1;
     slot.unsaved += 1;
@@ -654,12 +673,15 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
         // would otherwise be decoded again after every refresh.
         slots.delete(deps.keyOf(licenseeNumber));
         dirty.clear();
+        // Its own transaction wrote the head (the proxy's refresh, which runs while nothing else writes).
         ({ seq: lastSeq, hash: chainHash } = deps.readJournalHead());
+        ownHead = { seq: lastSeq, hash: chainHash };
         deps.onReload?.();
         barrier = undefined;
         release();
       }
     },
+    checkpointedHead: () => ownHead,
     drained,
     close() {
       closed = true;

@@ -19,6 +19,8 @@ import { ManualClock } from '../../src/platform/clock.ts';
 import { silentLogger } from '../../src/platform/log.ts';
 import { createApp } from '../../src/server/app.ts';
 import type { AssetStore } from '../../src/store/asset-store.ts';
+import { journalGroupRecord, type JournalRecord } from '../../src/store/journal-records.ts';
+import { openKvEnvironment } from '../../src/store/lmdb.ts';
 import { entity, seedStore } from '../support/seed-store.ts';
 
 const NOW = Date.parse('2026-11-15T12:00:00.000Z');
@@ -258,5 +260,40 @@ describe('closing', () => {
     expect(sealedJournalSeq(store)).toBe(0);
     expect(await session.close()).toBeUndefined();
     expect(sealedJournalSeq(store)).toBe(1);
+  });
+});
+
+describe('what the card seals', () => {
+  test("entries another process appends to LMDB are not sealed by the running agent's heartbeat; its own are", async () => {
+    // Someone who can write database/ appends an entry to an idle agent's LMDB (here through a
+    // second handle in this process); the heartbeat used to seal LMDB's head as it found it, and
+    // the next start took the appended entry for the card's word (a session-15 review did this
+    // with a fold marker that a forged base then named).
+    let sealings = 0;
+    const { store, app } = await setup({ heartbeatMs: 50, onSealed: () => void (sealings += 1) });
+    expect((await book(app, 3)).status).toBe(200);
+    await store.settled();
+    const own = store.journalHead();
+    const env = openKvEnvironment(store.path);
+    const meta = env.open<unknown>('meta');
+    const journal = env.open<JournalRecord>('journal');
+    env.commitSync(() => {
+      const { hash, record } = journalGroupRecord(own.hash, [{ seq: own.seq + 1, atMs: NOW, licenseeNumber: 'L', events: [{ type: 'quantityUsed', licenseNumber: 'LP1', quantity: 1 }] }]);
+      journal.putSync(own.seq + 1, record);
+      meta.putSync('journalHead', { seq: own.seq + 1, hash });
+    });
+    await Bun.sleep(5); // the store's reads see the other handle's commit from a later turn on
+    expect(store.journalHead().seq).toBe(own.seq + 1);
+    const sealedSeq = () => sealedJournalSeq(store);
+    // Two heartbeats after the append.
+    const before = sealings;
+    while (sealings < before + 2) await Bun.sleep(20);
+    expect(sealedSeq()).toBe(own.seq);
+    expect(store.sealableJournalHead()).toEqual(own);
+    // The agent's own next write is sealed (its group takes the appended entry's place).
+    expect((await book(app, 2)).status).toBe(200);
+    expect(sealedSeq()).toBe(own.seq + 1);
+    expect(store.journalHead().seq).toBe(own.seq + 1);
+    expect(store.getRuntime('L').usedQuantity).toEqual({ LP1: 5 });
   });
 });

@@ -135,3 +135,70 @@ describe('verify-database refuses forms the agent never writes', () => {
     ]);
   });
 });
+
+describe('entity numbers that name members of Object.prototype', () => {
+  test("a module 'constructor', a license 'toString' and a trial template 'valueOf' are served, journaled and verified like any other", async () => {
+    // Such a Node-Locked module's node secret found Object.prototype's member: applying the event
+    // threw after the journal sequence was taken (a gap: verify-database exit 5, a card-bound start
+    // exit 6, for good), and a request's earlier events stayed applied in memory.
+    const { createApp } = await import('../../src/server/app.ts');
+    const { silentLogger } = await import('../../src/platform/log.ts');
+    const { ManualClock } = await import('../../src/platform/clock.ts');
+    const { apiKeyAuth, entity, seedStore } = await import('../support/seed-store.ts');
+    const { store, cwd } = seedStore([
+      entity('Product', 'P', { name: 'P' }),
+      entity('ProductModule', 'constructor', { name: 'n', licensingModel: 'NodeLocked', productNumber: 'P', nodeSecretMode: 'CLIENT' }),
+      entity('LicenseTemplate', 'T-NODE', { licenseType: 'QUANTITY', productModuleNumber: 'constructor', quota: '5' }),
+      entity('ProductModule', 'M-PPU', { name: 'p', licensingModel: 'PayPerUse', productNumber: 'P' }),
+      entity('LicenseTemplate', 'T-PPU', { licenseType: 'QUANTITY', productModuleNumber: 'M-PPU', quantity: '50' }),
+      entity('ProductModule', 'M-TRY', { name: 't', licensingModel: 'TryAndBuy', productNumber: 'P' }),
+      entity('LicenseTemplate', 'valueOf', { licenseType: 'TIMEVOLUME', productModuleNumber: 'M-TRY', timeVolume: '7', timeVolumePeriod: 'DAY', automatic: 'true' }),
+      entity('Licensee', 'L1', { productNumber: 'P' }),
+      entity('License', 'LIC-NODE', { licenseeNumber: 'L1', licenseTemplateNumber: 'T-NODE' }),
+      entity('License', 'toString', { licenseeNumber: 'L1', licenseTemplateNumber: 'T-PPU' }),
+    ]);
+    const app = createApp({ store, clock: new ManualClock(T0), log: silentLogger(), ttlMs: 600_000, allowAnonymous: false });
+    const validate = async (body: string) => {
+      const res = await app.request('/rest/licensee/L1/validate', {
+        method: 'POST',
+        headers: { authorization: apiKeyAuth(), 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        body,
+      });
+      return { status: res.status, text: await res.text() };
+    };
+    expect((await validate('productModuleNumber0=M-PPU&usedQuantity0=1&productModuleNumber1=constructor&nodeSecret1=machine-1')).status).toBe(200);
+    const again = await validate('productModuleNumber0=M-PPU&usedQuantity0=2&productModuleNumber1=M-TRY');
+    expect(again.status).toBe(200);
+    expect(again.text).toContain('"value":"47","name":"remainingQuantity"');
+    expect(again.text).toContain('"name":"evaluationExpires"');
+    await store.close();
+    const dir = join(cwd, 'database');
+    const reopened = openAssetStore(dir);
+    expect([...reopened.journal()].map((e) => e.seq)).toEqual([1, 2]);
+    const state = reopened.getRuntime('L1');
+    expect(Object.hasOwn(state.usedQuantity, 'toString') && state.usedQuantity['toString']).toBe(3);
+    expect(Object.hasOwn(state.nodeSecrets, 'constructor') && state.nodeSecrets['constructor']).toEqual(['machine-1']);
+    expect(Object.hasOwn(state.createdLicenses, 'valueOf')).toBe(true);
+    expect(verifyDatabase(reopened).problems).toEqual([]);
+    await reopened.close();
+  });
+});
+
+describe('a decision whose events cannot be applied', () => {
+  test('is refused without taking a journal sequence number, and what it applied before it failed is dropped', async () => {
+    const dir = join(tempDir(), 'database');
+    const store = openAssetStore(dir, { create: true });
+    await store.commitRuntime('L1', T0, () => ({ events: [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 1 }], result: null }));
+    await store.settled();
+    // Its first event applies; its second throws (no license): a bug's decision, say.
+    const broken = [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 5 }, { type: 'licenseCreated' }] as unknown as RuntimeEvent[];
+    expect(async () => await store.commitRuntime('L1', T0, () => ({ events: broken, result: null }))).toThrow(TypeError);
+    await store.commitRuntime('L1', T0, () => ({ events: [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 2 }], result: null }));
+    await store.close();
+    const reopened = openAssetStore(dir);
+    expect([...reopened.journal()].map((e) => e.seq)).toEqual([1, 2]);
+    expect(reopened.getRuntime('L1').usedQuantity).toEqual({ X: 3 });
+    expect(verifyDatabase(reopened).problems).toEqual([]);
+    await reopened.close();
+  });
+});

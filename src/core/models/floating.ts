@@ -10,7 +10,7 @@
  * masks an imported session that a client has checked in.
  */
 import type { Property } from '../envelope.ts';
-import { rememberSessionTableOrder, sessionTableOrder, type RuntimeEvent } from '../runtime.ts';
+import { ownEntry, rememberSessionTableOrder, sessionTableOrder, type RuntimeEvent } from '../runtime.ts';
 import { intProp } from '../entities.ts';
 import { parseIso, toIso } from '../time.ts';
 import {
@@ -154,7 +154,7 @@ export function validateFloating(ctx: ModelContext): ModelResult {
     }
   }
   const imported: ReadonlyMap<string, KnownSession> = importedTable ?? NO_SESSIONS;
-  const runtimeSessions: ReadonlyMap<string, KnownSession> = ctx.runtime.sessions[moduleNumber] ?? NO_SESSIONS;
+  const runtimeSessions: ReadonlyMap<string, KnownSession> = ownEntry(ctx.runtime.sessions, moduleNumber) ?? NO_SESSIONS;
   const isLive = (session: KnownSession | undefined): session is KnownSession => {
     if (session === undefined || session.expiresMs <= ctx.nowMs) return false;
     ctx.changesAt(session.expiresMs);

@@ -7,7 +7,7 @@
  * of inactive licenses do not count, per the changelog) ∪ the secrets the
  * agent registered for this module.
  */
-import type { RuntimeEvent } from '../runtime.ts';
+import { ownEntry, type RuntimeEvent } from '../runtime.ts';
 import {
   bool,
   checkStoredId,
@@ -75,7 +75,7 @@ function storedSecrets(licenses: readonly LicenseView[], registered: readonly st
 export function validateNodeLocked(ctx: ModelContext): ModelResult {
   const licenses = ofType(ctx.licenses, 'QUANTITY');
   const total = licenses.reduce((sum, view) => sum + Math.max(0, licenseInt(view, 'quota') ?? 0), 0);
-  const stored = storedSecrets(licenses, ctx.runtime.nodeSecrets[ctx.module.number]);
+  const stored = storedSecrets(licenses, ownEntry(ctx.runtime.nodeSecrets, ctx.module.number));
   let storedCount = stored.size;
 
   const secret = ctx.params['nodeSecret'];

@@ -8,7 +8,7 @@
  * credits; whatever exceeds all credits goes on the last license.
  */
 import type { Info, Property } from '../envelope.ts';
-import type { RuntimeEvent } from '../runtime.ts';
+import { ownEntry, type RuntimeEvent } from '../runtime.ts';
 import {
   MalformedParameterError,
   bool,
@@ -39,7 +39,7 @@ function quantityParameter(ctx: ModelContext, name: string): number | undefined 
 }
 
 function usedOf(ctx: ModelContext, view: LicenseView): number {
-  return (licenseInt(view, 'usedQuantity') ?? 0) + (ctx.runtime.usedQuantity[view.number] ?? 0);
+  return (licenseInt(view, 'usedQuantity') ?? 0) + (ownEntry(ctx.runtime.usedQuantity, view.number) ?? 0);
 }
 
 /**
@@ -62,7 +62,7 @@ function book(ctx: ModelContext, licenses: readonly LicenseView[], amount: numbe
   const last = licenses[licenses.length - 1];
   if (rest > 0 && last !== undefined) booked.set(last.number, (booked.get(last.number) ?? 0) + rest);
   for (const [licenseNumber, quantity] of booked) {
-    if (!Number.isSafeInteger((ctx.runtime.usedQuantity[licenseNumber] ?? 0) + quantity)) {
+    if (!Number.isSafeInteger((ownEntry(ctx.runtime.usedQuantity, licenseNumber) ?? 0) + quantity)) {
       throw new MalformedParameterError(ctx.module.number, parameter, `would make the quantity booked on license '${licenseNumber}' larger than ${Number.MAX_SAFE_INTEGER}`);
     }
   }
