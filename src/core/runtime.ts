@@ -223,8 +223,8 @@ function applyEventInPlace(state: RuntimeState, event: RuntimeEvent): void {
 // ---------------------------------------------------------------------------
 // Forms: what the agent itself writes. verify-database (and a card-bound start) refuse anything
 // else, since the served state is used as read: a `usedQuantity` stored as a Map, or a quantity
-// stored as a string, compared equal to the replay once normalised (Maps as objects, JSON) and
-// was served as no booking at all (a review of session 15 showed both).
+// stored as a string, compares equal to the replay once normalised (Maps as objects, JSON) and
+// is served as no booking at all.
 
 const STATE_FIELDS = new Set(['createdLicenses', 'startDates', 'sessions', 'usedQuantity', 'nodeSecrets', 'licenseeSecret']);
 

@@ -644,6 +644,9 @@ class ImportRun {
       if (!this.options.force) fail(`${label()}: numbers must not contain "," or ";" (--force accepts them)`);
       this.options.onWarning?.(`${label()} (${whereOf(item, file)}): number contains "," or ";", accepted because of --force`);
     }
+    // The runtime state is keyed by entity numbers, and JavaScript (msgpack's decoding too) keeps
+    // '__proto__' apart from other keys: a booking on such a license was stored under another key.
+    if (number === '__proto__') fail(`${label()}: "__proto__" cannot be an entity number in the agent; give the ${kind} another number in NetLicensing`);
     const required = REQUIRED_PROPERTIES[kind];
     for (let i = 0; i < required.length; i++) {
       const value = props[required[i]!];

@@ -18,7 +18,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { applyEventsInPlace, emptyRuntimeState, ownEntry, runtimeEventFormProblem, runtimeStateFormProblem, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
 import { keyPart } from '../store/layout.ts';
 import { journalHash, type AssetStore, type JournalBase, type JournalEntry } from '../store/asset-store.ts';
-import { JOURNAL_FOLD_MARKER, runtimeEventsOf } from '../store/journal-records.ts';
+import { GENESIS_HASH, JOURNAL_FOLD_MARKER, runtimeEventsOf } from '../store/journal-records.ts';
 import { foldedEvent, snapshotDigest } from '../store/journal-fold.ts';
 import { decodeCheckpointPayload, verifyCheckpointSignature } from '../card/checkpoint.ts';
 
@@ -36,7 +36,6 @@ export interface VerifyReport {
   problems: string[];
 }
 
-const GENESIS_HASH = '0'.repeat(64);
 
 /**
  * For a card-bound database, the journal entry its newest card checkpoint seals, once that
@@ -58,6 +57,11 @@ export function sealedJournalSeqOf(store: Pick<AssetStore, 'meta' | 'cardCheckpo
   // The card signs checkpoints of every database it is bound to: one of another database says nothing of this one.
   if (fields.databaseId !== store.meta().databaseId) return { problem: `its newest card checkpoint was sealed for another database (${fields.databaseId})` };
   return { seq: fields.journalSeq };
+}
+
+/** The sealed entry of sealedJournalSeqOf's answer; undefined without card or when it names a problem. */
+export function sealedSeqIn(sealed: ReturnType<typeof sealedJournalSeqOf>): number | undefined {
+  return sealed !== undefined && 'seq' in sealed ? sealed.seq : undefined;
 }
 
 /**

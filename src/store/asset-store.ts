@@ -43,7 +43,7 @@ import { GENERATION_KEY, generationNames, keyPart, parentOf, relKey, relRange, t
 import { join } from 'node:path';
 import { acquireExclusiveLock, LockHeldError, lockHolder, type HeldLock } from '../platform/exclusive-lock.ts';
 import { processExists } from '../platform/process-exists.ts';
-import { entriesOfRecord, journalGroupRecord, journalRecordHead, type JournalEntry, type JournalRecord } from './journal-records.ts';
+import { entriesOfRecord, GENESIS_HASH, journalGroupRecord, journalRecordHead, type JournalEntry, type JournalRecord } from './journal-records.ts';
 import { foldJournal, foldStates, promotePendingFold, readJournalBase, readPendingFold, type FoldDependencies, type FoldLimits, type FoldMode, type FoldResult, type JournalBase } from './journal-fold.ts';
 import { applyJournalRecords, createRuntimeWriter, runtimeStateOf, runtimeStateOrAsStored, WAL_RESUME_KEY, type JournalHead, type RuntimeRecord, type RuntimeWriter } from './runtime-writer.ts';
 import { openRuntimeWal, readWalGroupsAfter, WAL_FILE, WalChainError, type RuntimeWalFile } from './runtime-wal.ts';
@@ -106,7 +106,6 @@ export class RuntimeWriterTakenError extends Error {
   }
 }
 
-const GENESIS_HASH = '0'.repeat(64);
 const CARD_CHECKPOINT_KEY = 'cardCheckpoint';
 /** The newest time a serving agent has seen (service/trusted-clock.ts): a number of ms. */
 const CLOCK_MARK_KEY = 'clockMark';

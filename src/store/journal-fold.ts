@@ -245,10 +245,7 @@ export function foldJournal(deps: FoldDependencies, limits: FoldLimits, mode: Fo
     deps.markFolded();
     return next;
   });
-  if (mode === 'pending') {
-    deps.env.coverCountedPages();
-    return { folded, base: previous, pending: fold, recordsDeleted };
-  }
+  if (mode === 'pending') return { folded, base: previous, pending: fold, recordsDeleted };
   recordsDeleted += deleteLeftovers(deps, fold, undefined);
   return { folded, base: fold, pending: undefined, recordsDeleted };
 }
@@ -269,9 +266,8 @@ export function promotePendingFold(deps: FoldDependencies): { base: JournalBase;
 
 /**
  * Deletes what no reader needs once `base` is the base: the journal records below it and the
- * snapshots of other folds than it and `pending`. Returns the journal records deleted. Leaves
- * the data file as long as LMDB counts it (KvEnvironment.coverCountedPages): batches of deletes
- * end with free pages after the file's end, and the next open would take the file for one cut short.
+ * snapshots of other folds than it and `pending`. Returns the journal records deleted. (Each
+ * batch's commit extends the data file over the free pages deletes leave after its end: lmdb.ts.)
  */
 function deleteLeftovers(deps: FoldDependencies, base: JournalBase | undefined, pending: JournalBase | undefined): number {
   const keep = new Set([base?.markerSeq, pending?.markerSeq]);
@@ -280,9 +276,7 @@ function deleteLeftovers(deps: FoldDependencies, base: JournalBase | undefined, 
       (key) => !keep.has((key as unknown[])[1] as number),
     ),
   );
-  const deleted = base === undefined ? 0 : deleteInBatches(deps, deps.journalDb, () => [...deps.journalDb.getKeys({ end: base.throughSeq + 1, limit: DELETE_BATCH_KEYS })]);
-  deps.env.coverCountedPages();
-  return deleted;
+  return base === undefined ? 0 : deleteInBatches(deps, deps.journalDb, () => [...deps.journalDb.getKeys({ end: base.throughSeq + 1, limit: DELETE_BATCH_KEYS })]);
 }
 
 /** Deletes the keys `batch` lists, DELETE_BATCH_KEYS per transaction, until it lists none. */

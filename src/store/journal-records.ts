@@ -68,6 +68,9 @@ export type JournalRecord = string | JournalEntry;
 
 const HASH_CHARS = 64;
 
+/** The link before the journal's first entry. */
+export const GENESIS_HASH = '0'.repeat(HASH_CHARS);
+
 function entryText(entry: JournalEntryBody): string {
   return JSON.stringify([entry.seq, entry.atMs, entry.licenseeNumber, entry.events]);
 }

@@ -80,15 +80,6 @@ export interface KvEnvironment {
    * server may be writing (the import's staging batches).
    */
   commitSync<T>(action: () => T): T;
-  /**
-   * Makes the data file at least as long as the pages LMDB's newest meta page counts, which the
-   * open refuses a file for (assertFileHoldsPages). A transaction that allocates pages and frees
-   * them again leaves free pages after the file's end: "the file may be shorter if the freeDB
-   * lists the final pages" (LMDB's mdb.c, MDB_meta.mm_last_pg): measured after a batch of 20
-   * deletes (compact-journal's) and after run-agent's cache purge. Every commit of this
-   * environment runs it; a crash between a commit and it leaves a file the open refuses.
-   */
-  coverCountedPages(): void;
   /** Consistent online copy of the whole environment (LMDB's mdb_env_copy with compaction). */
   backup(path: string): Promise<void>;
   /**
@@ -151,7 +142,7 @@ function lmdbEnv(root: RootDatabase): { info(): { lastPageNumber: number }; stat
  * repair) would be read past its end through the memory map, and the kernel ends the process
  * (SIGBUS) at the first such read: refused here, at open, with what it is. LMDB writes a
  * transaction's pages before the meta page that counts them and never shrinks the file, but it
- * may count free pages it never wrote (KvEnvironment.coverCountedPages): every commit of this
+ * may count free pages it never wrote (coverCountedPages, below): every commit of this
  * module covers those at once, so a sound database this agent wrote is not shorter, but for a
  * crash in the moment between a commit and that.
  */
@@ -165,6 +156,7 @@ function assertFileHoldsPages(root: RootDatabase, path: string): void {
     const size = statSync(file).size;
     if (size >= needed) return;
     if (attempt === COVER_WAIT_ATTEMPTS) throw new DatabaseDamageError(`${file} is cut short: ${size} bytes, its pages need ${needed}`);
+    shortFileWaitCount += 1;
     Atomics.wait(SLEEP_CELL, 0, 0, COVER_WAIT_MS);
   }
 }
@@ -173,6 +165,12 @@ function assertFileHoldsPages(root: RootDatabase, path: string): void {
 const COVER_WAIT_ATTEMPTS = 4;
 const COVER_WAIT_MS = 50;
 const SLEEP_CELL = new Int32Array(new SharedArrayBuffer(4));
+let shortFileWaitCount = 0;
+
+/** How often an open of this process has waited for a short data file to be covered (tests). */
+export function shortFileWaits(): number {
+  return shortFileWaitCount;
+}
 
 export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEnvironment {
   const root: RootDatabase = open({
@@ -218,9 +216,14 @@ export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEn
   const dataFile = join(path, 'data.mdb');
   const countedBytes = () => (lmdbEnv(root).info().lastPageNumber + 1) * lmdbEnv(root).stat().pageSize;
   /**
-   * KvEnvironment.coverCountedPages; also run after every commit below (~2 µs when there is
-   * nothing to cover). Never throws: the commit before it succeeded, and a write that fails here
-   * (the disk full) is tried again after the next commit.
+   * Makes the data file at least as long as the pages LMDB's newest meta page counts, which the
+   * open refuses a file for (assertFileHoldsPages). A transaction that allocates pages and frees
+   * them again leaves free pages after the file's end: "the file may be shorter if the freeDB
+   * lists the final pages" (LMDB's mdb.c, MDB_meta.mm_last_pg): measured after a batch of 20
+   * deletes (compact-journal's) and after run-agent's cache purge. Run after every commit below
+   * (5-6 µs when there is nothing to cover); a crash between a commit and it leaves a file the
+   * open refuses. Never throws: the commit before it succeeded, and a write that fails here (the
+   * disk full) is tried again after the next commit.
    */
   const coverCountedPages = () => {
     try {
@@ -307,7 +310,6 @@ export function openKvEnvironment(path: string, options: OpenOptions = {}): KvEn
       coverCountedPages();
       return result;
     },
-    coverCountedPages,
     async backup(target: string) {
       await root.backup(target, true);
     },

@@ -38,7 +38,7 @@
  * that succeeds (and fail with the cause when it does not), and meanwhile the
  * file is not rewound.
  */
-import { applyEventsInPlace, emptyRuntimeState, snapshotRuntimeState, type FloatingSession, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
+import { applyEventsInPlace, emptyRuntimeState, runtimeEventFormProblem, snapshotRuntimeState, type FloatingSession, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
 import { entriesOfRecord, runtimeEventsOf, type JournalEntryBody, type JournalRecord } from './journal-records.ts';
 import type { KvDatabase, KvEnvironment, KvKey } from './lmdb.ts';
 import { StoreError } from './errors.ts';
@@ -190,9 +190,9 @@ export interface RuntimeWriter {
   exclusive<T>(licenseeNumber: string, write: () => Promise<T>): Promise<T>;
   /**
    * The journal head this writer's own checkpoints put into LMDB (at first: LMDB's head when it
-   * was created). What a card may seal: LMDB's head is also what another process wrote there, and
-   * the card sealed entries someone appended to an idle agent's database (its hourly heartbeat),
-   * which the next start then took as the card's word (a session-15 review showed it).
+   * was created). What a card may seal: LMDB's head is also what another process wrote there,
+   * and a seal of it (the hourly heartbeat of an idle agent) would make entries someone appended
+   * the card's word for the next start.
    */
   checkpointedHead(): JournalHead;
   /** Resolves when nothing is queued, being written or waiting for a checkpoint (for close and tests); rejects when a checkpoint fails. */
@@ -575,8 +575,10 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
         },
       );
       // Checkpoints formed for durable groups keep their copies; a new one covers what they do not.
+      // Without durable groups, the head is the one this writer checkpointed: LMDB's may hold
+      // entries another process appended, which the next group would chain on and the card seal.
       const newest = durable[durable.length - 1];
-      const head = newest ? { seq: newest.lastSeq, hash: newest.hash } : deps.readJournalHead();
+      const head = newest ? { seq: newest.lastSeq, hash: newest.hash } : ownHead;
       lastSeq = head.seq;
       chainHash = head.hash;
       memoryStale = false;
@@ -602,17 +604,14 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
     // the cause if it still cannot (deciding again if it can), rather than let the journal file
     // grow without a bound and hide the problem. Reads are answered all the same.
     if (checkpointFailing) return settled().then(() => commit(licenseeNumber, atMs, decide, extra));
-    // Everything that may throw comes before its sequence number is taken: an event that cannot be
-    // applied must leave no gap in the journal (a gap is never recovered from: verify-database, a
-    // card-bound start). What it applied before it threw is dropped with the slot where nothing of
-    // it is still queued.
+    // Whatever may throw comes before the sequence number is taken and the replay entry is made
+    // (extras): a journal gap is never recovered from (verify-database, a card-bound start), nor
+    // is a gap in run-agent's replay entries. An event of another form than the agent writes is
+    // refused before anything is applied; one of the agent's form cannot throw (ownEntry, setOwn).
+    const malformed = events.map(runtimeEventFormProblem).find((problem) => problem !== undefined);
+    if (malformed !== undefined) throw new TypeError(`a decision for licensee '${licenseeNumber}' made ${malformed}`);
+    applyEventsInPlace(slot.state, events);
     const extras = extra ? extra(result, events) : [];
-    try {
-      applyEventsInPlace(slot.state, events);
-    } catch (error) {
-      if (slot.unsaved === 0) slots.delete(deps.keyOf(licenseeNumber));
-      throw error;
-    }
     const seq = ++lastSeq;
     // Its chain link is made with its group's (formGroup).
     const entry: JournalEntryBody = { seq, atMs, licenseeNumber, events };

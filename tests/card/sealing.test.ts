@@ -287,7 +287,10 @@ describe('what the card seals', () => {
     const sealedSeq = () => sealedJournalSeq(store);
     // Two heartbeats after the append.
     const before = sealings;
-    while (sealings < before + 2) await Bun.sleep(20);
+    for (let waited = 0; sealings < before + 2; waited++) {
+      if (waited === 500) throw new Error('no heartbeat checkpoint in 10 s');
+      await Bun.sleep(20);
+    }
     expect(sealedSeq()).toBe(own.seq);
     expect(store.sealableJournalHead()).toEqual(own);
     // The agent's own next write is sealed (its group takes the appended entry's place).

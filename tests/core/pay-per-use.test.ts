@@ -50,10 +50,10 @@ describe('Pay-per-Use', () => {
   test('a booking after which the quantity booked on a license is no longer exact (past 2^53 - 1) rejects the request', () => {
     const first = run(three, fresh(), `productModuleNumber0=M-P&usedQuantity0=${Number.MAX_SAFE_INTEGER}`, NOW);
     expect(first.outcome.events).toHaveLength(2);
-    for (const parameter of ['usedQuantity', 'reserveQuantity']) {
-      const second = run(three, first.state, `productModuleNumber0=M-P&${parameter}0=${Number.MAX_SAFE_INTEGER}`, NOW);
+    {
+      // (A reservation never gets there: it is refused beyond the remaining credits.)
+      const second = run(three, first.state, `productModuleNumber0=M-P&usedQuantity0=${Number.MAX_SAFE_INTEGER}`, NOW);
       expect(second.outcome.events).toEqual([]);
-      if (parameter === 'reserveQuantity') continue; // beyond the remaining credits: nothing is booked anyway
       expect(second.outcome.envelope.infos).toEqual([
         {
           id: 'MalformedRequestException',

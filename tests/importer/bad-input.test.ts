@@ -250,6 +250,13 @@ describe('bad input is refused with file:line:column and the database unchanged'
     }
   });
 
+  test('the number "__proto__", which JavaScript keeps apart from other keys', async () => {
+    const { dir, name } = inputDir();
+    const items = toRaw(smallExport([{ number: 'L1', licenses: ['__proto__'] }]));
+    writeRaw(dir, 1, rawTransferFile([rawHeader({ licensees: '["L1"]' }), ...items]));
+    await expectRefused(name, dir, { reason: /License "__proto__": "__proto__" cannot be an entity number in the agent/, lineHas: 'type="License"' });
+  });
+
   test('duplicate numbers, also in different licensees and files', async () => {
     const { dir, name } = inputDir();
     const items = toRaw(

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { open } from 'lmdb';
 import { openAssetStore, StoreError } from '../../src/store/asset-store.ts';
 import { GENERATION_KEY, generationNames } from '../../src/store/layout.ts';
-import { openKvEnvironment } from '../../src/store/lmdb.ts';
+import { openKvEnvironment, shortFileWaits } from '../../src/store/lmdb.ts';
 import { tempDir } from '../helpers.ts';
 import { demoEntities, seedStore } from '../support/seed-store.ts';
 
@@ -188,8 +188,12 @@ describe('opening a damaged database', () => {
       ],
       { stdout: 'pipe' },
     );
-    await coverer.stdout.getReader().read(); // 'ready': its 60 ms start now, well inside the open's 200 ms
+    // The child sleeps after 'ready' for longer than it takes this process to get to the open:
+    // the open must have waited (counted), else the test proves nothing.
+    await coverer.stdout.getReader().read();
+    const waitsBefore = shortFileWaits();
     const env = openKvEnvironment(path, { readOnly: true });
+    expect(shortFileWaits()).toBeGreaterThan(waitsBefore);
     expect(await coverer.exited).toBe(0);
     expect(env.open<string>('j').get(1)).toBeUndefined();
     await env.close();

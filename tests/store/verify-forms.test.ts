@@ -185,12 +185,12 @@ describe('entity numbers that name members of Object.prototype', () => {
 });
 
 describe('a decision whose events cannot be applied', () => {
-  test('is refused without taking a journal sequence number, and what it applied before it failed is dropped', async () => {
+  test('is refused before anything of it is applied and before a journal sequence number is taken', async () => {
     const dir = join(tempDir(), 'database');
     const store = openAssetStore(dir, { create: true });
     await store.commitRuntime('L1', T0, () => ({ events: [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 1 }], result: null }));
     await store.settled();
-    // Its first event applies; its second throws (no license): a bug's decision, say.
+    // Its first event is of the agent's form, its second is not (no license): a bug's decision, say.
     const broken = [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 5 }, { type: 'licenseCreated' }] as unknown as RuntimeEvent[];
     expect(async () => await store.commitRuntime('L1', T0, () => ({ events: broken, result: null }))).toThrow(TypeError);
     await store.commitRuntime('L1', T0, () => ({ events: [{ type: 'quantityUsed', licenseNumber: 'X', quantity: 2 }], result: null }));
@@ -200,5 +200,40 @@ describe('a decision whose events cannot be applied', () => {
     expect(reopened.getRuntime('L1').usedQuantity).toEqual({ X: 3 });
     expect(verifyDatabase(reopened).problems).toEqual([]);
     await reopened.close();
+  });
+});
+
+describe('entries another process appends to LMDB while the agent runs', () => {
+  test("are overwritten by the agent's next group, also after a failed journal write; what a card may seal is the agent's own head", async () => {
+    for (const failedWriteFirst of [false, true]) {
+      const dir = join(tempDir(), 'database');
+      let fail = false;
+      const store = openAssetStore(dir, { create: true, failJournalWritesAfterLanding: () => (fail ? new Error('EIO') : undefined) });
+      store.claimRuntimeWriter('test');
+      const book = (n: number) => store.commitRuntime('A', T0, () => ({ events: [{ type: 'quantityUsed', licenseNumber: 'X', quantity: n }], result: null }));
+      await book(1);
+      await store.settled();
+      const own = store.journalHead();
+      edit(dir, ({ meta, journal }) => {
+        const { hash, record } = journalGroupRecord(own.hash, [
+          { seq: own.seq + 1, atMs: T0, licenseeNumber: 'EVIL', events: [{ type: 'startDateSet', licenseNumber: 'T', startDate: '2020-01-01T00:00:00.000Z' }] },
+        ]);
+        journal.putSync(own.seq + 1, record);
+        meta.putSync('journalHead', { seq: own.seq + 1, hash });
+      });
+      await Bun.sleep(5); // the store's reads see the other handle's commit from a later turn on
+      expect(store.sealableJournalHead()).toEqual(own);
+      if (failedWriteFirst) {
+        // A failed write rebuilds the writer's memory (runtime-writer.ts, rebuildMemory).
+        fail = true;
+        expect(async () => await book(1)).toThrow();
+        fail = false;
+      }
+      await book(2);
+      await store.settled();
+      expect([...store.journal()].map((e) => `${e.seq}:${e.licenseeNumber}`)).toEqual(['1:A', '2:A']);
+      expect(store.sealableJournalHead()).toEqual(store.journalHead());
+      await store.close();
+    }
   });
 });

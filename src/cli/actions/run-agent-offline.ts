@@ -19,7 +19,7 @@ import { createApp } from '../../server/app.ts';
 import type { OpsMetrics } from '../../server/ops/metrics.ts';
 import { gauge } from '../../server/ops/prometheus.ts';
 import { createSigner } from '../../server/signing.ts';
-import { sealedJournalSeqOf, verifyDatabase } from '../../service/verify-database.ts';
+import { sealedJournalSeqOf, sealedSeqIn, verifyDatabase } from '../../service/verify-database.ts';
 import { createTrustedClock, recordClockMarks, trustedClockForStore, type ClockMarks, type ClockRollback, type TrustedClock } from '../../service/trusted-clock.ts';
 import { loadSigningKeyFile, parseSigningAlgorithm } from '../../wire/xmldsig.ts';
 import { HTTP_LIMITS } from '../../server/limits.ts';
@@ -160,7 +160,7 @@ export const runAgentOfflineAction: ActionDef = {
         // Given the entry the card sealed, it also refuses a journal base the card has not sealed
         // (a missing or forged checkpoint is the card check's to refuse, just below).
         const sealed = sealedJournalSeqOf(store);
-        const journalCheck = verifyDatabase(store, 3, sealed !== undefined && 'seq' in sealed ? sealed.seq : undefined);
+        const journalCheck = verifyDatabase(store, 3, sealedSeqIn(sealed));
         if (!journalCheck.ok) {
           throw new CliError(
             `smart card ${serial}: the database's runtime state does not match its journal (${journalCheck.problems.join('; ')}): ` +

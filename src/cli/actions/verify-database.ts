@@ -8,7 +8,7 @@
  */
 import { join } from 'node:path';
 import { ENTITY_KINDS } from '../../core/entities.ts';
-import { sealedJournalSeqOf, verifyDatabase } from '../../service/verify-database.ts';
+import { sealedJournalSeqOf, sealedSeqIn, verifyDatabase } from '../../service/verify-database.ts';
 import { openAssetStore } from '../../store/asset-store.ts';
 import { damagedDatabaseAdvice, StoreError } from '../../store/errors.ts';
 import type { ActionDef } from '../actions.ts';
@@ -55,7 +55,7 @@ export const verifyDatabaseAction: ActionDef = {
     try {
       // A card-bound database: a journal base counts only once the card sealed it.
       const sealed = sealedJournalSeqOf(store);
-      const report = verifyDatabase(store, 20, sealed !== undefined && 'seq' in sealed ? sealed.seq : undefined);
+      const report = verifyDatabase(store, 20, sealedSeqIn(sealed));
       if (sealed !== undefined && 'problem' in sealed) report.problems.unshift(`smart card: ${sealed.problem}`);
       const t = report.totals;
       const base = report.base;
