@@ -960,8 +960,14 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
       databaseId: readMeta().databaseId,
       walOffset: (metaDb.get(WAL_RESUME_KEY) as number | undefined) ?? 0,
       rewindAtBytes: walRewindAtBytes,
-      onReload: () => {
-        replayHeadInMemory = undefined;
+      onReload: (pendingExtras) => {
+        // The newest replay entry of the durable groups not yet in LMDB, else LMDB's (read at the
+        // next use): LMDB's alone lags them, and a new entry would take an acknowledged one's number.
+        let head: number | undefined;
+        for (const { key, value } of pendingExtras) {
+          if (Array.isArray(key) && key[0] === REPLAY_HEAD_KEY[0] && key[1] === REPLAY_HEAD_KEY[1]) head = Math.max(head ?? 0, value as number);
+        }
+        replayHeadInMemory = head;
       },
       ...(options.onCheckpointError ? { onCheckpointError: options.onCheckpointError } : {}),
       ...(options.checkpointEveryGroups === undefined ? {} : { checkpointEveryGroups: options.checkpointEveryGroups }),

@@ -145,8 +145,12 @@ export interface RuntimeWriterDeps {
   journalGroupRecord(prevHash: string, entries: readonly JournalEntryBody[]): { hash: string; record: string };
   /** Turns a write failure into the store's error (disk full, I/O). */
   wrapWriteError(cause: unknown): Error;
-  /** Called whenever the memory is reloaded from the database (after a failed write or an exclusive write). */
-  onReload?(): void;
+  /**
+   * Called whenever the memory is reloaded from the database (after a failed write or an exclusive
+   * write), with the extras of the durable groups LMDB does not hold yet: what the database says
+   * lags them (run-agent's replay head).
+   */
+  onReload?(pendingExtras: readonly ExtraRecord[]): void;
   /** A checkpoint into LMDB failed (it is retried; nothing acknowledged is lost): for the log. */
   onCheckpointError?(error: Error): void;
   /** Under load, a checkpoint every this many groups (default 32). */
@@ -582,7 +586,7 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
       lastSeq = head.seq;
       chainHash = head.hash;
       memoryStale = false;
-      deps.onReload?.();
+      deps.onReload?.(durable.flatMap((group) => group.extras));
     };
     void run().finally(() => {
       if (barrier === rebuilt) barrier = undefined;
@@ -675,7 +679,7 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
         // Its own transaction wrote the head (the proxy's refresh, which runs while nothing else writes).
         ({ seq: lastSeq, hash: chainHash } = deps.readJournalHead());
         ownHead = { seq: lastSeq, hash: chainHash };
-        deps.onReload?.();
+        deps.onReload?.([]);
         barrier = undefined;
         release();
       }

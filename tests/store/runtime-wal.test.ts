@@ -270,3 +270,32 @@ describe('runtime journal file', () => {
     await store.close();
   });
 });
+
+describe("run-agent's replay entries across a failed journal write", () => {
+  test('the next entry after the rebuild takes the number after the newest durable one, not one LMDB lags behind with', async () => {
+    // A is acknowledged and durable in the journal file only (no checkpoint yet); B's write fails,
+    // and the memory is rebuilt. The replay head was read from LMDB again, which does not hold A:
+    // C took A's number, overwrote its entry, and A's usage was never replayed upstream.
+    let fail = false;
+    const { store } = newDatabase({ ...HELD, failJournalWritesAfterLanding: () => (fail ? diskFullError() : undefined) });
+    store.claimRuntimeWriter('test');
+    const book = (who: string) =>
+      store.commitRuntimeWithReplay(who, 1000, () => ({ events: used(1), result: who }), () => ({ form: `who=${who}`, decision: { status: 200, valid: {} } }));
+    expect(await book('A')).toBe('A');
+    const revisionOfA = store.runtimeRevision('A');
+    fail = true;
+    const refused = book('B').then(
+      () => 'acknowledged',
+      () => 'refused',
+    );
+    // The rebuild after the failure reloads every licensee's memory (A's revision changes).
+    while (store.runtimeRevision('A') === revisionOfA) await new Promise((resolve) => setImmediate(resolve));
+    fail = false;
+    const c = book('C');
+    expect(await refused).toBe('refused');
+    expect(await c).toBe('C');
+    await store.settled();
+    expect([...store.replayBacklog()].map((entry) => `${entry.seq}:${entry.licenseeNumber}`)).toEqual(['1:A', '2:C']);
+    await store.close();
+  });
+});
