@@ -18,7 +18,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { applyEventsInPlace, emptyRuntimeState, ownEntry, runtimeEventFormProblem, runtimeStateFormProblem, type RuntimeEvent, type RuntimeState } from '../core/runtime.ts';
 import { keyPart } from '../store/layout.ts';
 import { journalHash, type AssetStore, type JournalBase, type JournalEntry } from '../store/asset-store.ts';
-import { GENESIS_HASH, JOURNAL_FOLD_MARKER, runtimeEventsOf } from '../store/journal-records.ts';
+import { GENESIS_HASH, groupsOf, JOURNAL_FOLD_MARKER, runtimeEventsOf } from '../store/journal-records.ts';
 import { foldedEvent, snapshotDigest } from '../store/journal-fold.ts';
 import { decodeCheckpointPayload, verifyCheckpointSignature } from '../card/checkpoint.ts';
 
@@ -86,29 +86,25 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20, sealedJourna
   const pending = store.journalPendingFold();
   const markersSeen = new Set<number>();
   let pendingReached = false;
+  /** A fold's snapshot must match its digest and have the agent's forms. */
+  const checkSnapshot = (fold: JournalBase, snapshot: readonly { licenseeNumber: string; state: RuntimeState }[], what: string) => {
+    if (snapshotDigest(snapshot) !== fold.snapshotDigest || snapshot.length !== fold.licensees) problem(`${what} does not match its digest (altered)`);
+    checkStateForms(snapshot, what);
+  };
   if (base !== undefined) {
     const snapshot = [...store.journalBaseStates()];
-    if (snapshotDigest(snapshot) !== base.snapshotDigest || snapshot.length !== base.licensees) {
-      problem(`the journal's folded base (entries 1–${base.throughSeq}) does not match its digest (altered)`);
-    }
+    checkSnapshot(base, snapshot, `the journal's folded base (entries 1–${base.throughSeq})`);
     if (sealedJournalSeq !== undefined && base.markerSeq > sealedJournalSeq) {
       problem(
         `the journal's folded base (entries 1–${base.throughSeq}) was not sealed by the card: its marker, entry ${base.markerSeq}, ` +
           `is after the newest entry the card sealed (${sealedJournalSeq}); compact-journal does not make such a base (altered)`,
       );
     }
-    checkStateForms(snapshot, `the journal's folded base (entries 1–${base.throughSeq})`);
     for (const { licenseeNumber, state } of snapshot) replayed.set(licenseeNumber, state);
     prevHash = base.throughHash;
     expectedSeq = base.throughSeq + 1;
   }
-  if (pending !== undefined) {
-    const snapshot = [...store.journalPendingStates()];
-    if (snapshotDigest(snapshot) !== pending.snapshotDigest || snapshot.length !== pending.licensees) {
-      problem(`the fold through entry ${pending.throughSeq} that waits for the card's seal does not match its digest (altered)`);
-    }
-    checkStateForms(snapshot, `the fold through entry ${pending.throughSeq} that waits for the card's seal`);
-  }
+  if (pending !== undefined) checkSnapshot(pending, [...store.journalPendingStates()], `the fold through entry ${pending.throughSeq} that waits for the card's seal`);
   /** The markers of the base and of the pending fold must name them as stored; older markers are history. */
   const checkMarker = (entry: JournalEntry) => {
     // After the sealed entry, a marker must be the pending fold's, which the replay checks: the
@@ -131,51 +127,28 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20, sealedJourna
       problem(`the fold through entry ${pending.throughSeq} that waits for the card's seal is not what the entries it folds replay to (altered)`);
     }
   };
-  // The chain has one link per group commit: consecutive entries with the same prevHash and
-  // hash (runtime-writer.ts, JournalEntry). Each group is checked when the next one begins.
-  let group: JournalEntry[] = [];
-  const checkGroup = () => {
-    if (group.length === 0 || problems.length >= maxProblems) return;
+  /** One link of the chain per group commit (journal-records.ts, groupsOf). */
+  const checkGroup = (group: readonly JournalEntry[]) => {
     const first = group[0]!;
-    if (first.prevHash !== prevHash) problems.push(`journal entry ${first.seq}: previous-hash link broken`);
+    if (first.prevHash !== prevHash) problem(`journal entry ${first.seq}: previous-hash link broken`);
     else if (journalHash(first.prevHash, group) !== first.hash) {
-      problems.push(
+      problem(
         group.length === 1
           ? `journal entry ${first.seq}: content does not match its hash (altered)`
           : `journal entries ${first.seq}–${group[group.length - 1]!.seq} (one group commit): content does not match their hash (altered)`,
       );
     }
   };
-  /** Checks the group collected so far and moves the chain past it. */
-  const closeGroup = () => {
-    checkGroup();
-    if (group.length > 0) checkPendingAt(group);
-    if (group.length > 0) prevHash = group[0]!.hash;
-    group = [];
-  };
-  for (const entry of store.journal()) {
-    entries++;
-    const sameGroup = group.length > 0 && entry.prevHash === group[0]!.prevHash && entry.hash === group[0]!.hash;
-    if (!sameGroup) closeGroup();
-    group.push(entry);
-    if (entry.seq !== expectedSeq && problems.length < maxProblems) {
-      problems.push(`journal entry ${entry.seq}: expected sequence ${expectedSeq} (entries missing)`);
-    }
-    expectedSeq = entry.seq + 1;
+  /** Replays one entry onto `replayed`, checking what it may do. */
+  const replay = (entry: JournalEntry) => {
+    if (entry.licenseeNumber === JOURNAL_FOLD_MARKER) return checkMarker(entry);
+    const events = runtimeEventsOf(entry);
+    const form = typeof entry.licenseeNumber === 'string' ? events.map(runtimeEventFormProblem).find((p) => p !== undefined) : 'it names no licensee';
+    // Not replayed: what it would do is not defined.
+    if (form !== undefined) return problem(`journal entry ${entry.seq}: ${form} (altered)`);
     // The replayed states are this function's own: changed in place. (A copy per entry, as
     // applyEvents makes, cost O(pool size) per entry: 32 s for 15,000 entries of a licensee
     // holding 5,000 floating sessions, and a card-bound start runs this.)
-    if (entry.licenseeNumber === JOURNAL_FOLD_MARKER) {
-      checkMarker(entry);
-      continue;
-    }
-    const events = runtimeEventsOf(entry);
-    const form = typeof entry.licenseeNumber === 'string' ? events.map(runtimeEventFormProblem).find((p) => p !== undefined) : 'it names no licensee';
-    if (form !== undefined) {
-      // Not replayed: what it would do is not defined.
-      problem(`journal entry ${entry.seq}: ${form} (altered)`);
-      continue;
-    }
     let state = replayed.get(entry.licenseeNumber);
     if (state === undefined) replayed.set(entry.licenseeNumber, (state = emptyRuntimeState()));
     const afterSeal = sealedJournalSeq !== undefined && entry.seq > sealedJournalSeq;
@@ -185,8 +158,18 @@ export function verifyDatabase(store: AssetStore, maxProblems = 20, sealedJourna
       if (backwards !== undefined) problem(`journal entry ${entry.seq}, after the newest entry the card sealed (${sealedJournalSeq}): ${backwards} (altered)`);
       applyEventsInPlace(state, [event]);
     }
+  };
+  for (const group of groupsOf(store.journal())) {
+    for (const entry of group) {
+      entries++;
+      if (entry.seq !== expectedSeq) problem(`journal entry ${entry.seq}: expected sequence ${expectedSeq} (entries missing)`);
+      expectedSeq = entry.seq + 1;
+      replay(entry);
+    }
+    checkGroup(group);
+    checkPendingAt(group);
+    prevHash = group[0]!.hash;
   }
-  closeGroup();
   for (const fold of [base, pending]) {
     if (fold !== undefined && !markersSeen.has(fold.markerSeq)) problem(`journal entry ${fold.markerSeq}: the marker of the fold through entry ${fold.throughSeq} is missing`);
   }

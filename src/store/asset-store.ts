@@ -1273,7 +1273,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
         writerLock = undefined;
       }
     },
-    foldJournal: (limits, mode) => folding((deps) => foldJournal(deps, limits, mode, GENESIS_HASH)),
+    foldJournal: (limits, mode) => folding((deps) => foldJournal(deps, limits, mode)),
     promotePendingFold: () => folding(promotePendingFold),
     pendingJournalEntries() {
       const groups = walGroupsAfterHead();

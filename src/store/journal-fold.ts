@@ -39,6 +39,8 @@ import { keyPart } from './layout.ts';
 import type { KvDatabase, KvEnvironment, KvKey } from './lmdb.ts';
 import {
   entriesOfRecord,
+  GENESIS_HASH,
+  groupsOf,
   journalGroupRecord,
   journalHash,
   JOURNAL_FOLD_MARKER,
@@ -164,7 +166,7 @@ export function foldedEvent(fold: JournalBase): JournalFoldedEvent {
 }
 
 /** Folds what `limits` allow (see the file's comment). */
-export function foldJournal(deps: FoldDependencies, limits: FoldLimits, mode: FoldMode, genesisHash: string): FoldResult {
+export function foldJournal(deps: FoldDependencies, limits: FoldLimits, mode: FoldMode): FoldResult {
   const { env, journalDb, metaDb } = deps;
   if (readPendingFold(metaDb) !== undefined) throw deps.misuse('a fold waits for the card to seal it: promote it before folding further');
   const previous = readJournalBase(metaDb);
@@ -187,14 +189,14 @@ export function foldJournal(deps: FoldDependencies, limits: FoldLimits, mode: Fo
   // Whole groups, oldest first, while every entry is old enough.
   let folded = 0;
   let through: { seq: number; hash: string } | undefined;
-  let prevHash = previous?.throughHash ?? genesisHash;
-  let group: JournalEntry[] = [];
-  /** Folds the group collected so far if it may be folded; false when the fold ends before it. */
-  const takeGroup = (): boolean => {
-    const first = group[0];
-    if (first === undefined) return true;
+  let prevHash = previous?.throughHash ?? GENESIS_HASH;
+  const entries = function* () {
+    for (const { value } of journalDb.getRange({ start: (previous?.throughSeq ?? 0) + 1 })) yield* entriesOfRecord(value);
+  };
+  for (const group of groupsOf(entries())) {
+    const first = group[0]!;
     const last = group[group.length - 1]!;
-    if (last.seq > limits.throughSeqAtMost || group.some((entry) => entry.atMs >= limits.entriesBeforeMs)) return false;
+    if (last.seq > limits.throughSeqAtMost || group.some((entry) => entry.atMs >= limits.entriesBeforeMs)) break;
     if (first.prevHash !== prevHash || journalHash(first.prevHash, group) !== first.hash) {
       throw deps.brokenChain(`journal entry ${first.seq} does not link to or match its chain`);
     }
@@ -202,24 +204,10 @@ export function foldJournal(deps: FoldDependencies, limits: FoldLimits, mode: Fo
     folded += group.length;
     through = { seq: last.seq, hash: first.hash };
     prevHash = first.hash;
-    group = [];
-    return true;
-  };
-  let ended = false;
-  scan: for (const { value } of journalDb.getRange({ start: (previous?.throughSeq ?? 0) + 1 })) {
-    for (const entry of entriesOfRecord(value)) {
-      const sameGroup = group.length > 0 && entry.prevHash === group[0]!.prevHash && entry.hash === group[0]!.hash;
-      if (!sameGroup && !takeGroup()) {
-        ended = true;
-        break scan;
-      }
-      group.push(entry);
-    }
   }
-  if (!ended) takeGroup();
   // Only earlier folds' markers old enough: folding them would just replace one marker by another.
   if (through === undefined || !changedAny) return { folded: 0, base: previous, pending: undefined, recordsDeleted };
-  const foldedThrough = through as { seq: number; hash: string };
+  const foldedThrough = through;
   const digest = snapshotDigest(states.values());
 
   const fold = env.commitSync((): JournalBase => {

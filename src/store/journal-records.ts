@@ -58,6 +58,24 @@ export interface JournalEntry {
 
 export type JournalEntryBody = Omit<JournalEntry, 'hash' | 'prevHash'>;
 
+/**
+ * Journal entries, in order, grouped by their chain link: the entries of one group commit share
+ * their previous link and their own (runtime-writer.ts). What verify-database checks and
+ * compact-journal folds, a group at a time.
+ */
+export function* groupsOf(entries: Iterable<JournalEntry>): Iterable<JournalEntry[]> {
+  let group: JournalEntry[] = [];
+  for (const entry of entries) {
+    const first = group[0];
+    if (first !== undefined && (entry.prevHash !== first.prevHash || entry.hash !== first.hash)) {
+      yield group;
+      group = [];
+    }
+    group.push(entry);
+  }
+  if (group.length > 0) yield group;
+}
+
 /** The runtime events of an entry: none for a fold marker's (JOURNAL_FOLD_MARKER). */
 export function runtimeEventsOf(entry: JournalEntryBody): readonly RuntimeEvent[] {
   return entry.licenseeNumber === JOURNAL_FOLD_MARKER ? [] : (entry.events as RuntimeEvent[]);
