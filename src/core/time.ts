@@ -59,12 +59,26 @@ export function parsePeriod(text: string | undefined): TimeVolumePeriod {
 const DAY_MS = 86_400_000;
 
 /**
+ * 9999-12-31T23:59:59.999Z: the last instant an ISO-8601 timestamp with a four-digit year names.
+ * Later ones are written `+010000-...` (or, past year 275760, cannot be written at all: a 500),
+ * and C#'s DateTime cannot hold them (its maximum is 9999-12-31).
+ */
+export const LAST_FOUR_DIGIT_YEAR_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
+/**
  * Adds `count` periods to `startMs`. Months and years are calendar months at
  * the same time of day (the cloud's 3 MONTH license from 2024-09-19T04:30:26Z
  * expires 2024-12-19T04:30:26Z); a day past the target month's end clamps to
- * its last day (Jan 31 + 1 MONTH = Feb 28/29).
+ * its last day (Jan 31 + 1 MONTH = Feb 28/29). Capped at LAST_FOUR_DIGIT_YEAR_MS.
  */
 export function addPeriod(startMs: number, count: number, period: TimeVolumePeriod): number {
+  const endMs = addPeriodUncapped(startMs, count, period);
+  // A vendor's "forever" (timeVolume 100000000 DAY, 9999 YEAR) ends at the last writable instant;
+  // `!(<=)` also catches the NaN that Date.UTC gives past its range.
+  return endMs <= LAST_FOUR_DIGIT_YEAR_MS ? endMs : LAST_FOUR_DIGIT_YEAR_MS;
+}
+
+function addPeriodUncapped(startMs: number, count: number, period: TimeVolumePeriod): number {
   switch (period) {
     case 'DAY':
       return startMs + count * DAY_MS;

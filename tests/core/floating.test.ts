@@ -6,7 +6,7 @@
  */
 import { describe, expect, test } from 'bun:test';
 import { applyEvents } from '../../src/core/runtime.ts';
-import { toIso } from '../../src/core/time.ts';
+import { LAST_FOUR_DIGIT_YEAR_MS, toIso } from '../../src/core/time.ts';
 import { validate } from '../../src/core/validate.ts';
 import { DAY_MS, buildAssets, fresh, item, ms, props, request, run, type LicenseSpec } from './helpers.ts';
 
@@ -67,6 +67,23 @@ describe('Floating', () => {
     const { outcome } = run(floating(), fresh(), checkOut('a', '&maxCheckoutValidity0=30'), NOW);
     expect(answer(outcome)['expirationTimestamp']).toBe(toIso(NOW + 30_000));
     expect(outcome.envelope.ttl).toBe(toIso(NOW + 30_000));
+  });
+
+  test('a validity past year 9999: refused as an override, capped there as the module value', () => {
+    // 2^53 - 1 seconds: its milliseconds are no date at all (toISOString threw, a 500).
+    for (const seconds of ['9007199254740991', String(Math.ceil((LAST_FOUR_DIGIT_YEAR_MS - NOW) / 1000) + 1)]) {
+      const { outcome } = run(floating(), fresh(), checkOut('a', `&maxCheckoutValidity0=${seconds}`), NOW);
+      expect(outcome.envelope.infos.map((i) => [i.id, i.type])).toEqual([['MalformedRequestException', 'ERROR']]);
+      expect(outcome.envelope.infos[0]!.value).toContain('9999-12-31T23:59:59.999Z');
+      expect(outcome.events).toEqual([]);
+    }
+    const lastSecond = String(Math.floor((LAST_FOUR_DIGIT_YEAR_MS - NOW) / 1000));
+    expect(answer(run(floating(), fresh(), checkOut('a', `&maxCheckoutValidity0=${lastSecond}`), NOW).outcome)['expirationTimestamp']).toBe(
+      toIso(NOW + Number(lastSecond) * 1000),
+    );
+    const forever = run(floating(undefined, { maxCheckoutValidity: '9007199254740991' }), fresh(), checkOut('a'), NOW);
+    expect(answer(forever.outcome)).toMatchObject({ valid: 'true', expirationTimestamp: '9999-12-31T23:59:59.999Z' });
+    expect(forever.state.sessions['M-F']?.get('a')).toEqual({ checkedOutMs: NOW, expiresMs: LAST_FOUR_DIGIT_YEAR_MS });
   });
 
   test('a module without maxCheckoutValidity uses 300 seconds', () => {
