@@ -292,7 +292,7 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
    * The group being written to the journal file. One at a time: the next group forms from
    * everything decided meanwhile. (When groups were LMDB commits, two or three in flight at once
    * were still committed one after the other, groups shrank and the rate did not rise: Pay-per-Use
-   * 10,483 / 10,290 / 11,322 req/s for 1 / 2 / 3, README "Benchmarks".)
+   * 10,483 / 10,290 / 11,322 req/s for 1 / 2 / 3, docs/benchmarks.md.)
    */
   let writing: Group | undefined;
   let walOffset = deps.walOffset;
