@@ -25,20 +25,36 @@ const isoMemoText: string[] = new Array<string>(ISO_MEMO_SLOTS).fill('');
 
 /**
  * Parses an xsd:dateTime or xsd:date (the API accepts both on input).
- * Returns undefined for anything else, never NaN.
+ * Returns undefined for anything else, never NaN: also for a day the month does not have
+ * (2024-02-30, which Date.parse rolls over into March) and for an instant outside years
+ * 0001–9999 once its zone is applied (no answer can name it: LAST_FOUR_DIGIT_YEAR_MS).
  */
 export function parseIso(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const trimmed = text.trim();
-  if (!/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(trimmed)) {
-    return undefined;
-  }
+  const parts = ISO_INPUT.exec(trimmed);
+  if (parts === null) return undefined;
+  const month = Number(parts[2]);
+  const day = Number(parts[3]);
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth(Number(parts[1]), month)) return undefined;
+  if (Number(parts[4]) > 23 || Number(parts[5]) > 59 || Number(parts[6]) > 59) return undefined;
   // A date without a zone is taken as UTC so that results never depend on the host's zone.
   const withZone = /T\d{2}:\d{2}/.test(trimmed) && !/(Z|[+-]\d{2}:?\d{2})$/.test(trimmed)
     ? `${trimmed}Z`
     : trimmed;
   const ms = Date.parse(withZone);
-  return Number.isFinite(ms) ? ms : undefined;
+  return ms >= FIRST_FOUR_DIGIT_YEAR_MS && ms <= LAST_FOUR_DIGIT_YEAR_MS ? ms : undefined;
+}
+
+// Year, month, day, and hour, minute and second where given (an absent one is undefined, and
+// Number(undefined) is NaN, which passes the range checks as nothing to check).
+const ISO_INPUT = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/;
+
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+function daysInMonth(year: number, month: number): number {
+  const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+  return month === 2 && leap ? 29 : DAYS_IN_MONTH[month - 1]!;
 }
 
 export type TimeVolumePeriod = 'DAY' | 'WEEK' | 'MONTH' | 'YEAR';
@@ -64,6 +80,9 @@ const DAY_MS = 86_400_000;
  * and C#'s DateTime cannot hold them (its maximum is 9999-12-31).
  */
 export const LAST_FOUR_DIGIT_YEAR_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
+/** 0001-01-01T00:00:00.000Z, the first instant C#'s DateTime holds (Date.UTC would read year 1 as 1901). */
+const FIRST_FOUR_DIGIT_YEAR_MS = Date.parse('0001-01-01T00:00:00.000Z');
 
 /**
  * Adds `count` periods to `startMs`. Months and years are calendar months at

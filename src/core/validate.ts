@@ -18,7 +18,7 @@ import {
 import { modelHandler, resolveLicensingModel } from './models/index.ts';
 import { javaHashMapOrder } from './models/property-order.ts';
 import { ownEntry, type RuntimeEvent, type RuntimeState } from './runtime.ts';
-import { parseIso, toIso } from './time.ts';
+import { LAST_FOUR_DIGIT_YEAR_MS, parseIso, toIso } from './time.ts';
 import type { LicenseeAssets, ValidateOptions, ValidateOutcome, ValidateRequest } from './validate-types.ts';
 
 /** The cloud's info for a Licensee Secret that does not match (API spec §1.6, §4.4). */
@@ -278,10 +278,11 @@ function rememberModuleResult(
 
 /**
  * The latest ttl an answer with these items may carry: ttl = now + ttlMs, but
- * never later than a floating seat in the answer expires (+Infinity: no cap).
+ * never later than a floating seat in the answer expires, nor than the last
+ * instant an answer can name (a clock within ttlMs of year 10000).
  */
 export function ttlCapMs(items: readonly WireItem[]): number {
-  let ttl = Number.POSITIVE_INFINITY;
+  let ttl = LAST_FOUR_DIGIT_YEAR_MS;
   const visit = (properties: readonly Property[], lists: readonly WireList[]): void => {
     for (const [name, value] of properties) {
       if (name !== 'expirationTimestamp') continue;

@@ -174,7 +174,8 @@ export function validateFloating(ctx: ModelContext): ModelResult {
   const nowMs = ctx.nowMs;
   if (action === 'checkOut' && sessionId !== undefined) {
     const existing = sessionOf(sessionId);
-    const expiresMs = checkOutExpiry(moduleNumber, nowMs, validitySeconds, override);
+    // Never after the last instant an answer can name (a validity of 10^12 s means "for good").
+    const expiresMs = Math.min(nowMs + validitySeconds * 1000, LAST_FOUR_DIGIT_YEAR_MS);
     ctx.changesAt(nowMs);
     // An open session is extended unless the pool is over-full (imported sessions beyond a pool the
     // vendor shrank): then it may run out, so the pool shrinks back to its capacity.
@@ -211,16 +212,4 @@ export function validateFloating(ctx: ModelContext): ModelResult {
     }
   }
   return { properties, lists: [], warningLevel: capacityWarningLevel(used, capacity), events, infos: [] };
-}
-
-/**
- * When a session checked out now ends. A per-call override that ends it after year 9999 is refused
- * (the client asked for an instant no answer can name); a module's value that does is capped there,
- * so that a vendor's "forever" keeps the module usable (docs/semantics.md, Floating).
- */
-function checkOutExpiry(moduleNumber: string, nowMs: number, validitySeconds: number, override: string | undefined): number {
-  const expiresMs = nowMs + validitySeconds * 1000;
-  if (expiresMs <= LAST_FOUR_DIGIT_YEAR_MS) return expiresMs;
-  if (override === undefined) return LAST_FOUR_DIGIT_YEAR_MS;
-  throw new MalformedParameterError(moduleNumber, 'maxCheckoutValidity', `would end the session after ${toIso(LAST_FOUR_DIGIT_YEAR_MS)}, got '${override}'`);
 }
