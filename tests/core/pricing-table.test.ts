@@ -81,6 +81,17 @@ describe('Pricing Table', () => {
     expect(props(list(r, 'USERS'))).toEqual({ valid: 'false', quota: '0', name: 'Users', type: 'QUOTA' });
   });
 
+  test('a QUOTA value past 2^53 - 1 stays there in digits; a negative one other than -1 is none', () => {
+    // String(Number.parseInt('99999999999999999999999')) was '1e+23': JavaScript's parseInt reads 1, Java's refuses it.
+    for (const [value, quota, valid] of [['99999999999999999999999', '9007199254740991', 'true'], ['9007199254740993', '9007199254740991', 'true'], ['-5', '0', 'false'], [' 7 ', '7', 'true']] as const) {
+      const assets = buildAssets({
+        modules: [{ number: 'M-PT', licensingModel: 'PricingTable', props: { skudef: SKUDEF }, templates: [{ number: 'BIG', licenseType: 'FEATURE', props: { name: 'Big', skus: JSON.stringify({ USERS: value }) } }] }],
+        licenses: [{ number: 'L-BIG', template: 'BIG' }],
+      });
+      expect(props(list(item(run(assets, fresh(), '', NOW).outcome.envelope, 'M-PT'), 'USERS')), value).toEqual({ valid, quota, name: 'Users', type: 'QUOTA' });
+    }
+  });
+
   test('broken JSON never fails the validation', () => {
     const broken = result([{ number: 'L-B', template: 'BROKEN' }]);
     expect(props(broken)['pricingPlanId']).toBe('BROKEN');

@@ -41,6 +41,31 @@ describe('Quota', () => {
     });
   });
 
+  test('a negative quantity other than -1 counts as none: it neither adds up to unlimited nor makes the quota negative', () => {
+    // 2 + -3 answered quota -1 (unlimited, valid); -2 + -3 answered quota -5.
+    expect(
+      quota([
+        { number: 'L1', template: 'T-Q', props: { quantity: '2' } },
+        { number: 'L2', template: 'T-Q', props: { quantity: '-3' } },
+      ]),
+    ).toMatchObject({ valid: 'true', quota: '2' });
+    expect(
+      quota([
+        { number: 'L1', template: 'T-Q', props: { quantity: '-2' } },
+        { number: 'L2', template: 'T-Q', props: { quantity: '-3' } },
+      ]),
+    ).toMatchObject({ valid: 'false', quota: '0', warningLevel: 'RED' });
+  });
+
+  test('a quota past 2^53 - 1 stays there, written in digits', () => {
+    expect(
+      quota([
+        { number: 'L1', template: 'T-Q', props: { quantity: '9007199254740991' } },
+        { number: 'L2', template: 'T-Q', props: { quantity: '99999999999999999999999' } },
+      ]),
+    ).toMatchObject({ valid: 'true', quota: '9007199254740991' });
+  });
+
   test('quantity falls back to the template', () => {
     expect(quota([{ number: 'L1', template: 'T-Q' }])).toMatchObject({ valid: 'true', quota: '5' });
   });

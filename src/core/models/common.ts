@@ -112,6 +112,19 @@ export function parseInteger(text: string | undefined): number | undefined {
   return Number.isSafeInteger(value) ? value : undefined;
 }
 
+/**
+ * A quota as answered (Quota's `quantity`, a Pricing Table QUOTA SKU): −1 is unlimited, another
+ * negative number is none (0: it must not add up to −1 or below zero), and digits past 2^53 − 1
+ * stay at 2^53 − 1, written in digits (String(1e23) is "1e+23", which clients read as 1 or refuse).
+ * Anything that is not an integer: undefined.
+ */
+export function parseQuota(text: string | undefined): number | undefined {
+  if (text === undefined || !/^\s*-?\d+\s*$/.test(text)) return undefined;
+  const value = Number(text);
+  if (value === -1) return -1;
+  return value < 0 ? 0 : Math.min(value, Number.MAX_SAFE_INTEGER);
+}
+
 export function licenseInt(view: LicenseView, name: string): number | undefined {
   return parseInteger(licenseValue(view, name));
 }

@@ -16,6 +16,7 @@ import {
   bool,
   chainTimeVolumes,
   currentSpan,
+  parseQuota,
   templateType,
   timeUsedWarningLevel,
   type ModelContext,
@@ -83,7 +84,7 @@ interface ActivePlan {
 function skuList(sku: SkuDefinition, values: Map<string, string> | undefined): WireList {
   const value = values?.get(sku.number);
   if (sku.type === 'QUOTA') {
-    const quota = value !== undefined && /^-?\d+$/.test(value.trim()) ? String(Number.parseInt(value, 10)) : '0';
+    const quota = String(parseQuota(value) ?? 0);
     const valid = quota === '-1' || Number(quota) > 0;
     return {
       name: sku.number,
