@@ -72,6 +72,9 @@ export function applyRuntimeToLicense(license: Entity, runtime: RuntimeState): E
   return { ...license, props };
 }
 
+/** The highest `nodeSecret<i>` index that registered secrets are placed after (2^32 − 1). */
+const MAX_PLACED_SLOT_INDEX = 2 ** 32 - 1;
+
 /**
  * The node secrets the agent registered (Node-Locked, CLIENT mode), shown where the cloud keeps
  * them: `nodeSecret<i>` properties of the module's licenses (API spec §3.6). Each goes into the
@@ -102,9 +105,14 @@ function withRegisteredNodeSecrets(licenses: Entity[], runtime: RuntimeState, te
         const match = NODE_SECRET_PROPERTY.exec(name);
         const value = license.props[name]!;
         if (match === null || value === '') continue;
-        used.add(Number(match[1]));
-        maxUsed = Math.max(maxUsed, Number(match[1]));
         held.add(value);
+        // An index past 2^32 (nodeSecret9999999999999999999999) holds its secret but places none
+        // after it: max + 1 was written nodeSecret1e+22 (which no reader counts as a secret), and
+        // past 2^53 it equals max and overwrote a secret.
+        const at = Number(match[1]);
+        if (at > MAX_PLACED_SLOT_INDEX) continue;
+        used.add(at);
+        maxUsed = Math.max(maxUsed, at);
       }
       const quota = parseInteger(licenseValue({ props: license.props, template }, 'quota')) ?? 0;
       slots.push({ index, used, quota, next: 0, maxUsed });

@@ -11,6 +11,7 @@ import { boolProp, isActive, type Entity } from './entities.ts';
 import type { Envelope, Info, Property, WireItem, WireList } from './envelope.ts';
 import {
   MalformedParameterError,
+  STORED_ID_CHARS_MAX,
   type LicenseView,
   type ModelContext,
   type ModelResult,
@@ -83,7 +84,14 @@ export function validate(
   for (const module of activeModules) {
     const params = request.modules.get(module.number);
     const secret = licenseeSecretCheck(assets, module, runtime, request);
-    if (secret === 'bind') secretBinding = request.licenseeSecret;
+    if (secret === 'bind') {
+      // Bound, it lives in the runtime state, the journal and the status page, as a session id does.
+      if (request.licenseeSecret!.length > STORED_ID_CHARS_MAX) {
+        infos.push({ id: 'MalformedRequestException', type: 'ERROR', value: `Parameter 'licenseeSecret' is longer than ${STORED_ID_CHARS_MAX} characters` });
+        return { envelope: { infos, items: [] }, events: [], stableUntilMs: Number.POSITIVE_INFINITY };
+      }
+      secretBinding = request.licenseeSecret;
+    }
     const secretMatches = secret !== 'mismatch';
     // Only a module the request gives no parameters can be answered from an earlier decision
     // (and not under a Licensee Secret mismatch, which changes the answer: below).

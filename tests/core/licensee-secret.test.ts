@@ -82,6 +82,18 @@ describe('Licensee Secret', () => {
     }
   });
 
+  test('CLIENT: a secret longer than 1,024 characters is not bound: the request is refused, as a session id that long is', () => {
+    const assets = assetsWith({ product: { licenseeSecretMode: 'CLIENT' } });
+    const long = run(assets, fresh(), `${BOOK}&licenseeSecret=${'s'.repeat(1025)}`, NOW);
+    expect(long.outcome.envelope.items).toEqual([]);
+    expect(long.outcome.envelope.infos).toEqual([{ id: 'MalformedRequestException', type: 'ERROR', value: "Parameter 'licenseeSecret' is longer than 1024 characters" }]);
+    expect(long.outcome.events).toEqual([]);
+    const longest = run(assets, fresh(), `${BOOK}&licenseeSecret=${'s'.repeat(1024)}`, NOW);
+    expect(longest.state.licenseeSecret).toBe('s'.repeat(1024));
+    // Compared, not stored: a long secret given against a bound one is a mismatch, as any other.
+    expect(answer(run(assets, longest.state, `${BOOK}&licenseeSecret=${'s'.repeat(1025)}`, NOW).outcome)).toMatchObject({ valid: 'false', infos: [LICENSEE_SECRET_MISMATCH] });
+  });
+
   test('CLIENT: an imported licenseeSecret is the bound one (the cloud bound it, or the vendor set it)', () => {
     const assets = assetsWith({ product: { licenseeSecretMode: 'CLIENT' }, licensee: { licenseeSecret: 'cloud' } });
     expect(answer(run(assets, fresh(), `${BOOK}&licenseeSecret=cloud`, NOW).outcome)).toMatchObject({ valid: 'true' });

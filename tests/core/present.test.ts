@@ -45,6 +45,14 @@ describe('registered node secrets on license reads', () => {
     expect(secretsOf(out)).toEqual({ A: { nodeSecret0: 'c' }, OFF: {}, B: { nodeSecret0: 'n1', nodeSecret3: 'd', nodeSecret4: 'n2' } });
   });
 
+  test('an imported index past 2^32 holds its secret but places none after it (it wrote nodeSecret1e+22, or overwrote past 2^53)', () => {
+    for (const index of ['9999999999999999999999', '9007199254740992']) {
+      const imported = [license('A', 'T-NODE', { quota: '1', nodeSecret0: 'c', [`nodeSecret${index}`]: 'far' })];
+      const out = effectiveLicenses('L', imported, registered(['far', 'n1', 'n2']), (n) => TEMPLATES.get(n));
+      expect(secretsOf(out), index).toEqual({ A: { nodeSecret0: 'c', [`nodeSecret${index}`]: 'far', nodeSecret1: 'n1', nodeSecret2: 'n2' } });
+    }
+  });
+
   test('nothing registered, or no license of the module: the licenses as they are', () => {
     const imported = [license('A', 'T-NODE')];
     expect(effectiveLicenses('L', imported, emptyRuntimeState(), (n) => TEMPLATES.get(n))[0]).toBe(imported[0]!);
