@@ -245,6 +245,7 @@ export function createProxy(options: ProxyOptions): AgentProxy {
     ttlMs: options.ttlMs,
     // Authentication happens here before the local app is asked (see answerLocally).
     allowAnonymous: true,
+    anonymousReadsVouchedFor: true,
     ...(options.signXml ? { signXml: options.signXml } : {}),
   });
   const storeAuth = createAuthenticator(storeCredentialSource(store), { allowAnonymous: options.allowAnonymous });
@@ -283,6 +284,14 @@ export function createProxy(options: ProxyOptions): AgentProxy {
     const header = request.headers.get('authorization');
     const headers = new Headers(request.headers);
     const auth = storeAuth.authenticate(header);
+    // --allow-anonymous covers validate only: the entities include the API keys (app.ts, readEntities).
+    if (auth.ok && auth.principal.kind === 'anonymous' && !request.validate) {
+      stats.localAnswers++;
+      noteLocal('local state', request, reason);
+      return envelopeResponse(format, 401, 'NotAuthorizedException', 'Reading entities needs credentials: anonymous access covers validate only', {
+        'www-authenticate': `Basic realm="${REALM}"`,
+      });
+    }
     const unknownLicensee = request.validate !== undefined && request.validate.licensee === undefined;
     if (!auth.ok) {
       const accepted = header ? await upstreamCredentials.accepts(header, request.validate?.licenseeNumber) : false;

@@ -34,6 +34,11 @@ export interface AppDeps {
   /** How long clients may cache a validate answer. */
   ttlMs: number;
   allowAnonymous: boolean;
+  /**
+   * Anonymous callers may read entities: only for run-agent's local app, which is asked only after
+   * run-agent itself checked the caller (proxy-app.ts, answerLocally). Never with --allow-anonymous alone.
+   */
+  anonymousReadsVouchedFor?: boolean;
   /** Signs XML validate answers for API keys that carry a private key, or all with an operator key (signing.ts). */
   signXml?: XmlSignerFor;
   /** Operator metrics (src/server/ops): told about every request and validate answer. */
@@ -128,6 +133,11 @@ export function createApp(deps: AppDeps): Hono {
       return result;
     },
   };
+  /** A write: authenticated first, as the cloud does (a 401 to a client without credentials), then refused as not offline. */
+  const writeRefused = (c: Context): Response => {
+    const authResult = auth.authenticate(c.req.header('authorization'));
+    return authResult.ok ? notOffline(c) : unauthorized(c, authResult.message);
+  };
   const app = new Hono();
 
   // Access log (--verbose) and metrics. Logs method, path and status only: never headers
@@ -141,7 +151,8 @@ export function createApp(deps: AppDeps): Hono {
       const durationMs = performance.now() - startedMs;
       const status = c.res.status;
       observer?.request({ route: routeOf(c.req.path), method: c.req.method, status, durationMs });
-      if (log.level >= 4) log.debug(`${c.req.method} ${c.req.path} ${status} ${durationMs.toFixed(1)}ms`);
+      // The path as sent (still percent-encoded): decoded, a %0A in it would begin a forged log line.
+      if (log.level >= 4) log.debug(`${c.req.method} ${new URL(c.req.url).pathname} ${status} ${durationMs.toFixed(1)}ms`);
     });
   }
   app.use('*', apiCors());
@@ -221,6 +232,12 @@ export function createApp(deps: AppDeps): Hono {
     // Read before the definitions themselves: an import landing in between makes the entry stale, never wrong.
     const definitionsVersion = store.definitionsVersion();
     const licensee = definitions.resolveLicensee(number);
+    // A key scoped to another licensee is refused alike whether this one exists or not: it may
+    // not learn which licensee numbers do.
+    if (!licensee && !mayValidate(authResult.principal, number)) {
+      parsePairs();
+      return sendError(c, 403, 'AccessDeniedException', validateDeniedMessage(number));
+    }
     if (!licensee) {
       const result = licenseeNotFound(number, parsePairs().some(([k]) => k === 'productNumber'));
       return send(c, result.kind === 'error' ? result.status : 400, result.envelope);
@@ -269,17 +286,25 @@ export function createApp(deps: AppDeps): Hono {
 
 
   for (const prefix of API_PREFIXES) {
-    app.on(['GET', 'POST'], `${prefix}/licensee/:number{.+}/validate`, (c) => validateRoute(c.req.raw, c.req.param('number')));
+    // hono answers HEAD with a GET route, and a GET validate may change state (a check-out, a
+    // booking, a trial start): HEAD, which must be safe, is refused here, where every spelling of
+    // the path arrives decoded (`%76alidate`, `%72est` passed a check of the raw URL).
+    app.on(['GET', 'POST'], `${prefix}/licensee/:number{.+}/validate`, (c) =>
+      c.req.raw.method === 'HEAD' ? headRefused(c.req.raw) : validateRoute(c.req.raw, c.req.param('number')),
+    );
 
-    app.post(`${prefix}/licensee/:number{.+}/transfer`, (c) => notOffline(c));
+    app.post(`${prefix}/licensee/:number{.+}/transfer`, (c) => writeRefused(c));
 
     const readEntities = async (c: Context, read: (kind: EntityKind) => EntityResult): Promise<Response> => {
       const authResult = auth.authenticate(c.req.header('authorization'));
       if (!authResult.ok) return unauthorized(c, authResult.message);
+      // The entities include the imported API keys, live credentials for the cloud.
+      const vouched = authResult.principal.kind === 'anonymous' && deps.anonymousReadsVouchedFor === true;
+      if (authResult.principal.kind === 'anonymous' && !vouched) return unauthorized(c, 'Reading entities needs credentials: anonymous access covers validate only');
       const resource = c.req.param('resource') ?? '';
       const kind = kindOfResource(resource);
       if (!kind) return unknownResource(c, resource);
-      if (!mayRead(authResult.principal)) return readDenied(c);
+      if (!vouched && !mayRead(authResult.principal)) return readDenied(c);
       // A license shows its runtime state as LMDB holds it: wait for the changes already acknowledged.
       if (kind === 'License') {
         let settled: unknown;
@@ -311,7 +336,7 @@ export function createApp(deps: AppDeps): Hono {
     app.on(['POST', 'PUT', 'DELETE', 'PATCH'], [`${prefix}/:resource`, `${prefix}/:resource/*`], (c) => {
       const resource = c.req.param('resource') ?? '';
       const known = kindOfResource(resource) !== undefined || CLOUD_ONLY_RESOURCES.has(resource.toLowerCase());
-      return known ? notOffline(c) : unknownResource(c, resource);
+      return known ? writeRefused(c) : unknownResource(c, resource);
     });
   }
 
@@ -336,11 +361,6 @@ export function createApp(deps: AppDeps): Hono {
     return response;
   };
   app.fetch = (request, ...rest) => {
-    // hono answers HEAD with a GET route, and a GET validate may change state (a check-out, a
-    // booking, a trial start): HEAD, which must be safe, is not offered for validate.
-    if (request.method === 'HEAD' && VALIDATE_URL.test(request.url)) {
-      return sendError(request, 405, 'IllegalOperationException', 'HEAD is not supported for validate: use POST', { allow: VALIDATE_METHODS });
-    }
     if ((request.method === 'POST' || request.method === 'GET') && !request.headers.has('origin')) {
       const match = VALIDATE_URL.exec(request.url);
       if (match) {
@@ -421,6 +441,10 @@ function bodyTooLarge(c: HasHeaders): Response {
 
 /** What validate answers; `Allow` of its 405s. */
 const VALIDATE_METHODS = 'GET, POST';
+
+function headRefused(request: Request): Response {
+  return sendError(request, 405, 'IllegalOperationException', 'HEAD is not supported for validate: use POST', { allow: VALIDATE_METHODS });
+}
 
 function notOffline(c: Context): Response {
   return sendError(

@@ -118,8 +118,8 @@ export function mayValidate(principal: Principal, licenseeNumber: string): boole
 /** Who may read entities (mayRead), in words: the admin listener's 401 and log line beyond loopback. */
 export const STORE_ADMIN_CREDENTIALS = "the vendor's credentials or an API key that may read entities";
 
-/** May this principal read entities (GET calls other than validate)? */
+/** May this principal read entities (GET calls other than validate)? Anonymous access (--allow-anonymous) covers validate only. */
 export function mayRead(principal: Principal): boolean {
   if (principal.kind === 'apiKey') return principal.licenseeNumber === undefined && READ_ROLES.has(principal.role);
-  return true;
+  return principal.kind === 'vendor';
 }

@@ -102,6 +102,20 @@ describe('local answers', () => {
     expect(none.headers.get('www-authenticate')).toStartWith('Basic realm=');
   });
 
+  test('--allow-anonymous while offline: validate without credentials, reads only with them (the copy holds API keys)', async () => {
+    fixture = startProxy(upstream, { allowAnonymous: true });
+    await warmUp(fixture);
+    await upstream.stop();
+    expect((await fixture.request('/rest/licensee/L-1/validate', form('', { accept: 'application/json' }))).status).toBe(200);
+    for (const path of ['/core/v2/rest/token', '/rest/licensee/L-1']) {
+      const anonymous = await fixture.request(path, { headers: { accept: 'application/json' } });
+      expect(anonymous.status, path).toBe(401);
+      expect(anonymous.headers.get('www-authenticate')).toStartWith('Basic realm=');
+    }
+    // Vendor credentials the upstream accepted earlier still read (the local app is told they were checked).
+    expect((await fixture.request('/rest/licensee/L-1', { headers: { authorization: vendorAuth(), accept: 'application/json' } })).status).toBe(200);
+  });
+
   test('read calls come from the local copy; other writes get 503', async () => {
     fixture = startProxy(upstream);
     await warmUp(fixture);

@@ -48,11 +48,25 @@ describe('authentication', () => {
     expect(res.status).toBe(200);
   });
 
-  test('a licensee-scoped API key validates only its licensee', async () => {
+  test('a licensee-scoped API key validates only its licensee, and cannot tell which others exist', async () => {
     const ok = await app.request(`/rest/licensee/${encodeURIComponent('L 2/ä')}/validate`, form('', { authorization: apiKeyAuth('scoped-key') }));
     expect(ok.status).toBe(200);
-    const denied = await app.request('/rest/licensee/L-1/validate', form('', { authorization: apiKeyAuth('scoped-key') }));
-    expect(denied.status).toBe(403);
+    // An existing licensee and one that does not exist get the same 403 (the second was a 400 NotFoundException).
+    for (const other of ['L-1', 'NOPE']) {
+      const denied = await app.request(`/rest/licensee/${other}/validate`, form('', { authorization: apiKeyAuth('scoped-key'), accept: 'application/json' }));
+      expect(denied.status, other).toBe(403);
+      expect(await denied.text()).toContain(`This API key may not validate licensee '${other}'`);
+    }
+  });
+
+  test('a write is authenticated first: 401 with the challenge without credentials, then 405 not offline', async () => {
+    for (const [method, path] of [['PUT', '/core/v2/rest/licensee/L-1'], ['DELETE', '/core/v2/rest/license/LIC-PPU'], ['POST', '/core/v2/rest/licensee'], ['POST', '/rest/licensee/L-1/transfer']] as const) {
+      const anonymous = await app.request(path, { method });
+      expect(anonymous.status, `${method} ${path}`).toBe(401);
+      expect(anonymous.headers.get('www-authenticate')).toStartWith('Basic realm=');
+      expect((await app.request(path, { method, headers: { authorization: basic('vendor', 'wrong') } })).status).toBe(401);
+      expect((await app.request(path, { method, headers: { authorization: vendorAuth() } })).status).toBe(405);
+    }
   });
 });
 
@@ -159,7 +173,9 @@ describe('validate', () => {
       return ppu.property.find((p) => p.name === 'remainingQuantity')!.value;
     };
     const before = await read();
-    for (const path of ['/rest/licensee/L-1/validate?productModuleNumber0=M-PPU&usedQuantity0=3', '/core/v2/rest/licensee/L-1/validate?productModuleNumber0=M-PPU&usedQuantity0=3']) {
+    // Percent-encoded spellings of the same path once passed a check of the raw URL, and booked.
+    const query = '?productModuleNumber0=M-PPU&usedQuantity0=3';
+    for (const path of ['/rest/licensee/L-1/validate', '/core/v2/rest/licensee/L-1/validate', '/core/v2/rest/licensee/L-1/%76alidate', '/core/v2/%72est/licensee/L-1/validat%65', '/%72est/licensee/L%2D1/validate'].map((p) => p + query)) {
       for (const headers of [{ authorization: apiKeyAuth() }, { authorization: apiKeyAuth(), origin: 'https://app.example' }] as Record<string, string>[]) {
         const head = await app.request(path, { method: 'HEAD', headers });
         expect(head.status).toBe(405);
@@ -180,6 +196,15 @@ describe('validate', () => {
     }
     const unknown = await (await app.request('/rest/foo%01', { headers: { authorization: vendorAuth() } })).text();
     expect(unknown).not.toContain('\u0001');
+  });
+
+  test('the access log (--verbose) writes the path as sent: a %0D%0A in it cannot begin a forged line', async () => {
+    let logged = '';
+    const log = createLogger({ verbose: true, stream: { write: (chunk: string) => ((logged += chunk), true) } as unknown as NodeJS.WritableStream });
+    const verbose = createApp({ store, clock: new ManualClock(NOW), log, ttlMs: 600_000, allowAnonymous: false });
+    await verbose.request('/core/v2/rest/x%0D%0A[debug]%20GET%20/core/v2/rest/licensee/L-1%20200%200.3ms');
+    expect(logged).toContain('/core/v2/rest/x%0D%0A[debug]%20GET');
+    expect(logged.trim().split('\n')).toHaveLength(1);
   });
 
   test('Accept is read case-insensitively, and q=0 refuses a type', async () => {
@@ -219,6 +244,18 @@ describe('validate', () => {
 });
 
 describe('read calls', () => {
+  test('--allow-anonymous answers validate without credentials, but no read: the API keys are cloud credentials', async () => {
+    const open = createApp({ store, clock: new ManualClock(NOW), log: silentLogger(), ttlMs: 600_000, allowAnonymous: true });
+    expect((await open.request('/rest/licensee/L-1/validate', { method: 'POST' })).status).toBe(200);
+    for (const path of ['/core/v2/rest/token', `/core/v2/rest/token/${ADMIN_API_KEY}`, '/core/v2/rest/licensee', '/rest/license']) {
+      const res = await open.request(path);
+      expect(res.status, path).toBe(401);
+      expect(res.headers.get('www-authenticate')).toStartWith('Basic realm=');
+      expect(await res.text()).not.toContain(ADMIN_API_KEY);
+    }
+    expect((await open.request('/core/v2/rest/token', { headers: { authorization: vendorAuth() } })).status).toBe(200);
+  });
+
   test('a ROLE_APIKEY_LICENSEE key may not read entities; vendor and admin keys may', async () => {
     expect((await app.request('/rest/licensee', { headers: { authorization: apiKeyAuth() } })).status).toBe(403);
     expect((await app.request('/rest/licensee', { headers: { authorization: vendorAuth() } })).status).toBe(200);
