@@ -2,9 +2,10 @@
  * Salted hashes of the vendor's password, so that transfer files and the
  * database never hold it in clear. scrypt (N=2^14, r=8, p=1, 32 bytes) from
  * node:crypto: deliberately slow to guess, which is why the server caches
- * successful checks per Authorization header instead of hashing per request.
+ * successful checks per Authorization header instead of hashing per request,
+ * and hashes a server's checks on a worker thread (verifyCredentialAsync).
  */
-import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+import { randomBytes, scrypt, scryptSync, timingSafeEqual } from 'node:crypto';
 
 export interface CredentialHash {
   user: string;
@@ -27,4 +28,19 @@ export function verifyCredential(stored: CredentialHash, user: string, password:
   const expected = Buffer.from(stored.hash, 'hex');
   const actual = scryptSync(password, Buffer.from(stored.salt, 'hex'), expected.length || KEY_BYTES, SCRYPT);
   return expected.length === actual.length && timingSafeEqual(expected, actual);
+}
+
+/**
+ * verifyCredential on a worker thread: a served request must not hold the event loop for a hash
+ * (~30 ms here), or guesses at the vendor's password stall every validate meanwhile.
+ */
+export function verifyCredentialAsync(stored: CredentialHash, user: string, password: string): Promise<boolean> {
+  if (user !== stored.user) return Promise.resolve(false);
+  const expected = Buffer.from(stored.hash, 'hex');
+  return new Promise((resolve, reject) => {
+    scrypt(password, Buffer.from(stored.salt, 'hex'), expected.length || KEY_BYTES, SCRYPT, (error, actual) => {
+      if (error) reject(error);
+      else resolve(expected.length === actual.length && timingSafeEqual(expected, actual));
+    });
+  });
 }

@@ -283,7 +283,7 @@ export function createProxy(options: ProxyOptions): AgentProxy {
 
     const header = request.headers.get('authorization');
     const headers = new Headers(request.headers);
-    const auth = storeAuth.authenticate(header);
+    const auth = await storeAuth.authenticate(header);
     // --allow-anonymous covers validate only: the entities include the API keys (app.ts, readEntities).
     if (auth.ok && auth.principal.kind === 'anonymous' && !request.validate) {
       stats.localAnswers++;

@@ -114,10 +114,11 @@ export function createApp(deps: AppDeps): Hono {
   );
   // Results by Authorization header, for the definitions (API keys, vendor credentials) they were
   // decided with; bounded, so wrong keys sent in bulk cannot grow it.
-  const authResults = new Map<string, AuthResult>();
+  // A vendor password being hashed is kept as its promise: the same header sent meanwhile waits for that hash.
+  const authResults = new Map<string, AuthResult | Promise<AuthResult>>();
   let authResultsVersion = -1;
   const auth = {
-    authenticate(header: string | null | undefined): AuthResult {
+    authenticate(header: string | null | undefined): AuthResult | Promise<AuthResult> {
       if (!header) return authenticator.authenticate(header);
       const version = store.definitionsVersion();
       if (version !== authResultsVersion) {
@@ -126,16 +127,17 @@ export function createApp(deps: AppDeps): Hono {
       }
       let result = authResults.get(header);
       if (result === undefined) {
-        result = authenticator.authenticate(header);
+        const decided = (result = authenticator.authenticate(header));
         if (authResults.size >= 1024) authResults.clear();
-        authResults.set(header, result);
+        authResults.set(header, decided);
+        if (decided instanceof Promise) void decided.then((settled) => authResults.get(header) === decided && authResults.set(header, settled));
       }
       return result;
     },
   };
   /** A write: authenticated first, as the cloud does (a 401 to a client without credentials), then refused as not offline. */
-  const writeRefused = (c: Context): Response => {
-    const authResult = auth.authenticate(c.req.header('authorization'));
+  const writeRefused = async (c: Context): Promise<Response> => {
+    const authResult = await auth.authenticate(c.req.header('authorization'));
     return authResult.ok ? notOffline(c) : unauthorized(c, authResult.message);
   };
   const app = new Hono();
@@ -196,7 +198,8 @@ export function createApp(deps: AppDeps): Hono {
   const validateRoute = async (c: Request, number: string): Promise<Response> => {
     const declaredLength = c.headers.get('content-length');
     if (declaredLength !== null && Number(declaredLength) > HTTP_LIMITS.bodyBytesMax) return bodyTooLarge(c);
-    const authResult = auth.authenticate(c.headers.get('authorization'));
+    const authenticated = auth.authenticate(c.headers.get('authorization'));
+    const authResult = authenticated instanceof Promise ? await authenticated : authenticated;
     if (!authResult.ok) return unauthorized(c, authResult.message);
     const isGet = c.method === 'GET';
     const query = queryOf(c.url);
@@ -296,7 +299,7 @@ export function createApp(deps: AppDeps): Hono {
     app.post(`${prefix}/licensee/:number{.+}/transfer`, (c) => writeRefused(c));
 
     const readEntities = async (c: Context, read: (kind: EntityKind) => EntityResult): Promise<Response> => {
-      const authResult = auth.authenticate(c.req.header('authorization'));
+      const authResult = await auth.authenticate(c.req.header('authorization'));
       if (!authResult.ok) return unauthorized(c, authResult.message);
       // The entities include the imported API keys, live credentials for the cloud.
       const vouched = authResult.principal.kind === 'anonymous' && deps.anonymousReadsVouchedFor === true;

@@ -91,7 +91,7 @@ function loadTls(options: ActionContext['options'], nowMs: number) {
  * vendor's: the password against a salted scrypt hash (made at the first check), passed headers
  * remembered; an API key as the one key it knows.
  */
-export function upstreamCredentialsCheck(credentials: Credentials): (authorization: string | null) => boolean {
+export function upstreamCredentialsCheck(credentials: Credentials): (authorization: string | null) => boolean | Promise<boolean> {
   let vendor: CredentialHash | undefined;
   const authenticator = createAuthenticator(
     {
@@ -104,7 +104,10 @@ export function upstreamCredentialsCheck(credentials: Credentials): (authorizati
     },
     { allowAnonymous: false },
   );
-  return (authorization) => authenticator.authenticate(authorization).ok;
+  return (authorization) => {
+    const result = authenticator.authenticate(authorization);
+    return result instanceof Promise ? result.then((settled) => settled.ok) : result.ok;
+  };
 }
 
 export const runAgentAction: ActionDef = {

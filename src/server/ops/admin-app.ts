@@ -63,7 +63,7 @@ export interface AdminDeps {
   /** Licensees listed on the status page at most. */
   activityLimit?: number;
   /** Whether an Authorization header may see /metrics and the status page; unset: everyone may. */
-  authorize?: (authorization: string | null) => boolean;
+  authorize?: (authorization: string | null) => boolean | Promise<boolean>;
   /** Whose credentials `authorize` accepts, for the 401's text. */
   authorizeText?: string;
   /** Read at every request, so that extensions added after the listener started show too. */
@@ -117,7 +117,7 @@ export function createAdminApp(deps: AdminDeps): Hono {
   const authorize = deps.authorize;
   if (authorize) {
     app.use('*', async (c, next) => {
-      if (authorize(c.req.header('authorization') ?? null)) return next();
+      if (await authorize(c.req.header('authorization') ?? null)) return next();
       return c.text(`credentials required: ${deps.authorizeText ?? STORE_ADMIN_CREDENTIALS} (HTTP Basic)\n`, 401, {
         'www-authenticate': `Basic realm="${ADMIN_REALM}"`,
         ...noStore,

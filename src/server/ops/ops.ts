@@ -9,7 +9,7 @@ import type { Clock } from '../../platform/clock.ts';
 import type { Logger } from '../../platform/log.ts';
 import { createStatusReader, inspectDatabaseFiles, SCAN_IN_PAGES, type StatusReader } from '../../service/status.ts';
 import type { AssetStore } from '../../store/asset-store.ts';
-import { createAuthenticator, mayRead, storeCredentialSource } from '../auth.ts';
+import { createAuthenticator, mayRead, storeCredentialSource, type AuthResult } from '../auth.ts';
 import { serveApp, type FetchApp, type RunningServer } from '../serve.ts';
 import { certificateNotAfterMs, type TlsConfig } from '../tls.ts';
 import { createAdminApp, type AdminExtension } from './admin-app.ts';
@@ -51,7 +51,7 @@ export interface Ops {
     port: number;
     tls?: TlsConfig;
     mainTls?: TlsConfig;
-    authorize?: (authorization: string | null) => boolean;
+    authorize?: (authorization: string | null) => boolean | Promise<boolean>;
     /** Whose credentials `authorize` accepts, for its 401 (default: STORE_ADMIN_CREDENTIALS, auth.ts). */
     authorizeText?: string;
   }): RunningServer;
@@ -72,14 +72,15 @@ export interface Ops {
 export function adminCredentials(
   host: string,
   tlsClientAuth: string | undefined,
-  accepts: Parameters<typeof storeCredentialSource>[0] | ((authorization: string | null) => boolean),
-): ((authorization: string | null) => boolean) | undefined {
+  accepts: Parameters<typeof storeCredentialSource>[0] | ((authorization: string | null) => boolean | Promise<boolean>),
+): ((authorization: string | null) => boolean | Promise<boolean>) | undefined {
   if (isLoopback(host) || tlsClientAuth === 'require') return undefined;
   if (typeof accepts === 'function') return accepts;
   const authenticator = createAuthenticator(storeCredentialSource(accepts), { allowAnonymous: false });
+  const decide = (result: AuthResult) => result.ok && mayRead(result.principal);
   return (authorization) => {
     const result = authenticator.authenticate(authorization);
-    return result.ok && mayRead(result.principal);
+    return result instanceof Promise ? result.then(decide) : decide(result);
   };
 }
 
