@@ -128,15 +128,18 @@ async function eachEntity(store: AssetStore, kind: EntityKind, scan: ScanOptions
   }
 }
 
+/** What a visit of eachRuntime returns to end the scan. */
+const STOP_SCAN: unique symbol = Symbol('stop scan');
+
 /** Runtime records with a pause every `pageSize` records (the read transaction stays open meanwhile). */
 async function eachRuntime(
   store: AssetStore,
   scan: ScanOptions,
-  visit: (entry: { licenseeNumber: string; state: RuntimeState }) => void,
+  visit: (entry: { key: unknown; licenseeNumber: string; state: RuntimeState }) => void | typeof STOP_SCAN,
 ): Promise<void> {
   let sincePause = 0;
   for (const entry of store.runtimeEntries()) {
-    visit(entry);
+    if (visit(entry) === STOP_SCAN) return;
     if (++sincePause >= scan.pageSize) {
       sincePause = 0;
       await scan.pause();
@@ -221,42 +224,96 @@ export interface RuntimeSummary {
   quantityBookedTotal: number;
 }
 
-function liveSessions(state: RuntimeState, nowMs: number): Map<string, number> {
-  const perModule = new Map<string, number>();
-  for (const [module, sessions] of Object.entries(state.sessions)) {
-    let live = 0;
-    for (const session of sessions.values()) if (session.expiresMs > nowMs) live += 1;
-    if (live > 0) perModule.set(module, live);
+/**
+ * What a runtime summary needs of one licensee's state, flat (a summary keeps one per licensee):
+ * the number of sessions, then each session's module and expiry, then each booked license and its
+ * quantity. Module numbers are interned: each record decodes its own copy.
+ */
+type RuntimeFacts = readonly (string | number)[];
+
+const NO_FACTS: RuntimeFacts = [0];
+
+function factsOf(state: RuntimeState, intern: Map<string, string>): RuntimeFacts {
+  const facts: (string | number)[] = [0];
+  for (const module in state.sessions) {
+    if (!Object.hasOwn(state.sessions, module)) continue;
+    let shared = intern.get(module);
+    if (shared === undefined) intern.set(module, (shared = module));
+    for (const session of state.sessions[module]!.values()) facts.push(shared, session.expiresMs);
   }
-  return perModule;
+  facts[0] = (facts.length - 1) / 2;
+  for (const license in state.usedQuantity) if (Object.hasOwn(state.usedQuantity, license)) facts.push(license, state.usedQuantity[license]!);
+  return facts.length === 1 ? NO_FACTS : facts;
 }
 
-export async function summariseRuntime(
-  store: AssetStore,
-  definitions: DefinitionSummary,
-  nowMs: number,
-  scan: ScanOptions = SCAN_AT_ONCE,
-): Promise<RuntimeSummary> {
+/**
+ * Summaries of the runtime state (status page, /metrics, the sampler) that read only the records
+ * written since the last one (AssetStore.runtimeChangesSince): reading and decoding every record
+ * took 608-976 ms per summary for 100,000 licensees with state (the records' facts, kept here,
+ * take ~160 bytes per licensee with a session and a booking). Summaries are made one at a time.
+ */
+export function createRuntimeSummariser(store: AssetStore): (definitions: DefinitionSummary, nowMs: number, scan?: ScanOptions) => Promise<RuntimeSummary> {
+  let facts = new Map<string, RuntimeFacts>();
+  const intern = new Map<string, string>();
+  let token: number | undefined;
+  let queue: Promise<unknown> = Promise.resolve();
+  const refresh = async (scan: ScanOptions) => {
+    const changes = store.runtimeChangesSince(token);
+    if (changes.keys === undefined) {
+      // The token is taken before the scan: a record written during it is read again next time.
+      const all = new Map<string, RuntimeFacts>();
+      await eachRuntime(store, scan, ({ key, state }) => {
+        all.set(String(key), factsOf(state, intern));
+      });
+      facts = all;
+    } else {
+      for (const key of new Set(changes.keys)) {
+        const record = store.runtimeRecord(key);
+        if (record === undefined) facts.delete(key);
+        else facts.set(key, factsOf(record.state, intern));
+      }
+    }
+    token = changes.token;
+  };
+  return (definitions, nowMs, scan = SCAN_AT_ONCE) => {
+    const summary = queue.then(async () => {
+      await refresh(scan);
+      return summariseFacts(facts, definitions, nowMs);
+    });
+    queue = summary.catch(() => undefined);
+    return summary;
+  };
+}
+
+function summariseFacts(factsByKey: ReadonlyMap<string, RuntimeFacts>, definitions: DefinitionSummary, nowMs: number): RuntimeSummary {
   const summary: RuntimeSummary = {
-    licenseesWithState: 0,
+    licenseesWithState: factsByKey.size,
     seatsInUse: new Map(),
     seatsInUseTotal: 0,
     quantityBooked: new Map(),
     quantityBookedTotal: 0,
   };
-  await eachRuntime(store, scan, ({ state }) => {
-    summary.licenseesWithState += 1;
-    for (const [module, live] of liveSessions(state, nowMs)) {
-      summary.seatsInUse.set(module, (summary.seatsInUse.get(module) ?? 0) + live);
-      summary.seatsInUseTotal += live;
+  for (const facts of factsByKey.values()) {
+    const sessionsEnd = 1 + 2 * (facts[0] as number);
+    for (let i = 1; i < sessionsEnd; i += 2) {
+      if ((facts[i + 1] as number) <= nowMs) continue;
+      const module = facts[i] as string;
+      summary.seatsInUse.set(module, (summary.seatsInUse.get(module) ?? 0) + 1);
+      summary.seatsInUseTotal += 1;
     }
-    for (const [license, quantity] of Object.entries(state.usedQuantity)) {
-      const module = definitions.quantityLicenseModule.get(license) ?? '';
+    for (let i = sessionsEnd; i < facts.length; i += 2) {
+      const module = definitions.quantityLicenseModule.get(facts[i] as string) ?? '';
+      const quantity = facts[i + 1] as number;
       summary.quantityBooked.set(module, (summary.quantityBooked.get(module) ?? 0) + quantity);
       summary.quantityBookedTotal += quantity;
     }
-  });
+  }
   return summary;
+}
+
+/** One summary, reading every record (a process that summarises once: `--action=status`). */
+export function summariseRuntime(store: AssetStore, definitions: DefinitionSummary, nowMs: number, scan: ScanOptions = SCAN_AT_ONCE): Promise<RuntimeSummary> {
+  return createRuntimeSummariser(store)(definitions, nowMs, scan);
 }
 
 export interface JournalStatus {
@@ -347,6 +404,7 @@ export function createStatusReader(store: AssetStore, scan: ScanOptions = SCAN_A
       }
     }
   };
+  const summariseRuntimeNow = createRuntimeSummariser(store);
   return {
     async snapshot(nowMs) {
       // Runtime changes reach the database with a checkpoint, after they are acknowledged (store/runtime-writer.ts):
@@ -366,7 +424,7 @@ export function createStatusReader(store: AssetStore, scan: ScanOptions = SCAN_A
         journal,
         ...(newestSeenMs > 0 ? { clockDriftMs: nowMs - newestSeenMs } : {}),
         definitions: defs,
-        runtime: await summariseRuntime(store, defs, nowMs, scan),
+        runtime: await summariseRuntimeNow(defs, nowMs, scan),
       };
     },
   };
@@ -457,10 +515,10 @@ export async function licenseeActivity(
   scan: ScanOptions = SCAN_AT_ONCE,
 ): Promise<{ items: LicenseeActivity[]; total: number }> {
   const items: LicenseeActivity[] = [];
-  let total = 0;
+  // Counted, not read: only the first `limit` records are (reading them all took ~0.5-0.8 s for 100,000).
+  const total = store.runtimeCount();
   await eachRuntime(store, scan, ({ licenseeNumber, state }) => {
-    total += 1;
-    if (items.length >= limit) return;
+    if (items.length >= limit) return STOP_SCAN;
     const licensee = store.getEntity('Licensee', licenseeNumber);
     if (!licensee) return;
     const assets = store.loadLicenseeAssets(licensee);

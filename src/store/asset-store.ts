@@ -448,6 +448,17 @@ export interface AssetStore {
    * cannot be read as one: verify-database names what is wrong with it).
    */
   runtimeEntries(): Iterable<{ key: KvKey; licenseeNumber: string; state: RuntimeState }>;
+  /** How many runtime records there are (counted without reading them). */
+  runtimeCount(): number;
+  /** One runtime record by its key (as runtimeEntries gives it), or undefined when there is none. */
+  runtimeRecord(key: string): { licenseeNumber: string; state: RuntimeState } | undefined;
+  /**
+   * The keys of the runtime records this process wrote since `token` (a value an earlier call
+   * returned), once each write is committed; `keys` undefined: read them all (no token, or one
+   * older than the keys kept). For readers that keep a summary of every record (service/status.ts):
+   * only the runtime writer writes them, and it runs in this process.
+   */
+  runtimeChangesSince(token: number | undefined): { token: number; keys: readonly string[] | undefined };
   importTransaction<T>(action: (tx: ImportTransaction) => T): T;
   /**
    * Claims the spare definitions generation for an import and clears it (a
@@ -600,6 +611,9 @@ function withFailingBatches(env: KvEnvironment, fail: () => Error | undefined): 
 
 /** Written beyond the rewind offset when the file is created: room for the group that passes it (a bigger one grows the file). */
 const WAL_SLACK_BYTES = 64 * 2 ** 10;
+
+/** runtimeChangesSince: committed keys kept for readers (a reader further behind reads every record again). */
+const RUNTIME_CHANGES_KEPT = 200_000;
 
 /** run-agent's cache purge: values removed per durable commit (removeProxyValues). */
 const PROXY_REMOVALS_PER_COMMIT = 1000;
@@ -817,6 +831,20 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
 
   const storedRuntime = (licenseeNumber: string): RuntimeState => runtimeStateOf(runtimeDb.get(keyPart(licenseeNumber)));
 
+  // Keys of committed runtime writes, in order (runtimeChangesSince): `changesBase` is the token of
+  // changedKeys[0]. Half is dropped once it holds RUNTIME_CHANGES_KEPT: a reader that fell that far
+  // behind reads every record again.
+  const changedKeys: string[] = [];
+  let changesBase = 0;
+  const noteRuntimeWritten = (keys: Iterable<string>) => {
+    for (const key of keys) changedKeys.push(key);
+    if (changedKeys.length > RUNTIME_CHANGES_KEPT) {
+      const dropped = changedKeys.length - RUNTIME_CHANGES_KEPT / 2;
+      changedKeys.splice(0, dropped);
+      changesBase += dropped;
+    }
+  };
+
   /**
    * The records a runtime-writer group commit writes (runtime-writer.ts), for one entry that is a
    * group of its own: new state, journal entry, journal head. Written synchronously inside the
@@ -873,6 +901,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
           for (const { key, value } of group.extras) metaDb.putSync(key, value);
         }
         for (const [key, latest] of states) runtimeDb.putSync(key, latest);
+        noteRuntimeWritten(states.keys());
         metaDb.putSync('journalHead', { seq: last.lastSeq, hash: journalRecordHead(last.record).hash });
         metaDb.putSync(WAL_RESUME_KEY, last.end);
       });
@@ -970,6 +999,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
         replayHeadInMemory = head;
       },
       ...(options.onCheckpointError ? { onCheckpointError: options.onCheckpointError } : {}),
+      onCheckpointed: noteRuntimeWritten,
       ...(options.checkpointEveryGroups === undefined ? {} : { checkpointEveryGroups: options.checkpointEveryGroups }),
       ...(options.checkpointQuietMs === undefined ? {} : { checkpointQuietMs: options.checkpointQuietMs }),
       ...(options.checkpointRetryMs === undefined ? {} : { checkpointRetryMs: options.checkpointRetryMs }),
@@ -979,6 +1009,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
   const refreshInTx = async <T>(licenseeNumber: string, atMs: number, action: (tx: RefreshTransaction) => T): Promise<T> => {
       // Set once the transaction that added the missing index records has committed.
       let indexedHere = false;
+      let runtimeWritten = false;
       try {
         const result = await env.commitDurable(() => {
           let state = storedRuntime(licenseeNumber);
@@ -1007,6 +1038,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
             appendRuntimeEvents: (events) => {
               if (events.length === 0) return;
               appendRuntimeEvents(licenseeNumber, atMs, state, events);
+              runtimeWritten = true;
               state = applyEvents(state, events);
             },
             dropReplayEntry: (seq) => {
@@ -1017,6 +1049,8 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
           });
         });
         if (indexedHere) replayIndexChecked = true;
+        // Noted once committed: a reader that looks again then reads the new record.
+        if (runtimeWritten) noteRuntimeWritten([keyPart(licenseeNumber)]);
         return result;
       } catch (cause) {
         throw wrapWriteError(cause);
@@ -1304,6 +1338,16 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     },
     *runtimeEntries() {
       for (const { key, value } of runtimeDb.getRange({})) yield { key, licenseeNumber: value?.licenseeNumber, state: runtimeStateOrAsStored(value) };
+    },
+    runtimeCount: () => runtimeDb.getCount({}),
+    runtimeRecord(key) {
+      const value = runtimeDb.get(key);
+      return value === undefined ? undefined : { licenseeNumber: value?.licenseeNumber, state: runtimeStateOrAsStored(value) };
+    },
+    runtimeChangesSince(token) {
+      const end = changesBase + changedKeys.length;
+      if (token === undefined || token < changesBase) return { token: end, keys: undefined };
+      return { token: end, keys: changedKeys.slice(token - changesBase) };
     },
     definitionsVersion,
     definitionsVersionOfTurn,

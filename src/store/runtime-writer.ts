@@ -153,6 +153,8 @@ export interface RuntimeWriterDeps {
   onReload?(pendingExtras: readonly ExtraRecord[]): void;
   /** A checkpoint into LMDB failed (it is retried; nothing acknowledged is lost): for the log. */
   onCheckpointError?(error: Error): void;
+  /** A checkpoint is committed: the keys of the runtime records it wrote (AssetStore.runtimeChangesSince). */
+  onCheckpointed?(keys: Iterable<string>): void;
   /** Under load, a checkpoint every this many groups (default 32). */
   checkpointEveryGroups?: number;
   /** When the writes stop, the last ones reach LMDB this many ms later (default 2; see checkpointWhenQuiet). */
@@ -429,6 +431,7 @@ export function createRuntimeWriter(deps: RuntimeWriterDeps): RuntimeWriter {
             if (slot) slot.unsaved -= 1;
           }
         }
+        deps.onCheckpointed?.(checkpoint.states.map((state) => state.key));
         const checkpointedSeq = checkpoint.upTo.lastSeq;
         ownHead = { seq: checkpointedSeq, hash: checkpoint.upTo.hash };
         settleWaiters = settleWaiters.filter(({ seq, waiter }) => (seq <= checkpointedSeq ? (waiter.resolve(), false) : true));
