@@ -91,6 +91,9 @@ const VALIDATE_HEADERS: Record<WireFormat, Headers> = {
   json: new Headers({ 'content-type': CONTENT_TYPE.json }),
 };
 
+/** A URL whose path (below the root) ends in slashes: the URL without them, and the query. */
+const TRAILING_SLASHES = /^([a-z]+:\/\/[^/?#]+\/[^?#]*?)\/+([?#].*)?$/;
+
 /** The validate path with its licensee number (still percent-encoded), as the fast path recognises it. */
 const VALIDATE_URL = /^[a-z]+:\/\/[^/]+\/(?:core\/v2\/)?rest\/licensee\/([^/?#]+)\/validate(?:[?#]|$)/;
 
@@ -292,11 +295,11 @@ export function createApp(deps: AppDeps): Hono {
     // hono answers HEAD with a GET route, and a GET validate may change state (a check-out, a
     // booking, a trial start): HEAD, which must be safe, is refused here, where every spelling of
     // the path arrives decoded (`%76alidate`, `%72est` passed a check of the raw URL).
-    app.on(['GET', 'POST'], `${prefix}/licensee/:number{.+}/validate`, (c) =>
+    app.on(['GET', 'POST'], `${prefix}/licensee/:number{${ANY_NUMBER}}/validate`, (c) =>
       c.req.raw.method === 'HEAD' ? headRefused(c.req.raw) : validateRoute(c.req.raw, c.req.param('number')),
     );
 
-    app.post(`${prefix}/licensee/:number{.+}/transfer`, (c) => writeRefused(c));
+    app.post(`${prefix}/licensee/:number{${ANY_NUMBER}}/transfer`, (c) => writeRefused(c));
 
     const readEntities = async (c: Context, read: (kind: EntityKind) => EntityResult): Promise<Response> => {
       const authResult = await auth.authenticate(c.req.header('authorization'));
@@ -331,7 +334,7 @@ export function createApp(deps: AppDeps): Hono {
       const result = read(kind);
       return send(c, result.status, result.envelope);
     };
-    app.get(`${prefix}/:resource/:number{.+}`, (c) => readEntities(c, (kind) => getEntity(store, kind, c.req.param('number'))));
+    app.get(`${prefix}/:resource/:number{${ANY_NUMBER}}`, (c) => readEntities(c, (kind) => getEntity(store, kind, c.req.param('number'))));
     app.get(`${prefix}/:resource`, (c) => readEntities(c, (kind) => listEntities(store, kind, c.req.query('filter'))));
 
     // A write to a resource the cloud has is refused as not available offline; to one it does not
@@ -340,6 +343,16 @@ export function createApp(deps: AppDeps): Hono {
       const resource = c.req.param('resource') ?? '';
       const known = kindOfResource(resource) !== undefined || CLOUD_ONLY_RESOURCES.has(resource.toLowerCase());
       return known ? writeRefused(c) : unknownResource(c, resource);
+    });
+
+    // Any other method on a resource (OPTIONS without an Origin, which CORS answers; TRACE,
+    // PROPFIND, …): what it allows, as JAX-RS answers, instead of a 404 for a resource that exists.
+    app.all(`${prefix}/:resource/*`, (c) => {
+      const resource = c.req.param('resource') ?? '';
+      if (kindOfResource(resource) === undefined) return unknownResource(c, resource);
+      const allow = /\/validate$/.test(c.req.path) ? `${VALIDATE_METHODS}, OPTIONS` : 'GET, HEAD, OPTIONS';
+      if (c.req.method === 'OPTIONS') return c.body(null, 204, { allow });
+      return sendError(c, 405, 'IllegalOperationException', `${c.req.method} is not supported on ${c.req.path}`, { allow });
     });
   }
 
@@ -376,6 +389,9 @@ export function createApp(deps: AppDeps): Hono {
         }
       }
     }
+    // JAX-RS matches a path with a trailing slash as the path without it (`licensee/L-1/`, `validate/`).
+    const trimmed = TRAILING_SLASHES.exec(request.url);
+    if (trimmed) return app.fetch(new Request(trimmed[1]! + (trimmed[2] ?? ''), request), ...rest);
     return honoFetch(request, ...rest);
   };
   return app;
@@ -441,6 +457,12 @@ async function bodyTextWithin(request: Request, maxBytes: number): Promise<strin
 function bodyTooLarge(c: HasHeaders): Response {
   return sendError(c, 413, 'MalformedRequestException', `Request body exceeds ${HTTP_LIMITS.bodyBytesMax} bytes`);
 }
+
+/**
+ * An entity number in a route: anything, slashes and line breaks included (`.` stops at a line
+ * break, and `L-1%0AX` then fell through to other routes, answered differently with an Origin).
+ */
+const ANY_NUMBER = '[\\s\\S]+';
 
 /** What validate answers; `Allow` of its 405s. */
 const VALIDATE_METHODS = 'GET, POST';

@@ -207,6 +207,35 @@ describe('validate', () => {
     expect(logged.trim().split('\n')).toHaveLength(1);
   });
 
+  test('other methods get what the resource allows (OPTIONS without an Origin: 204), not a 404 for a resource that exists', async () => {
+    const validateOptions = await app.request('/core/v2/rest/licensee/L-1/validate', { method: 'OPTIONS' });
+    expect(validateOptions.status).toBe(204);
+    expect(validateOptions.headers.get('allow')).toBe('GET, POST, OPTIONS');
+    const readOptions = await app.request('/core/v2/rest/licensee/L-1', { method: 'OPTIONS' });
+    expect(readOptions.status).toBe(204);
+    expect(readOptions.headers.get('allow')).toBe('GET, HEAD, OPTIONS');
+    const propfind = await app.request('/core/v2/rest/licensee/L-1', { method: 'PROPFIND', headers: { authorization: vendorAuth() } });
+    expect(propfind.status).toBe(405);
+    expect(propfind.headers.get('allow')).toBe('GET, HEAD, OPTIONS');
+    expect((await app.request('/core/v2/rest/nothing/L-1', { method: 'OPTIONS' })).status).toBe(404);
+  });
+
+  test('a trailing slash is the path without it, as JAX-RS matches it', async () => {
+    expect((await app.request('/core/v2/rest/licensee/L-1/validate/', form('productModuleNumber0=M-PPU'))).status).toBe(200);
+    expect((await app.request('/core/v2/rest/licensee/L-1/?x=1', { headers: { authorization: vendorAuth() } })).status).toBe(200);
+    const list = await app.request('/core/v2/rest/licensee//', { headers: { authorization: vendorAuth(), accept: 'application/json' } });
+    expect(list.status).toBe(200);
+    expect(await list.text()).toContain('"L-1"');
+  });
+
+  test('an entity number with a line break takes the same route with and without an Origin', async () => {
+    for (const headers of [{}, { origin: 'https://app.example' }] as Record<string, string>[]) {
+      const res = await app.request('/rest/licensee/L-1%0AX/validate', form('', { accept: 'application/json', ...headers }));
+      expect(res.status).toBe(400);
+      expect(await res.text()).toContain('NotFoundException');
+    }
+  });
+
   test('Accept is read case-insensitively, and q=0 refuses a type', async () => {
     const format = async (accept: string) => (await app.request('/rest/licensee/L-1/validate', form('', { accept }))).headers.get('content-type');
     expect(await format('APPLICATION/JSON')).toStartWith('application/json');
