@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 import './platform/bundle-env.ts';
-import { GUARDED_CHILD_ENV, runInGuardedChild } from './cli/crash-guard.ts';
+import { endWithParent, GUARDED_CHILD_ENV, runInGuardedChild } from './cli/crash-guard.ts';
 import { runCli, systemIo, type ChildRun } from './cli/run.ts';
 
 // Database, transfer files and backups hold licensing secrets: owner-only permissions.
@@ -29,7 +29,10 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
   throw error;
 });
 
-// The actions that read the whole database run in a child process (cli/crash-guard.ts); the child runs them itself.
-const runInChild = process.env[GUARDED_CHILD_ENV] ? undefined : (child: ChildRun) => runInGuardedChild(child, systemIo());
+// The actions that read the whole database run in a child process (cli/crash-guard.ts); the child runs them itself,
+// and ends with the process that started it.
+const guardedBy = process.env[GUARDED_CHILD_ENV];
+if (guardedBy && /^\d+$/.test(guardedBy)) endWithParent(Number(guardedBy));
+const runInChild = guardedBy ? undefined : (child: ChildRun) => runInGuardedChild(child, systemIo());
 
 process.exitCode = await runCli(Bun.argv.slice(2), systemIo(), { watchSignals, runInChild });

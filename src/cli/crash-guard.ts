@@ -7,14 +7,37 @@
  * operator reads that the database is damaged and what to do, and a script gets exit 5.
  */
 import { constants } from 'node:os';
+import { loadLibc, PR_SET_PDEATHSIG, SIGKILL } from '../platform/libc.ts';
 import { join } from 'node:path';
 import { damagedDatabaseAdvice } from '../store/errors.ts';
 import type { CliIo } from './actions.ts';
 import { EXIT } from './exit-codes.ts';
 import { errorLines, type ChildRun } from './run.ts';
 
-/** Set in the child's environment: the child runs the action itself. */
+/** Set in the child's environment, to the started process's pid: the child runs the action itself. */
 export const GUARDED_CHILD_ENV = 'NETLICENSING_AGENT_GUARDED_CHILD';
+
+/** Where the kernel cannot end a guarded child with its parent (no libc): how often it looks itself. */
+const PARENT_CHECK_MS = 200;
+
+/**
+ * In the child: ends it (SIGKILL, which every guarded action is safe against: an import leaves the
+ * database as it was, a backup its previous copy) once the process that started it is gone. Only
+ * SIGINT and SIGTERM are passed on; killed by anything else (`kill -9`, `timeout -s KILL`, a hang-up),
+ * the started process left the child running on its own, and an import the caller saw fail
+ * committed seconds later (found by the import review). The kernel does it (prctl PR_SET_PDEATHSIG):
+ * a timer is not enough, as an import keeps timers from running for seconds at a time.
+ */
+export function endWithParent(parentPid: number): void {
+  const libc = loadLibc();
+  const byKernel = libc !== undefined && libc.prctl(PR_SET_PDEATHSIG, SIGKILL) === 0;
+  const check = () => {
+    if (process.ppid !== parentPid) process.kill(process.pid, 'SIGKILL');
+  };
+  // The parent may have ended before the kernel was asked.
+  check();
+  if (!byKernel) setInterval(check, PARENT_CHECK_MS).unref();
+}
 
 /** How a process ends when native code fails: LMDB's assertions, a read past the mapped file. */
 const CRASH_SIGNALS: ReadonlySet<string> = new Set(['SIGABRT', 'SIGBUS', 'SIGSEGV', 'SIGILL', 'SIGFPE', 'SIGTRAP']);
@@ -43,7 +66,7 @@ export async function runInGuardedChild(
 ): Promise<number> {
   const child = Bun.spawn(command, {
     cwd,
-    env: { ...io.env, [GUARDED_CHILD_ENV]: '1' },
+    env: { ...io.env, [GUARDED_CHILD_ENV]: String(process.pid) },
     stdin: 'inherit',
     stdout: 'inherit',
     stderr: io.isTTY ? 'inherit' : 'pipe',

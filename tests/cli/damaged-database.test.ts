@@ -6,7 +6,8 @@
 // file cut short); the real program (src/main.ts) run as an administrator's script runs it; the
 // crash guard also driven with a child that crashes the way LMDB makes one crash.
 import { describe, expect, test } from 'bun:test';
-import { cpSync, openSync, closeSync, statSync, truncateSync, writeSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, openSync, closeSync, readFileSync, statSync, truncateSync, writeSync, writeFileSync } from 'node:fs';
+import { processExists } from '../../src/platform/process-exists.ts';
 import { join } from 'node:path';
 import { runInGuardedChild } from '../../src/cli/crash-guard.ts';
 import { EXIT } from '../../src/cli/exit-codes.ts';
@@ -145,6 +146,44 @@ describe('the crash guard (cli/crash-guard.ts)', () => {
     expect(line.message).toStartWith('error: the database in ');
     expect(line.message).toContain('is damaged: reading it ended the process (SIGABRT)');
   });
+
+  test('a child whose starting process is killed by a signal it cannot pass on (kill -9) ends too', async () => {
+    // An import the caller saw fail (137) committed seconds later in its orphaned child (the import review).
+    const dir = tempDir();
+    const childPidFile = join(dir, 'child.pid');
+    const crashGuard = join(import.meta.dir, '..', '..', 'src', 'cli', 'crash-guard.ts');
+    const childProgram = program(`
+      import { endWithParent, GUARDED_CHILD_ENV } from ${JSON.stringify(crashGuard)};
+      endWithParent(Number(process.env[GUARDED_CHILD_ENV]));
+      require('node:fs').writeFileSync(${JSON.stringify(childPidFile)}, String(process.pid));
+      // Busy as an import is, with no timer run for seconds: only the kernel can end it in time.
+      const until = Date.now() + 20_000;
+      while (Date.now() < until);
+    `);
+    const parent = Bun.spawn([
+      process.execPath,
+      '-e',
+      `import { runInGuardedChild } from ${JSON.stringify(crashGuard)};
+       await runInGuardedChild({ action: 'import-assets', argv: [], cwd: ${JSON.stringify(dir)}, logJson: false },
+         { stdout: () => {}, stderr: () => {}, env: process.env, isTTY: false }, ${JSON.stringify(childProgram)});`,
+    ]);
+    let childPid = 0;
+    for (let i = 0; i < 200 && childPid === 0; i++) {
+      await Bun.sleep(50);
+      childPid = existsSync(childPidFile) ? Number(readFileSync(childPidFile, 'utf8')) : 0;
+    }
+    expect(childPid).toBeGreaterThan(0);
+    parent.kill('SIGKILL');
+    await parent.exited;
+    let alive = true;
+    for (let i = 0; i < 200 && alive; i++) {
+      await Bun.sleep(50);
+      alive = processExists(childPid);
+    }
+    // Left running, it would outlive the test run: stopped here (this test started it).
+    if (alive) process.kill(childPid, 'SIGKILL');
+    expect(alive).toBe(false);
+  }, 30_000);
 
   test('a child that ends normally: its exit code and its whole stderr, a last line without a newline included', async () => {
     const io = captureIo();
