@@ -37,6 +37,8 @@ import {
   type Entity,
   type EntityKind,
 } from '../core/entities.ts';
+import { looksLikeHashedKey } from '../store/layout.ts';
+import { parseIso } from '../core/time.ts';
 import type { StoredCheckpoint } from '../card/checkpoint.ts';
 import type { CardBinding } from '../card/open.ts';
 import { serialMatches } from '../card/types.ts';
@@ -232,7 +234,10 @@ function parseHeader(item: TransferItem, file: TransferFileRef, contentHash: str
     column: item.column,
     contentHash,
   };
-  if (Number.isNaN(Date.parse(header.createdAt))) fail(`header createdAt is not a date: "${header.createdAt}"`);
+  // The form the export writes (toISOString): Date.parse alone took "1" for a date.
+  if (!EXPORT_TIME.test(header.createdAt) || parseIso(header.createdAt) === undefined) {
+    fail(`header createdAt is not an ISO-8601 time with a zone (as 2026-11-29T12:00:00.000Z): "${header.createdAt.slice(0, 80)}"`);
+  }
   const cardSerial = props[HEADER.cardSerial];
   const withoutCard = props[HEADER.withoutCard];
   if (cardSerial !== undefined && withoutCard !== undefined) fail('the header has both cardSerial and withoutCard');
@@ -255,7 +260,11 @@ function parseHeader(item: TransferItem, file: TransferFileRef, contentHash: str
     const hash = props[HEADER.vendorHash];
     const given = [user, salt, hash].filter((v) => v !== undefined && v !== '').length;
     if (given !== 0 && given !== 3) fail('header vendorUser, vendorSalt and vendorHash must be given together');
-    if (given === 3) header.vendorCredentials = { user: user!, salt: salt!, hash: hash! };
+    if (given === 3) {
+      // As the export writes them (platform/credentials.ts): anything else replaced working credentials with none that match.
+      if (!/^[0-9a-f]{32}$/.test(salt!) || !/^[0-9a-f]{64}$/.test(hash!)) fail('header vendorSalt and vendorHash must be 32 and 64 hexadecimal digits (a salt of 16 bytes, a hash of 32)');
+      header.vendorCredentials = { user: user!, salt: salt!, hash: hash! };
+    }
   }
   return header;
 }
@@ -372,6 +381,30 @@ function bindingConflict(meta: StoreMeta, card: ImportOptions['card']): ImportCo
   return undefined;
 }
 
+/** An export's createdAt: a date, a time, and a zone (`Z` as the export writes it, or an offset). */
+const EXPORT_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
+
+/** How far an export's createdAt may be after this host's clock (two clocks that disagree a little). */
+const EXPORT_CLOCK_SKEW_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * An export dated after this host's clock (beyond EXPORT_CLOCK_SKEW_MS): one of the two clocks is
+ * wrong, and once imported it would make every later, correct export look older (refused as a
+ * roll-back, olderExportConflict). Refused without --force.
+ */
+function futureExportConflict(header: TransferHeaderInfo, nowMs: number): ImportConflict | undefined {
+  const createdMs = parseIso(header.createdAt)!;
+  if (createdMs <= nowMs + EXPORT_CLOCK_SKEW_MS) return undefined;
+  return {
+    kind: 'Database',
+    number: '',
+    reason:
+      `export ${header.exportId} was created ${header.createdAt}, after this host's clock (${new Date(nowMs).toISOString()}): ` +
+      "the export workstation's clock or this host's is wrong, and once imported every later export would be refused as older (--force imports it all the same)",
+    where: '',
+  };
+}
+
 /**
  * An export made before the one already imported would roll the definitions back (a top-up, a
  * new license, a changed quota gone): a stale file left in an import directory, say. Refused
@@ -458,8 +491,10 @@ function importPlanned(store: AssetStore, options: ImportOptions, plan: ImportPl
   if (binding) conflict(binding);
   const older = olderExportConflict(meta, header);
   if (older) conflict(older);
+  const future = futureExportConflict(header, options.nowMs);
+  if (future) conflict(future);
   // Without --force, these are refused before minutes of parsing.
-  if ((binding || older) && !options.force) throw new ImportConflictError(refused, conflictTotal);
+  if ((binding || older || future) && !options.force) throw new ImportConflictError(refused, conflictTotal);
 
   const staged = store.beginStagedImport({ nowMs: options.nowMs });
   try {
@@ -639,7 +674,8 @@ class ImportRun {
     const props = item.props;
     const number = props['number'];
     if (number === undefined || number === '') return fail(`a ${kind} without a number property`);
-    const label = () => `${kind} "${number}"`;
+    // A number is quoted whole up to 200 characters: one of a million made a million-character message line.
+    const label = () => `${kind} "${number.length > 200 ? `${number.slice(0, 200)}…" (${number.length} characters)` : `${number}"`}`;
     if (FORBIDDEN_NUMBER_CHARACTERS.test(number)) {
       if (!this.options.force) fail(`${label()}: numbers must not contain "," or ";" (--force accepts them)`);
       this.options.onWarning?.(`${label()} (${whereOf(item, file)}): number contains "," or ";", accepted because of --force`);
@@ -647,6 +683,8 @@ class ImportRun {
     // The runtime state is keyed by entity numbers, and JavaScript (msgpack's decoding too) keeps
     // '__proto__' apart from other keys: a booking on such a license was stored under another key.
     if (number === '__proto__') fail(`${label()}: "__proto__" cannot be an entity number in the agent; give the ${kind} another number in NetLicensing`);
+    // The database keys a number longer than 480 bytes by "#sha256:" and its hash: this one would share that key.
+    if (looksLikeHashedKey(number)) fail(`${label()}: numbers of the form "#sha256:<64 hex digits>" are reserved in the agent; give the ${kind} another number in NetLicensing`);
     const required = REQUIRED_PROPERTIES[kind];
     for (let i = 0; i < required.length; i++) {
       const value = props[required[i]!];

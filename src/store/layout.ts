@@ -34,7 +34,14 @@ const SEPARATOR = '\u001f';
 export function keyPart(value: string): string {
   // A UTF-16 code unit takes at most 3 UTF-8 bytes: short numbers need no count.
   if (value.length * 3 <= KEY_PART_BYTES_MAX || Buffer.byteLength(value, 'utf8') <= KEY_PART_BYTES_MAX) return value;
-  return `#sha256:${createHash('sha256').update(value).digest('hex')}`;
+  return `${HASHED_KEY_PREFIX}${createHash('sha256').update(value).digest('hex')}`;
+}
+
+const HASHED_KEY_PREFIX = '#sha256:';
+
+/** A number spelled as keyPart keys a long one: it would share that number's key (the import refuses it). */
+export function looksLikeHashedKey(value: string): boolean {
+  return value.length === HASHED_KEY_PREFIX.length + 64 && value.startsWith(HASHED_KEY_PREFIX) && /^[0-9a-f]{64}$/.test(value.slice(HASHED_KEY_PREFIX.length));
 }
 
 /** The number of an entity's parent (PARENT_PROPERTY), if its kind has one. */

@@ -11,7 +11,7 @@ import type { Entity, EntityList } from '../../src/core/entities.ts';
 import { claimImport, IMPORT_LOCK_FILE, openAssetStore } from '../../src/store/asset-store.ts';
 import { writeTransferFiles } from '../../src/transfer/writer.ts';
 import { tempDir } from '../helpers.ts';
-import { cli, entity, header, headerFor, smallExport } from '../importer/helpers.ts';
+import { cli, entity, header, headerFor, smallExport, TEST_NOW_MS } from '../importer/helpers.ts';
 
 const DEMO = join(import.meta.dir, '..', '..', 'demo');
 
@@ -197,6 +197,22 @@ describe('import-assets action', () => {
     const forced = await cli(['--action=import-assets', '--input=old', '--force'], cwd);
     expect(forced.code).toBe(EXIT.ok);
     expect(forced.stderr).toContain('conflict overridden by --force: database');
+  });
+
+  test('an export dated after this host\'s clock (beyond a day) is refused (exit 4): once imported, every later export looked older', async () => {
+    const cwd = tempDir();
+    const specs = [{ number: 'L1', licenses: ['X1'] }];
+    await writeTransferFiles(header(['L1'], { exportId: 'future', createdAt: '9999-12-31T00:00:00.000Z' }), smallExport(specs), { directory: join(cwd, 'future') });
+    await writeTransferFiles(header(['L1'], { exportId: 'now', createdAt: new Date(TEST_NOW_MS).toISOString() }), smallExport(specs), { directory: join(cwd, 'now') });
+    const refused = await cli(['--action=import-assets', '--input=future'], cwd);
+    expect(refused.code).toBe(EXIT.conflict);
+    expect(refused.stderr).toContain("export future was created 9999-12-31T00:00:00.000Z, after this host's clock");
+    expect(existsSync(join(cwd, 'database'))).toBe(false);
+    // An export made now (the test's clock), on a clock that is right, imports as usual.
+    expect((await cli(['--action=import-assets', '--input=now'], cwd)).code).toBe(EXIT.ok);
+    const forced = await cli(['--action=import-assets', '--input=future', '--force'], cwd);
+    expect(forced.code).toBe(EXIT.ok);
+    expect(forced.stderr).toContain("conflict overridden by --force: database");
   });
 
   test('a re-import reports what it removed and leaves the transfer files', async () => {

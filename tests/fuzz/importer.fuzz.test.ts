@@ -37,7 +37,7 @@ beforeAll(async () => {
   );
   original = readFileSync(join(source, '1_netlicensing-assets.xml'));
   store = openAssetStore(join(work, 'database'), { create: true });
-  importTransferFiles(store, { directory: source, force: false, withoutCard: true, nowMs: 0 });
+  importTransferFiles(store, { directory: source, force: false, withoutCard: true, nowMs: Date.parse('2026-12-01T00:00:00Z') });
 });
 afterAll(async () => {
   await store.close();
@@ -95,7 +95,7 @@ test('mutated transfer files: success or a documented refusal, never a crash, ne
       mkdirSync(dir);
       writeFileSync(join(dir, '1_netlicensing-assets.xml'), bytes);
       try {
-        importTransferFiles(store, { directory: dir, force: false, withoutCard: true, nowMs: 0 });
+        importTransferFiles(store, { directory: dir, force: false, withoutCard: true, nowMs: Date.parse('2026-12-01T00:00:00Z') });
       } catch (error) {
         const known = error instanceof TransferInputError || error instanceof ImportConflictError || error instanceof ImportCardError;
         if (!known) throw error;

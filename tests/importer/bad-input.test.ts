@@ -7,6 +7,7 @@
 // `runCli --action=import-assets` (small files: parsed inline), then the same
 // import with the reader thread, which must fail with the same message; the
 // store checksum is compared afterwards.
+import { createHash } from 'node:crypto';
 import { beforeAll, describe, expect, test } from 'bun:test';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -108,7 +109,7 @@ async function expectRefused(name: string, dir: string, expected: Expectation): 
     const store = openAssetStore(join(cwd, 'database'));
     let error: unknown;
     try {
-      importTransferFiles(store, { directory: join(cwd, name), displayDirectory: name, force: false, withoutCard: false, nowMs: 0, readThread: 'worker' });
+      importTransferFiles(store, { directory: join(cwd, name), displayDirectory: name, force: false, withoutCard: false, nowMs: Date.parse('2026-12-01T00:00:00Z'), readThread: 'worker' });
     } catch (caught) {
       error = caught;
     } finally {
@@ -257,6 +258,22 @@ describe('bad input is refused with file:line:column and the database unchanged'
     await expectRefused(name, dir, { reason: /License "__proto__": "__proto__" cannot be an entity number in the agent/, lineHas: 'type="License"' });
   });
 
+  test('a number spelled as the key of a long number ("#sha256:" and 64 hex digits) is refused: the two shared one key', async () => {
+    const hashed = `#sha256:${createHash('sha256').update('x'.repeat(500)).digest('hex')}`;
+    const { dir, name } = inputDir();
+    const items = toRaw(smallExport([{ number: 'L1', licenses: [hashed] }]));
+    writeRaw(dir, 1, rawTransferFile([rawHeader({ licensees: '["L1"]' }), ...items]));
+    await expectRefused(name, dir, { reason: /numbers of the form "#sha256:<64 hex digits>" are reserved in the agent/, lineHas: 'type="License"' });
+  });
+
+  test('a very long number is quoted in part in a message, with its length', async () => {
+    const long = `${'n'.repeat(10_000)},`;
+    const { dir, name } = inputDir();
+    const items = toRaw(smallExport([{ number: 'L1', licenses: [long] }]));
+    writeRaw(dir, 1, rawTransferFile([rawHeader({ licensees: '["L1"]' }), ...items]));
+    await expectRefused(name, dir, { reason: new RegExp(`License "${'n'.repeat(200)}…" \\(10001 characters\\): numbers must not contain`), lineHas: 'type="License"' });
+  });
+
   test('duplicate numbers, also in different licensees and files', async () => {
     const { dir, name } = inputDir();
     const items = toRaw(
@@ -396,7 +413,14 @@ describe('bad input is refused with file:line:column and the database unchanged'
       [{ file: '3', files: '3' }, /header says this is file 3, but the file is named 1_netlicensing-assets\.xml/],
       [{ licensees: '{"a":1}' }, /licensees must be a JSON array/],
       [{ cardSerial: 'C1' }, /both cardSerial and withoutCard/],
-      [{ createdAt: 'yesterday' }, /createdAt is not a date/],
+      [{ createdAt: 'yesterday' }, /createdAt is not an ISO-8601 time with a zone/],
+      // Imported, these replaced the vendor's working credentials with ones nothing matches.
+      [{ vendorUser: 'demo', vendorSalt: 'zz', vendorHash: 'not-hex' }, /vendorSalt and vendorHash must be 32 and 64 hexadecimal digits/],
+      [{ vendorUser: 'demo', vendorSalt: '0'.repeat(32), vendorHash: 'A'.repeat(64) }, /vendorSalt and vendorHash must be 32 and 64 hexadecimal digits/],
+      // Date.parse took these for dates.
+      [{ createdAt: '1' }, /createdAt is not an ISO-8601 time with a zone/],
+      [{ createdAt: '2026-02-30T12:00:00.000Z' }, /createdAt is not an ISO-8601 time with a zone/],
+      [{ createdAt: '2026-03-01 12:00' }, /createdAt is not an ISO-8601 time with a zone/],
       [{ licensees: '["L1","NOT-THERE"]' }, /requests licensee "NOT-THERE", which is not in the export/],
       [{ licensees: '[]' }, /Licensee "L1" is not in the header's licensees list/, 'type="Licensee"'],
       [{ licensees: '["L0","L1"]' }, /Licensee "L1" comes where the header's licensees list has "L0"/, 'type="Licensee"'],

@@ -59,7 +59,7 @@ describe('import', () => {
       entity('Token', 'a1b2c3d4-0000-4000-8000-000000000001', { tokenType: 'APIKEY', apiKeyRole: 'ROLE_APIKEY_LICENSEE', licenseeNumber: 'Kunde Müller 1' }),
       entity('Token', 'a1b2c3d4-0000-4000-8000-000000000002', { tokenType: 'APIKEY', apiKeyRole: 'ROLE_APIKEY_ADMIN' }),
     ];
-    const dir = await exportTo(entities, header(['Kunde Müller 1'], { vendorCredentials: { user: 'v', salt: '01', hash: '02' } }));
+    const dir = await exportTo(entities, header(['Kunde Müller 1'], { vendorCredentials: { user: 'v', salt: '01'.repeat(16), hash: '02'.repeat(32) } }));
     const store = newStore();
     const { summary } = importDir(store, dir);
     for (const e of entities) expect(stored(store, e)).toEqual(e);
@@ -68,7 +68,7 @@ describe('import', () => {
     expect(store.children('License', 'Kunde Müller 1').map((l) => l.number)).toEqual(['Lizenz ♥ 1']);
     const meta = store.meta();
     expect(meta.withoutCard).toBe(true);
-    expect(meta.vendorCredentials).toEqual({ user: 'v', salt: '01', hash: '02' });
+    expect(meta.vendorCredentials).toEqual({ user: 'v', salt: '01'.repeat(16), hash: '02'.repeat(32) });
     expect(meta.lastImport).toEqual({
       exportId: 'export-1',
       createdAt: '2026-03-01T12:00:00.000Z',

@@ -59,7 +59,7 @@ export async function oldState(root: string): Promise<string> {
   const dir = join(root, 'small');
   await writeTransferFiles(header(small.map((l) => l.number)), smallExport(small), { directory: dir });
   const store = openAssetStore(database, { create: true });
-  importTransferFiles(store, { directory: dir, force: false, withoutCard: false, nowMs: 0 });
+  importTransferFiles(store, { directory: dir, force: false, withoutCard: false, nowMs: Date.parse('2026-12-01T00:00:00Z') });
   await store.commitRuntime('L0', 5, () => ({ events: [{ type: 'quantityUsed', licenseNumber: 'X0', quantity: 3 }], result: null }));
   await store.close();
   return database;
