@@ -185,6 +185,13 @@ const SCOPE_LINEAR_MAX = 24;
 export const LIST_DEPTH_MAX = 64;
 export const PROPERTY_VALUE_CHARS_MAX = 1024 * 1024;
 /**
+ * One item's properties and lists, and the characters of their names and values (the header's
+ * licensees list aside): an item is held whole until it closes, and one of a million properties
+ * took 737 MB (the import review). The cloud's entities have tens of properties.
+ */
+export const ITEM_ELEMENTS_MAX = 100_000;
+export const ITEM_CHARS_MAX = 16 * 1024 * 1024;
+/**
  * The header's `licensees` value lists every licensee of the export (a JSON array): 1.2 million
  * characters at 100,000 licensees in bench-import, so it has a bound of its own: room for
  * 9 million numbers of 25 characters (28 with their quotes and comma).
@@ -232,6 +239,7 @@ export function openTransferFile(
     step: reader.step,
     close: reader.close,
     bytesRead: reader.bytesRead,
+    keptBytesMax: reader.keptBytesMax,
     takeEntityTokens() {
       if (state.itemStart > 0) {
         // The complete items; an item still open at the end of the chunk stays.
@@ -314,6 +322,15 @@ function transferEvents(
   // when they close); scopes[0] is the item, scopes[1…] its open lists (reused objects).
   let itemType = '';
   let depth = -1;
+  /** Properties and lists of the item being read, and the characters of their names and values (ITEM_ELEMENTS_MAX, ITEM_CHARS_MAX). */
+  let itemElements = 0;
+  let itemChars = 0;
+  const countInItem = (chars: number) => {
+    if (itemType === HEADER_TYPE) return;
+    if (++itemElements > ITEM_ELEMENTS_MAX) fail(`an item with more than ${ITEM_ELEMENTS_MAX} properties and lists (no entity of the cloud has that many)`);
+    itemChars += chars;
+    if (itemChars > ITEM_CHARS_MAX) fail(`an item with more than ${ITEM_CHARS_MAX} characters of names and values (no entity of the cloud is that large)`);
+  };
   const scopes: Scope[] = [];
   /** The header hasher while the header is read; undefined for other items. */
   let hasher: CanonicalHasher | undefined;
@@ -366,6 +383,8 @@ function transferEvents(
   };
 
   const openItem = (attributes: XmlAttributes) => {
+    itemElements = 0;
+    itemChars = 0;
     const type = attributes['type'];
     if (type === undefined || type.uri !== '' || type.value === '') fail('<item> without a type attribute');
     if (digestSeen) fail(`an item follows the ${DIGEST_TYPE}: the digest must be the last item`);
@@ -477,6 +496,7 @@ function transferEvents(
             if (depth >= LIST_DEPTH_MAX) fail(`lists nested more than ${LIST_DEPTH_MAX} deep`);
             const name = nameAttribute(attributes, 'list');
             scopes[depth]!.sawList = true;
+            countInItem(name.length);
             state.tokens.push(LIST_START, name);
             enterScope();
             hasher?.beginList(name);
@@ -495,6 +515,7 @@ function transferEvents(
           if (!newName(scopes[depth]!, propertyName)) {
             fail(`property "${propertyName}" appears twice in the same ${depth === 0 ? 'item' : 'list'}`);
           }
+          countInItem(propertyName.length + text.length);
           state.tokens.push(propertyName, text);
           if (hasher !== undefined) hasher.property(propertyName, text);
           text = '';

@@ -274,6 +274,19 @@ describe('bad input is refused with file:line:column and the database unchanged'
     await expectRefused(name, dir, { reason: new RegExp(`License "${'n'.repeat(200)}…" \\(10001 characters\\): numbers must not contain`), lineHas: 'type="License"' });
   });
 
+  test('an item with more properties and lists, or more characters, than any entity has is refused at its position', async () => {
+    for (const [extra, reason] of [
+      [Array.from({ length: 100_001 }, (_, i) => [`p${i}`, 'v'] as [string, string]), /an item with more than 100000 properties and lists/],
+      [Array.from({ length: 17 }, (_, i) => [`big${i}`, 'x'.repeat(1024 * 1024)] as [string, string]), /an item with more than 16777216 characters of names and values/],
+    ] as const) {
+      const { dir, name } = inputDir();
+      const items = goodItems();
+      items[0]!.props.push(...extra);
+      writeRaw(dir, 1, rawTransferFile([rawHeader(), ...items]));
+      await expectRefused(name, dir, { reason, lineHas: 'name=' });
+    }
+  });
+
   test('duplicate numbers, also in different licensees and files', async () => {
     const { dir, name } = inputDir();
     const items = toRaw(
