@@ -18,7 +18,7 @@ import { licenseeNotFound, validateLicensee, type WriteSealing } from '../servic
 import type { AssetStore } from '../store/asset-store.ts';
 import { createDefinitionsCache } from '../store/definitions-cache.ts';
 import { damagedDatabaseAdvice, isDatabaseDamage, StoreError } from '../store/errors.ts';
-import { createAuthenticator, mayRead, mayValidate, REALM, validateDeniedMessage, type AuthResult } from './auth.ts';
+import { createAuthenticator, mayRead, mayValidate, REALM, validateDeniedMessage, type AuthenticatorOptions, type AuthResult } from './auth.ts';
 import { MalformedRequestError, parseForm, queryOf } from './form.ts';
 import { routeOf, type RequestObserver } from './ops/observer.ts';
 import { HTTP_LIMITS } from './limits.ts';
@@ -39,6 +39,8 @@ export interface AppDeps {
    * run-agent itself checked the caller (proxy-app.ts, answerLocally). Never with --allow-anonymous alone.
    */
   anonymousReadsVouchedFor?: boolean;
+  /** How a vendor password is checked (auth.ts; default scrypt on a worker thread): tests make it fail. */
+  verifyVendorPassword?: AuthenticatorOptions['verify'];
   /** Signs XML validate answers for API keys that carry a private key, or all with an operator key (signing.ts). */
   signXml?: XmlSignerFor;
   /** Operator metrics (src/server/ops): told about every request and validate answer. */
@@ -113,7 +115,7 @@ export function createApp(deps: AppDeps): Hono {
       token: (number) => definitions.token(number),
       vendorCredentials: () => store.meta().vendorCredentials,
     },
-    { allowAnonymous: deps.allowAnonymous },
+    { allowAnonymous: deps.allowAnonymous, ...(deps.verifyVendorPassword ? { verify: deps.verifyVendorPassword } : {}) },
   );
   // Results by Authorization header, for the definitions (API keys, vendor credentials) they were
   // decided with; bounded, so wrong keys sent in bulk cannot grow it.
@@ -133,7 +135,13 @@ export function createApp(deps: AppDeps): Hono {
         const decided = (result = authenticator.authenticate(header));
         if (authResults.size >= 1024) authResults.clear();
         authResults.set(header, decided);
-        if (decided instanceof Promise) void decided.then((settled) => authResults.get(header) === decided && authResults.set(header, settled));
+        if (decided instanceof Promise) {
+          decided.then(
+            (settled) => authResults.get(header) === decided && authResults.set(header, settled),
+            // A check that failed to run is not an answer: the next request with the header checks again.
+            () => authResults.get(header) === decided && authResults.delete(header),
+          );
+        }
       }
       return result;
     },

@@ -73,8 +73,10 @@ export function createAuthenticator(source: CredentialSource, options: Authentic
       cacheFor = stored.hash;
     }
     if (vendorCache.has(header)) return true;
-    const checked = hashing.then(() => verify(stored, user, password)).catch(() => false);
-    hashing = checked;
+    // A check that fails to run (scrypt's memory) rejects: the request gets a 500, and nothing is
+    // remembered for the header, which a refusal would have been until the next import.
+    const checked = hashing.then(() => verify(stored, user, password));
+    hashing = checked.catch(() => undefined);
     return checked.then((ok) => {
       if (ok && cacheFor === stored.hash) {
         if (vendorCache.size >= VENDOR_CACHE_MAX) vendorCache.clear();

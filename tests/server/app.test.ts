@@ -43,6 +43,21 @@ describe('authentication', () => {
     expect((await app.request('/rest/licensee/L-1/validate', form('', { authorization: basic('vendor', 'wrong') }))).status).toBe(401);
   });
 
+  test('a vendor password check that fails to run answers 500 and is not remembered: the next request checks again', async () => {
+    let fail = true;
+    const flaky = createApp({
+      store,
+      clock: new ManualClock(NOW),
+      log: silentLogger(),
+      ttlMs: 600_000,
+      allowAnonymous: false,
+      verifyVendorPassword: async () => (fail ? Promise.reject(new Error('scrypt: memory limit exceeded')) : true),
+    });
+    expect((await flaky.request('/rest/licensee/L-1/validate', form('', { authorization: vendorAuth() }))).status).toBe(500);
+    fail = false;
+    expect((await flaky.request('/rest/licensee/L-1/validate', form('', { authorization: vendorAuth() }))).status).toBe(200);
+  });
+
   test('vendor credentials validate', async () => {
     const res = await app.request('/rest/licensee/L-1/validate', form('', { authorization: vendorAuth() }));
     expect(res.status).toBe(200);
