@@ -107,7 +107,7 @@ describe('Subscription', () => {
 
   test('a volume that would end after year 9999 (a vendor\'s "forever") ends at 9999-12-31T23:59:59.999Z', () => {
     // 100000000 DAY once threw from toISOString (a 500 for every validate of the licensee), a
-    // large MONTH or YEAR count made Date.UTC give NaN (never valid); 9999 YEAR wrote a year +12024.
+    // large MONTH or YEAR count made Date.UTC give NaN (never valid); 9999 YEAR from 2024 wrote the year +012023.
     for (const [timeVolume, timeVolumePeriod] of [['100000000', 'DAY'], ['9007199254740991', 'WEEK'], ['9007199254740991', 'MONTH'], ['9999', 'YEAR']]) {
       const assets = subscription([{ number: 'L1', template: 'T-DAYS', props: { timeVolume: timeVolume!, timeVolumePeriod: timeVolumePeriod!, startDate: '2024-01-01T00:00:00Z' } }]);
       expect(result(assets, ms('2024-02-05T00:00:00Z'))).toMatchObject({ valid: 'true', expires: '9999-12-31T23:59:59.999Z', warningLevel: 'GREEN' });
