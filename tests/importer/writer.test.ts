@@ -199,7 +199,8 @@ describe('transfer writer', () => {
 
 test('the digest is hashed as the bytes pass: what is held for it stays within the bytes between two parser events', async () => {
   // Held until the next item closed, the bytes of one item of 40 properties of 1 MB took 9.5 s and
-  // 562 MB to import (every chunk copied all of them again); 100 such properties, 53 s and 1.27 GB.
+  // 562 MB to import (every chunk copied all of them again; 100 such properties, 53 s and 1.27 GB
+  // in the import review's run).
   const dir = tempDir();
   const entities = smallExport([{ number: 'L1', licenses: ['X1'] }]);
   const product = entities.find((e) => e.kind === 'Product')!;
