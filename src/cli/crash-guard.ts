@@ -7,8 +7,8 @@
  * operator reads that the database is damaged and what to do, and a script gets exit 5.
  */
 import { constants } from 'node:os';
-import { loadLibc, PR_SET_PDEATHSIG, SIGKILL } from '../platform/libc.ts';
 import { join } from 'node:path';
+import { loadLibc, PR_SET_PDEATHSIG, SIGKILL } from '../platform/libc.ts';
 import { damagedDatabaseAdvice } from '../store/errors.ts';
 import type { CliIo } from './actions.ts';
 import { EXIT } from './exit-codes.ts';

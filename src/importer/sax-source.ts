@@ -233,27 +233,16 @@ export function openXmlFile(
   // Characters written since the parser last reported something: saxes keeps a run of text in
   // memory until the next markup, so a file with none for gigabytes would take that much.
   let charsSinceEvent = 0;
-  parser.on('opentag', (tag) => {
+  /** After a handler ran: text since markup starts again, and the bytes so far need not be kept (see `hash`). */
+  const handled = () => {
     charsSinceEvent = 0;
-    events.open(tag.uri, tag.local, tag.attributes);
     lastEventAt = parser.position;
-  });
-  parser.on('closetag', () => {
-    charsSinceEvent = 0;
-    events.close();
-    lastEventAt = parser.position;
-  });
-  parser.on('text', (piece) => {
-    charsSinceEvent = 0;
-    events.text(piece);
-    lastEventAt = parser.position;
-  });
-  parser.on('cdata', (piece) => {
-    charsSinceEvent = 0;
-    events.text(piece);
-    lastEventAt = parser.position;
-  });
-  // No data, but the bytes before them need not be kept any longer (see `hash`).
+  };
+  parser.on('opentag', (tag) => (events.open(tag.uri, tag.local, tag.attributes), handled()));
+  parser.on('closetag', () => (events.close(), handled()));
+  parser.on('text', (piece) => (events.text(piece), handled()));
+  parser.on('cdata', (piece) => (events.text(piece), handled()));
+  // No data (and not markup that ends a run of text), but the bytes before them need not be kept any longer.
   parser.on('comment', () => (lastEventAt = parser.position));
   parser.on('processinginstruction', () => (lastEventAt = parser.position));
 

@@ -3,7 +3,7 @@
  * database never hold it in clear. scrypt (N=2^14, r=8, p=1, 32 bytes) from
  * node:crypto: deliberately slow to guess, which is why the server caches
  * successful checks per Authorization header instead of hashing per request,
- * and hashes a server's checks on a worker thread (verifyCredentialAsync).
+ * and hashes every check on a worker thread (verifyCredential).
  */
 import { randomBytes, scrypt, scryptSync, timingSafeEqual } from 'node:crypto';
 
@@ -23,18 +23,11 @@ export function hashCredential(user: string, password: string, salt = randomByte
   return { user, salt, hash };
 }
 
-export function verifyCredential(stored: CredentialHash, user: string, password: string): boolean {
-  if (user !== stored.user) return false;
-  const expected = Buffer.from(stored.hash, 'hex');
-  const actual = scryptSync(password, Buffer.from(stored.salt, 'hex'), expected.length || KEY_BYTES, SCRYPT);
-  return expected.length === actual.length && timingSafeEqual(expected, actual);
-}
-
 /**
- * verifyCredential on a worker thread: a served request must not hold the event loop for a hash
- * (~30 ms here), or guesses at the vendor's password stall every validate meanwhile.
+ * Checks a password against its hash on a worker thread: a served request must not hold the event
+ * loop for a hash (~30 ms here), or guesses at the vendor's password stall every validate meanwhile.
  */
-export function verifyCredentialAsync(stored: CredentialHash, user: string, password: string): Promise<boolean> {
+export function verifyCredential(stored: CredentialHash, user: string, password: string): Promise<boolean> {
   if (user !== stored.user) return Promise.resolve(false);
   const expected = Buffer.from(stored.hash, 'hex');
   return new Promise((resolve, reject) => {

@@ -37,7 +37,7 @@ import { NetLicensingRestClient, type Credentials } from '../export/netlicensing
 import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/log.ts';
 import { API_PREFIXES, createApp, type AppDeps } from '../server/app.ts';
-import { createAuthenticator, mayValidate, REALM, storeCredentialSource, validateDeniedMessage } from '../server/auth.ts';
+import { ANONYMOUS_READ_REFUSED, createAuthenticator, mayValidate, REALM, storeCredentialSource, validateDeniedMessage } from '../server/auth.ts';
 import { parseForm, queryOf } from '../server/form.ts';
 import { HTTP_LIMITS } from '../server/limits.ts';
 import { CONTENT_TYPE, envelopeResponse, negotiateFormat, type WireFormat } from '../server/negotiate.ts';
@@ -288,7 +288,7 @@ export function createProxy(options: ProxyOptions): AgentProxy {
     if (auth.ok && auth.principal.kind === 'anonymous' && !request.validate) {
       stats.localAnswers++;
       noteLocal('local state', request, reason);
-      return envelopeResponse(format, 401, 'NotAuthorizedException', 'Reading entities needs credentials: anonymous access covers validate only', {
+      return envelopeResponse(format, 401, 'NotAuthorizedException', ANONYMOUS_READ_REFUSED, {
         'www-authenticate': `Basic realm="${REALM}"`,
       });
     }

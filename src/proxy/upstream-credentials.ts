@@ -14,7 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Clock } from '../platform/clock.ts';
-import { hashCredential, verifyCredentialAsync } from '../platform/credentials.ts';
+import { hashCredential, verifyCredential } from '../platform/credentials.ts';
 import { CREDENTIAL_TTL_MS, type CredentialRecord, type ProxyCache } from './cache.ts';
 
 const MEMORY_MAX = 1024;
@@ -92,7 +92,7 @@ export class UpstreamCredentials {
     if (record === undefined) {
       const stored = await this.cache.getCredential(id);
       // A stored record for another password (changed upstream) is replaced.
-      if (stored && (await verifyCredentialAsync(stored, credentials.user, credentials.password))) record = stored;
+      if (stored && (await verifyCredential(stored, credentials.user, credentials.password))) record = stored;
     }
     record ??= hashCredential(credentials.user, credentials.password);
     if (isApiKey) {
@@ -111,7 +111,7 @@ export class UpstreamCredentials {
     if (!credentials) return;
     const id = recordId(credentials.user, credentials.password);
     const stored = await this.cache.getCredential(id);
-    if (stored && (await verifyCredentialAsync(stored, credentials.user, credentials.password))) {
+    if (stored && (await verifyCredential(stored, credentials.user, credentials.password))) {
       await this.cache.putCredential(id, undefined, 0);
     }
   }
@@ -139,7 +139,7 @@ export class UpstreamCredentials {
 
   private async load(header: string, user: string, password: string): Promise<CredentialRecord | undefined> {
     const stored = await this.cache.getCredential(recordId(user, password));
-    if (!stored || !(await verifyCredentialAsync(stored, user, password))) return undefined;
+    if (!stored || !(await verifyCredential(stored, user, password))) return undefined;
     this.memorise(header, { record: stored, storedAtMs: 0 });
     return stored;
   }

@@ -18,7 +18,7 @@ import { licenseeNotFound, validateLicensee, type WriteSealing } from '../servic
 import type { AssetStore } from '../store/asset-store.ts';
 import { createDefinitionsCache } from '../store/definitions-cache.ts';
 import { damagedDatabaseAdvice, isDatabaseDamage, StoreError } from '../store/errors.ts';
-import { createAuthenticator, mayRead, mayValidate, REALM, validateDeniedMessage, type AuthenticatorOptions, type AuthResult } from './auth.ts';
+import { ANONYMOUS_READ_REFUSED, createAuthenticator, mayRead, mayValidate, REALM, validateDeniedMessage, type AuthenticatorOptions, type AuthResult } from './auth.ts';
 import { MalformedRequestError, parseForm, queryOf } from './form.ts';
 import { routeOf, type RequestObserver } from './ops/observer.ts';
 import { HTTP_LIMITS } from './limits.ts';
@@ -314,7 +314,7 @@ export function createApp(deps: AppDeps): Hono {
       if (!authResult.ok) return unauthorized(c, authResult.message);
       // The entities include the imported API keys, live credentials for the cloud.
       const vouched = authResult.principal.kind === 'anonymous' && deps.anonymousReadsVouchedFor === true;
-      if (authResult.principal.kind === 'anonymous' && !vouched) return unauthorized(c, 'Reading entities needs credentials: anonymous access covers validate only');
+      if (authResult.principal.kind === 'anonymous' && !vouched) return unauthorized(c, ANONYMOUS_READ_REFUSED);
       const resource = c.req.param('resource') ?? '';
       const kind = kindOfResource(resource);
       if (!kind) return unknownResource(c, resource);

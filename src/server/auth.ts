@@ -12,7 +12,7 @@
  */
 import type { Entity } from '../core/entities.ts';
 import { isActive } from '../core/entities.ts';
-import { verifyCredentialAsync, type CredentialHash } from '../platform/credentials.ts';
+import { verifyCredential, type CredentialHash } from '../platform/credentials.ts';
 
 export type Principal =
   | { kind: 'vendor'; user: string }
@@ -51,12 +51,12 @@ export interface Authenticator {
 
 export interface AuthenticatorOptions {
   allowAnonymous: boolean;
-  /** How a vendor password is checked against its hash (tests hold it open); default verifyCredentialAsync. */
+  /** How a vendor password is checked against its hash (tests hold it open); default verifyCredential. */
   verify?: (stored: CredentialHash, user: string, password: string) => Promise<boolean>;
 }
 
 export function createAuthenticator(source: CredentialSource, options: AuthenticatorOptions): Authenticator {
-  const verify = options.verify ?? verifyCredentialAsync;
+  const verify = options.verify ?? verifyCredential;
   // scrypt is deliberately slow; remember headers that passed, keyed by the stored hash
   // so that a re-import with new credentials invalidates them.
   let cacheFor = '';
@@ -136,6 +136,9 @@ export function mayValidate(principal: Principal, licenseeNumber: string): boole
 
 /** Who may read entities (mayRead), in words: the admin listener's 401 and log line beyond loopback. */
 export const STORE_ADMIN_CREDENTIALS = "the vendor's credentials or an API key that may read entities";
+
+/** The 401's text for a read without credentials: the entities include the imported API keys, live credentials for the cloud. */
+export const ANONYMOUS_READ_REFUSED = 'Reading entities needs credentials: anonymous access covers validate only';
 
 /** May this principal read entities (GET calls other than validate)? Anonymous access (--allow-anonymous) covers validate only. */
 export function mayRead(principal: Principal): boolean {

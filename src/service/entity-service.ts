@@ -79,8 +79,8 @@ function matchesFilter(filter: ReadonlyMap<string, string>): (entity: Entity) =>
  * paging through such a list read every entity for every page, so a hub answering another
  * agent's export or refresh (`token?filter=tokenType=APIKEY`, page after page) took time quadratic
  * in its keys (20,000: 10.7 s), and a parent's children (`licensee?filter=productNumber=P`)
- * 190-215 ms a page for 50,000 (the HTTP review's measurement). Kept as entity numbers (a page reads its entities again), a few
- * filters at a time.
+ * 190-215 ms a page for 50,000 (the HTTP review's measurement). Kept as entity numbers (a page
+ * reads its entities again), a few filters at a time.
  */
 const FILTER_MATCHES = new WeakMap<AssetStore, { version: number; matches: Map<string, string[]> }>();
 const FILTER_MATCHES_MAX = 8;
@@ -137,9 +137,10 @@ export function listEntities(store: AssetStore, kind: EntityKind, filterText: st
       const matching = matchingNumbers(store, kind, filter, parent);
       total = matching.length;
       pageItems = [];
+      const placed = new Map<string, Map<string, Entity>>();
       for (const number of matching.slice(page * size, page * size + size)) {
         const entity = store.getEntity(kind, number);
-        if (entity !== undefined) pageItems.push(withRuntime(store, entity));
+        if (entity !== undefined) pageItems.push(withRuntime(store, entity, placed));
       }
     }
   }

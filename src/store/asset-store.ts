@@ -1342,7 +1342,7 @@ export function openAssetStore(path: string, options: OpenStoreOptions = {}): As
     runtimeCount: () => runtimeDb.getCount({}),
     runtimeRecord(key) {
       const value = runtimeDb.get(key);
-      return value === undefined ? undefined : { licenseeNumber: value?.licenseeNumber, state: runtimeStateOrAsStored(value) };
+      return value === undefined ? undefined : { licenseeNumber: value.licenseeNumber, state: runtimeStateOrAsStored(value) };
     },
     runtimeChangesSince(token) {
       const end = changesBase + changedKeys.length;

@@ -119,8 +119,8 @@ describe('header written by the CLI', () => {
       hash: headerProperty(text, 'vendorHash')!,
     };
     expect(stored.user).toBe(STANDIN_VENDOR.username);
-    expect(verifyCredential(stored, STANDIN_VENDOR.username, STANDIN_VENDOR.password)).toBe(true);
-    expect(verifyCredential(stored, STANDIN_VENDOR.username, 'wrong')).toBe(false);
+    expect(await verifyCredential(stored, STANDIN_VENDOR.username, STANDIN_VENDOR.password)).toBe(true);
+    expect(await verifyCredential(stored, STANDIN_VENDOR.username, 'wrong')).toBe(false);
     expect(text).not.toContain(STANDIN_VENDOR.password);
     expect(text).not.toContain('pässword');
   });

@@ -84,10 +84,10 @@ function storedEntities(store: AssetStore): Entity[] {
 const byKey = (entities: Entity[]) =>
   [...entities].sort((a, b) => `${a.kind}:${a.number}`.localeCompare(`${b.kind}:${b.number}`));
 
-async function withStore<T>(cwd: string, use: (store: AssetStore) => T): Promise<T> {
+async function withStore<T>(cwd: string, use: (store: AssetStore) => T | Promise<T>): Promise<T> {
   const store = openAssetStore(join(cwd, 'database'));
   try {
-    return use(store);
+    return await use(store);
   } finally {
     await store.close();
   }
@@ -98,7 +98,7 @@ describe('export → import', () => {
     const cwd = tempDir('nla-roundtrip-');
     await exportCli(cwd);
     await importCli(cwd);
-    await withStore(cwd, (store) => {
+    await withStore(cwd, async (store) => {
       for (const expected of expectedExport()) {
         expect(definition(store.getEntity(expected.kind, expected.number))).toEqual(expected);
       }
@@ -110,7 +110,7 @@ describe('export → import', () => {
       const meta = store.meta();
       expect(meta.lastImport?.sourceHost).toBe(cloud.url);
       expect(meta.vendorCredentials?.user).toBe(STANDIN_VENDOR.username);
-      expect(verifyCredential(meta.vendorCredentials!, STANDIN_VENDOR.username, STANDIN_VENDOR.password)).toBe(true);
+      expect(await verifyCredential(meta.vendorCredentials!, STANDIN_VENDOR.username, STANDIN_VENDOR.password)).toBe(true);
     });
   });
 

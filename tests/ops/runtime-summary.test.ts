@@ -7,7 +7,7 @@
 // run-agent's refresh; each incremental summary compared with a fresh one.
 import { afterEach, describe, expect, test } from 'bun:test';
 import type { RuntimeEvent } from '../../src/core/runtime.ts';
-import { createRuntimeSummariser, licenseeActivity, summariseDefinitions, summariseRuntime } from '../../src/service/status.ts';
+import { createRuntimeSummariser, licenseeActivity, summariseDefinitions } from '../../src/service/status.ts';
 import type { AssetStore } from '../../src/store/asset-store.ts';
 import { demoEntities, entity, seedStore } from '../support/seed-store.ts';
 
@@ -35,6 +35,9 @@ function counting(s: AssetStore) {
 
 const checkOut = (sessionId: string, expiresMs: number): RuntimeEvent => ({ type: 'sessionCheckedOut', moduleNumber: 'M-FLOAT', sessionId, checkedOutMs: NOW, expiresMs });
 const book = (quantity: number): RuntimeEvent => ({ type: 'quantityUsed', licenseNumber: 'LIC-PPU', quantity });
+
+/** A summary that reads every record (a summariser's first). */
+const summariseRuntime = (s: AssetStore, definitions: Parameters<ReturnType<typeof createRuntimeSummariser>>[0], nowMs: number) => createRuntimeSummariser(s)(definitions, nowMs);
 
 async function commit(s: AssetStore, licenseeNumber: string, events: RuntimeEvent[]) {
   await s.commitRuntime(licenseeNumber, NOW, () => ({ events, result: null }));
